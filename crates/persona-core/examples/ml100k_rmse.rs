@@ -1,0 +1,71 @@
+//! Rating-prediction quality on MovieLens 100K's canonical folds u1..u5 (the protocol of Surprise's
+//! published table): train on uN.base, score uN.test, mean over folds.
+//!
+//!     cargo run --release -p persona-core --example ml100k_rmse -- [DIR] [ALGO] [JSON-PARAMS]
+//!
+//! DIR defaults to ../shared/data/ml-100k (MovieLens may not be redistributed: read it by path).
+use std::time::Instant;
+
+use persona_core::cf::{train, Algorithm, Dataset, DatasetBuilder, NoMonitor, Threads};
+
+fn read(path: &str) -> Vec<(i64, i64, f32)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "../shared/data/ml-100k".into());
+    let algo: Algorithm = args
+        .get(2)
+        .map(|s| s.parse().expect("algorithm"))
+        .unwrap_or_default();
+    let params = args.get(3).cloned().unwrap_or_else(|| "{}".into());
+    if !std::path::Path::new(&format!("{dir}/u1.base")).exists() {
+        eprintln!("SKIPPED: {dir}/u1.base not found (MovieLens 100K is read from ../shared/data)");
+        return;
+    }
+    let (mut rmse, mut mae, mut secs) = (0.0, 0.0, 0.0);
+    for fold in 1..=5 {
+        let base = read(&format!("{dir}/u{fold}.base"));
+        let test = read(&format!("{dir}/u{fold}.test"));
+        let t = Instant::now();
+        let mut b = DatasetBuilder::new();
+        for &(u, i, r) in &base {
+            b.push(u, i, Some(r));
+        }
+        let d: Dataset = b.build().unwrap();
+        let model = train(&d, algo, &params, &Threads::current(), &mut NoMonitor).unwrap();
+        secs += t.elapsed().as_secs_f64();
+        let (mut se, mut ae) = (0.0f64, 0.0f64);
+        for &(u, i, r) in &test {
+            let p = model.predict(u, i) as f64;
+            se += (p - r as f64).powi(2);
+            ae += (p - r as f64).abs();
+        }
+        let n = test.len() as f64;
+        println!(
+            "fold u{fold}: RMSE {:.4} MAE {:.4}",
+            (se / n).sqrt(),
+            ae / n
+        );
+        rmse += (se / n).sqrt() / 5.0;
+        mae += ae / n / 5.0;
+    }
+    println!(
+        "{algo:?} {params}: RMSE {rmse:.4} MAE {mae:.4} train {:.3} s/fold",
+        secs / 5.0
+    );
+}

@@ -1,0 +1,1409 @@
+//! Neighbourhood (k-NN) collaborative filtering, as Surprise's `KNNBasic`, `KNNWithMeans` and
+//! `KNNBaseline` define it.
+//!
+//! Training computes, for every *row* (a user for user-based models, an item for item-based ones),
+//! its similarity to every other row it shares at least one rating with, and keeps the
+//! [`KnnParams::max_neighbors`] most similar ones with a positive similarity. The computation is
+//! sparse and parallel: for a row `r`, walk its columns, then each column's other rows, and
+//! accumulate the co-rated sums in a dense per-thread scratch indexed by row. Memory is therefore
+//! `O(rows × max_neighbors)`, not `O(rows²)`.
+//!
+//! Similarities (all on co-rated entries only, with Surprise's `min_support = 1`):
+//!
+//! | [`Similarity`] | definition |
+//! |---|---|
+//! | `Cosine` | `Σ a·b / √(Σ a² · Σ b²)` |
+//! | `Pearson` | Pearson correlation, each side centred by its mean over the co-rated part |
+//! | `Msd` | `1 / (Σ (a − b)² / n + 1)` |
+//! | `PearsonBaseline` | `Σ ã·b̃ / √(Σ ã² · Σ b̃²) · (n − 1) / (n − 1 + shrinkage)` where `x̃ = r − (μ + b_u + b_i)` |
+//!
+//! Prediction for `(u, i)` takes the `k` most similar neighbours of the row (of `u` among the users
+//! who rated `i`, or of `i` among the items `u` rated) and averages their ratings weighted by
+//! similarity, optionally centred by row means or by baselines.
+//!
+//! One deliberate difference from Surprise: it searches the `k` best among *all* rows with a
+//! positive similarity, while this model only stores each row's `max_neighbors` best ones, so the
+//! `k` used for a prediction are the best among those that also rated the target. With
+//! `max_neighbors` ≥ the number of rows the two are the same.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::cf::data::{Csr, Dataset, IdMap};
+use crate::{CoreError, Result};
+
+/// Surprise's default user regularisation for the ALS baselines.
+pub const BASELINE_REG_USER: f64 = 15.0;
+/// Surprise's default item regularisation for the ALS baselines.
+pub const BASELINE_REG_ITEM: f64 = 10.0;
+/// Surprise's default number of ALS epochs for the baselines.
+pub const BASELINE_EPOCHS: usize = 10;
+
+/// Whether neighbours are users or items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Based {
+    /// User-based: similar users, and predictions from the ratings of similar users.
+    #[default]
+    User,
+    /// Item-based: similar items, and predictions from the user's ratings of similar items.
+    Item,
+}
+
+/// The similarity measure between two rows (see the module documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Similarity {
+    Cosine,
+    Pearson,
+    /// Mean squared difference similarity, Surprise's default.
+    #[default]
+    Msd,
+    /// Pearson correlation of the residuals from the ALS baselines, shrunk towards 0.
+    PearsonBaseline,
+}
+
+/// How neighbours' ratings are centred before averaging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Centering {
+    /// Plain weighted average of the ratings (Surprise's `KNNBasic`).
+    #[default]
+    None,
+    /// Deviations from each row's mean rating (Surprise's `KNNWithMeans`).
+    Mean,
+    /// Deviations from the ALS baselines `μ + b_u + b_i` (Surprise's `KNNBaseline`).
+    Baseline,
+}
+
+/// Options of a k-NN model. Unknown fields are rejected when parsed; missing ones take the default.
+///
+/// The defaults are Surprise's `KNNBaseline` with the shrunk `pearson_baseline` similarity, which
+/// keeps its accuracy when neighbour lists are truncated to `max_neighbors` (MSD and cosine, which
+/// have no shrinkage, need every neighbour kept to match Surprise's published figures).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnnParams {
+    pub based_on: Based,
+    pub similarity: Similarity,
+    /// The most neighbours a prediction averages over (Surprise's `k`, default 40).
+    pub k: usize,
+    /// The fewest neighbours a prediction needs; below it [`KnnModel::predict`] returns `None`
+    /// (Surprise's `min_k`, default 1). 0 behaves as 1: an average needs one neighbour.
+    pub min_k: usize,
+    pub centering: Centering,
+    /// Shrinkage of the `PearsonBaseline` similarity (default 100); ignored by the others.
+    pub shrinkage: f32,
+    /// Neighbours kept per row after training (default 200); must be at least `k`.
+    pub max_neighbors: usize,
+}
+
+impl Default for KnnParams {
+    fn default() -> Self {
+        KnnParams {
+            based_on: Based::User,
+            similarity: Similarity::PearsonBaseline,
+            k: 40,
+            min_k: 1,
+            centering: Centering::Baseline,
+            shrinkage: 100.0,
+            max_neighbors: 200,
+        }
+    }
+}
+
+impl KnnParams {
+    /// Checks the values; the error names the offending option.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(CoreError::InvalidParameter(m));
+        if self.k == 0 {
+            return bad("k must be at least 1".into());
+        }
+        if self.min_k > self.k {
+            return bad(format!(
+                "min_k ({}) must not exceed k ({})",
+                self.min_k, self.k
+            ));
+        }
+        if self.max_neighbors < self.k {
+            return bad(format!(
+                "max_neighbors ({}) must be at least k ({})",
+                self.max_neighbors, self.k
+            ));
+        }
+        if !(self.shrinkage.is_finite() && self.shrinkage >= 0.0) {
+            return bad(format!(
+                "shrinkage must be a finite number ≥ 0, got {}",
+                self.shrinkage
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether training needs the ALS baselines.
+    fn needs_baselines(&self) -> bool {
+        self.centering == Centering::Baseline || self.similarity == Similarity::PearsonBaseline
+    }
+}
+
+/// Surprise's ALS baselines: `b_u` and `b_i` such that `μ + b_u + b_i` approximates the ratings,
+/// alternating `epochs` times between items (first) and users, with regularisations `reg_u` and
+/// `reg_i`. Returns `(user_biases, item_biases)`, indexed like the data set.
+pub fn als_baselines(ds: &Dataset, reg_u: f64, reg_i: f64, epochs: usize) -> (Vec<f32>, Vec<f32>) {
+    let mu = f64::from(ds.global_mean);
+    let mut bu = vec![0f64; ds.n_users()];
+    let mut bi = vec![0f64; ds.n_items()];
+    // One half-step: bias[x] = Σ (r − μ − other[y]) / (reg + n_x).
+    fn step(bias: &mut [f64], csr: &Csr, other: &[f64], mu: f64, reg: f64) {
+        bias.par_iter_mut().enumerate().for_each(|(x, b)| {
+            let (cols, vals) = csr.row(x as u32);
+            let dev: f64 = cols
+                .iter()
+                .zip(vals)
+                .map(|(&y, &r)| f64::from(r) - mu - other[y as usize])
+                .sum();
+            let den = reg + cols.len() as f64;
+            *b = if den > 0.0 { dev / den } else { 0.0 };
+        });
+    }
+    for _ in 0..epochs {
+        step(&mut bi, &ds.by_item, &bu, mu, reg_i);
+        step(&mut bu, &ds.by_user, &bi, mu, reg_u);
+    }
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+    (to_f32(bu), to_f32(bi))
+}
+
+/// The weighted average `Σ sim·r / Σ sim` of `(similarity, rating)` pairs, over the pairs with a
+/// positive similarity (as Surprise does). `None` when there is none.
+///
+/// ```
+/// use persona_core::cf::knn::weighted_average;
+/// let r = weighted_average(&[(0.8, 2.0), (0.6, 5.0)]).unwrap();
+/// assert!((r - 4.6 / 1.4).abs() < 1e-6);
+/// ```
+pub fn weighted_average(neighbors: &[(f32, f32)]) -> Option<f32> {
+    let mut agg = Aggregate::default();
+    for &(s, r) in neighbors {
+        agg.add(s, r);
+    }
+    agg.mean().map(|m| m as f32)
+}
+
+/// Running sums of a weighted average over positive similarities.
+#[derive(Default)]
+struct Aggregate {
+    sum_sim: f64,
+    sum_weighted: f64,
+    count: usize,
+}
+
+impl Aggregate {
+    #[inline]
+    fn add(&mut self, sim: f32, value: f32) {
+        if sim > 0.0 && value.is_finite() {
+            self.sum_sim += f64::from(sim);
+            self.sum_weighted += f64::from(sim) * f64::from(value);
+            self.count += 1;
+        }
+    }
+    fn mean(&self) -> Option<f64> {
+        (self.count > 0 && self.sum_sim > 0.0).then(|| self.sum_weighted / self.sum_sim)
+    }
+}
+
+/// A trained k-NN model: self-contained for prediction (ids, ratings, neighbour lists, means or
+/// baselines as its centring needs). Serialises with serde; deserialisation checks the structure,
+/// so a corrupt model is an error rather than a panic at prediction time.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct KnnModel {
+    m: Parts,
+}
+
+/// The stored fields of a [`KnnModel`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Parts {
+    params: KnnParams,
+    users: IdMap,
+    items: IdMap,
+    global_mean: f32,
+    min_rating: f32,
+    max_rating: f32,
+    /// The training ratings, rows = users (both orientations look ratings up by user).
+    ratings: Csr,
+    /// Neighbour lists: row `x` holds `nb_idx[nb_ptr[x]..nb_ptr[x+1]]`, by descending similarity.
+    nb_ptr: Vec<u64>,
+    nb_idx: Vec<u32>,
+    nb_sim: Vec<f32>,
+    /// Per-row mean ratings; empty unless `Centering::Mean`.
+    means: Vec<f32>,
+    /// ALS baselines; empty unless `Centering::Baseline`.
+    user_bias: Vec<f32>,
+    item_bias: Vec<f32>,
+}
+
+impl<'de> Deserialize<'de> for KnnModel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let m = Parts::deserialize(d)?;
+        m.check().map_err(serde::de::Error::custom)?;
+        Ok(KnnModel { m })
+    }
+}
+
+impl Parts {
+    fn n_rows(&self) -> usize {
+        match self.params.based_on {
+            Based::User => self.users.len(),
+            Based::Item => self.items.len(),
+        }
+    }
+
+    /// Structural consistency, so that no index can go out of bounds at prediction time.
+    fn check(&self) -> std::result::Result<(), String> {
+        self.params.validate().map_err(|e| e.to_string())?;
+        let (nu, ni) = (self.users.len(), self.items.len());
+        let r = &self.ratings;
+        if r.ptr.len() != nu + 1 || r.ptr.first() != Some(&0) {
+            return Err("ratings: row pointers do not match the users".into());
+        }
+        if r.ptr.windows(2).any(|w| w[0] > w[1])
+            || r.ptr.last().map(|&p| p as usize) != Some(r.idx.len())
+            || r.idx.len() != r.val.len()
+        {
+            return Err("ratings: inconsistent row pointers".into());
+        }
+        for w in r.ptr.windows(2) {
+            let cols = &r.idx[w[0] as usize..w[1] as usize];
+            if cols.windows(2).any(|c| c[0] >= c[1])
+                || cols.last().is_some_and(|&c| c as usize >= ni)
+            {
+                return Err("ratings: columns unsorted or out of range".into());
+            }
+        }
+        let n = self.n_rows();
+        let p = &self.nb_ptr;
+        if p.len() != n + 1
+            || p.first() != Some(&0)
+            || p.windows(2).any(|w| w[0] > w[1])
+            || p.last().map(|&x| x as usize) != Some(self.nb_idx.len())
+            || self.nb_idx.len() != self.nb_sim.len()
+            || self.nb_idx.iter().any(|&x| x as usize >= n)
+        {
+            return Err("neighbour lists are inconsistent".into());
+        }
+        let means_ok = match self.params.centering {
+            Centering::Mean => self.means.len() == n,
+            _ => self.means.is_empty(),
+        };
+        let bias_ok = match self.params.centering {
+            Centering::Baseline => self.user_bias.len() == nu && self.item_bias.len() == ni,
+            _ => self.user_bias.is_empty() && self.item_bias.is_empty(),
+        };
+        if !means_ok || !bias_ok {
+            return Err("means or baselines do not match the centring".into());
+        }
+        Ok(())
+    }
+}
+
+impl KnnModel {
+    /// Trains on `ds` with `params`, using rayon's current thread pool.
+    pub fn train(ds: &Dataset, params: &KnnParams) -> Result<KnnModel> {
+        params.validate()?;
+        let mu = f64::from(ds.global_mean);
+        let (bu, bi) = if params.needs_baselines() {
+            als_baselines(ds, BASELINE_REG_USER, BASELINE_REG_ITEM, BASELINE_EPOCHS)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (rows, cols) = match params.based_on {
+            Based::User => (&ds.by_user, &ds.by_item),
+            Based::Item => (&ds.by_item, &ds.by_user),
+        };
+        let walk = |rv: &[f32], cv: &[f32], f: fn(&Walk) -> Neighbors| {
+            f(&Walk {
+                rows,
+                rv,
+                cols,
+                cv,
+                max_nb: params.max_neighbors,
+                shrinkage: f64::from(params.shrinkage),
+            })
+        };
+        let nb = match params.similarity {
+            Similarity::Cosine => walk(&rows.val, &cols.val, lists::<CosineAcc>),
+            Similarity::Pearson => walk(&rows.val, &cols.val, lists::<PearsonAcc>),
+            Similarity::Msd => walk(&rows.val, &cols.val, lists::<MsdAcc>),
+            Similarity::PearsonBaseline => {
+                // x̃ = r − (μ + b_user + b_item), precomputed in both orientations.
+                let (rb, cb) = match params.based_on {
+                    Based::User => ((&bu, &bi), (&bi, &bu)),
+                    Based::Item => ((&bi, &bu), (&bu, &bi)),
+                };
+                let rv = residuals(rows, rb.0, rb.1, mu);
+                let cv = residuals(cols, cb.0, cb.1, mu);
+                walk(&rv, &cv, lists::<PearsonBaselineAcc>)
+            }
+        };
+        let means = match params.centering {
+            Centering::Mean => row_means(rows, ds.global_mean),
+            _ => Vec::new(),
+        };
+        let (user_bias, item_bias) = match params.centering {
+            Centering::Baseline => (bu, bi),
+            _ => (Vec::new(), Vec::new()),
+        };
+        Ok(KnnModel {
+            m: Parts {
+                params: params.clone(),
+                users: ds.users.clone(),
+                items: ds.items.clone(),
+                global_mean: ds.global_mean,
+                min_rating: ds.min_rating,
+                max_rating: ds.max_rating,
+                ratings: ds.by_user.clone(),
+                nb_ptr: nb.ptr,
+                nb_idx: nb.idx,
+                nb_sim: nb.sim,
+                means,
+                user_bias,
+                item_bias,
+            },
+        })
+    }
+
+    /// The options the model was trained with.
+    pub fn params(&self) -> &KnnParams {
+        &self.m.params
+    }
+    /// External user ids and their dense indices.
+    pub fn users(&self) -> &IdMap {
+        &self.m.users
+    }
+    /// External item ids and their dense indices.
+    pub fn items(&self) -> &IdMap {
+        &self.m.items
+    }
+    pub fn global_mean(&self) -> f32 {
+        self.m.global_mean
+    }
+    /// The lowest and highest rating seen in training, for clipping.
+    pub fn rating_range(&self) -> (f32, f32) {
+        (self.m.min_rating, self.m.max_rating)
+    }
+    /// Number of stored neighbour entries over all rows.
+    pub fn n_neighbor_entries(&self) -> usize {
+        self.m.nb_idx.len()
+    }
+    /// Approximate heap bytes held (ids excluded).
+    pub fn bytes(&self) -> usize {
+        let m = &self.m;
+        m.ratings.bytes()
+            + m.nb_ptr.len() * 8
+            + (m.nb_idx.len()
+                + m.nb_sim.len()
+                + m.means.len()
+                + m.user_bias.len()
+                + m.item_bias.len())
+                * 4
+    }
+
+    /// Row `x`'s neighbour list as `(indices, similarities)`, by descending similarity.
+    fn row_neighbors(&self, x: u32) -> (&[u32], &[f32]) {
+        let p = &self.m.nb_ptr;
+        match (p.get(x as usize), p.get(x as usize + 1)) {
+            (Some(&a), Some(&b)) => (
+                &self.m.nb_idx[a as usize..b as usize],
+                &self.m.nb_sim[a as usize..b as usize],
+            ),
+            _ => (&[], &[]),
+        }
+    }
+
+    /// The `k` most similar rows (users or items, as the model is based on) to `row`, with their
+    /// similarities, most similar first. Empty for an unknown row.
+    pub fn neighbors(&self, row: u32, k: usize) -> Vec<(u32, f32)> {
+        let (idx, sim) = self.row_neighbors(row);
+        idx.iter()
+            .copied()
+            .zip(sim.iter().copied())
+            .take(k)
+            .collect()
+    }
+
+    /// The predicted rating of user `u` for item `i` (dense indices), unclipped, from the `k` most
+    /// similar neighbours that have the needed rating. `None` when `u` or `i` is unknown or fewer
+    /// than `min_k` neighbours qualify; the caller then falls back, e.g. on [`KnnModel::fallback`].
+    pub fn predict(&self, u: u32, i: u32) -> Option<f32> {
+        let m = &self.m;
+        if u as usize >= m.users.len() || i as usize >= m.items.len() {
+            return None;
+        }
+        let p = &m.params;
+        let x = match p.based_on {
+            Based::User => u,
+            Based::Item => i,
+        };
+        let mu = m.global_mean;
+        let (nb_idx, nb_sim) = self.row_neighbors(x);
+        let mut agg = Aggregate::default();
+        for (&n, &s) in nb_idx.iter().zip(nb_sim) {
+            // The neighbour's rating: user n's of item i, or user u's of item n.
+            let (ru, ri) = match p.based_on {
+                Based::User => (n, i),
+                Based::Item => (u, n),
+            };
+            let Some(r) = m.ratings.get(ru, ri) else {
+                continue;
+            };
+            let value = match p.centering {
+                Centering::None => r,
+                Centering::Mean => r - m.means[n as usize],
+                Centering::Baseline => {
+                    r - (mu + m.user_bias[ru as usize] + m.item_bias[ri as usize])
+                }
+            };
+            agg.add(s, value);
+            if agg.count >= p.k {
+                break;
+            }
+        }
+        if agg.count < p.min_k.max(1) {
+            return None;
+        }
+        let offset = match p.centering {
+            Centering::None => 0.0,
+            Centering::Mean => f64::from(m.means[x as usize]),
+            Centering::Baseline => {
+                f64::from(mu)
+                    + f64::from(m.user_bias[u as usize])
+                    + f64::from(m.item_bias[i as usize])
+            }
+        };
+        agg.mean().map(|d| (offset + d) as f32)
+    }
+
+    /// What the model predicts without neighbours, as Surprise does: with baseline centring
+    /// `μ + b_u + b_i` over the known user/item; with mean centring the row's mean when the row
+    /// (the user, or the item for item-based models) is known; else the global mean `μ`.
+    /// (Surprise's `KNNWithMeans` uses `μ` whenever the user or the item is unknown; the row mean
+    /// is the better guess and only differs for cold columns.)
+    pub fn fallback(&self, u: Option<u32>, i: Option<u32>) -> f32 {
+        let m = &self.m;
+        let u = u.filter(|&u| (u as usize) < m.users.len());
+        let i = i.filter(|&i| (i as usize) < m.items.len());
+        match m.params.centering {
+            Centering::None => m.global_mean,
+            Centering::Mean => {
+                let x = match m.params.based_on {
+                    Based::User => u,
+                    Based::Item => i,
+                };
+                x.and_then(|x| m.means.get(x as usize).copied())
+                    .unwrap_or(m.global_mean)
+            }
+            Centering::Baseline => {
+                let bu = u
+                    .and_then(|u| m.user_bias.get(u as usize).copied())
+                    .unwrap_or(0.0);
+                let bi = i
+                    .and_then(|i| m.item_bias.get(i as usize).copied())
+                    .unwrap_or(0.0);
+                m.global_mean + bu + bi
+            }
+        }
+    }
+
+    /// [`KnnModel::predict`] when possible, else [`KnnModel::fallback`]; unclipped.
+    pub fn estimate(&self, u: Option<u32>, i: Option<u32>) -> f32 {
+        match (u, i) {
+            (Some(uu), Some(ii)) => self.predict(uu, ii).unwrap_or_else(|| self.fallback(u, i)),
+            _ => self.fallback(u, i),
+        }
+    }
+
+    /// [`KnnModel::estimate`] by external ids.
+    pub fn estimate_ids(&self, user: i64, item: i64) -> f32 {
+        self.estimate(self.m.users.get(user), self.m.items.get(item))
+    }
+}
+
+/// The mean rating of every row of `csr` (`fallback` for an empty row).
+fn row_means(csr: &Csr, fallback: f32) -> Vec<f32> {
+    (0..csr.n_rows() as u32)
+        .map(|r| {
+            let (_, vals) = csr.row(r);
+            if vals.is_empty() {
+                fallback
+            } else {
+                (vals.iter().map(|&v| f64::from(v)).sum::<f64>() / vals.len() as f64) as f32
+            }
+        })
+        .collect()
+}
+
+/// `r − (μ + row_bias[row] + col_bias[col])` for every entry of `csr`, in storage order.
+fn residuals(csr: &Csr, row_bias: &[f32], col_bias: &[f32], mu: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(csr.nnz());
+    for r in 0..csr.n_rows() as u32 {
+        let (cols, vals) = csr.row(r);
+        let br = f64::from(row_bias[r as usize]);
+        for (&c, &v) in cols.iter().zip(vals) {
+            out.push((f64::from(v) - mu - br - f64::from(col_bias[c as usize])) as f32);
+        }
+    }
+    out
+}
+
+/// Co-rated sums between a fixed row (values `a`) and another row (values `b`).
+trait Accumulator: Copy + Default + Send {
+    fn add(&mut self, a: f64, b: f64);
+    /// The similarity given `n` co-rated entries; non-finite values are discarded by the caller.
+    fn similarity(&self, n: u32, shrinkage: f64) -> f64;
+}
+
+#[derive(Clone, Copy, Default)]
+struct CosineAcc {
+    prods: f64,
+    sqi: f64,
+    sqj: f64,
+}
+impl Accumulator for CosineAcc {
+    #[inline]
+    fn add(&mut self, a: f64, b: f64) {
+        self.prods += a * b;
+        self.sqi += a * a;
+        self.sqj += b * b;
+    }
+    fn similarity(&self, _n: u32, _shrinkage: f64) -> f64 {
+        let den = (self.sqi * self.sqj).sqrt();
+        if den > 0.0 {
+            (self.prods / den).clamp(-1.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct MsdAcc {
+    sq_diff: f64,
+}
+impl Accumulator for MsdAcc {
+    #[inline]
+    fn add(&mut self, a: f64, b: f64) {
+        self.sq_diff += (a - b) * (a - b);
+    }
+    fn similarity(&self, n: u32, _shrinkage: f64) -> f64 {
+        if n == 0 {
+            return 0.0;
+        }
+        1.0 / (self.sq_diff / f64::from(n) + 1.0)
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct PearsonAcc {
+    prods: f64,
+    sqi: f64,
+    sqj: f64,
+    si: f64,
+    sj: f64,
+}
+impl Accumulator for PearsonAcc {
+    #[inline]
+    fn add(&mut self, a: f64, b: f64) {
+        self.prods += a * b;
+        self.sqi += a * a;
+        self.sqj += b * b;
+        self.si += a;
+        self.sj += b;
+    }
+    fn similarity(&self, n: u32, _shrinkage: f64) -> f64 {
+        // Surprise's closed form: (n Σab − Σa Σb) / √((n Σa² − (Σa)²)(n Σb² − (Σb)²)).
+        let n = f64::from(n);
+        // A variance term within rounding of zero means a constant side: no correlation.
+        let var = |sq: f64, s: f64| {
+            let v = n * sq - s * s;
+            if v <= 1e-12 * n * sq {
+                0.0
+            } else {
+                v
+            }
+        };
+        let den = (var(self.sqi, self.si) * var(self.sqj, self.sj)).sqrt();
+        if den > 0.0 {
+            ((n * self.prods - self.si * self.sj) / den).clamp(-1.0, 1.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Cosine of the residuals from the baselines, times `(n − 1) / (n − 1 + shrinkage)`.
+#[derive(Clone, Copy, Default)]
+struct PearsonBaselineAcc(CosineAcc);
+impl Accumulator for PearsonBaselineAcc {
+    #[inline]
+    fn add(&mut self, a: f64, b: f64) {
+        self.0.add(a, b);
+    }
+    fn similarity(&self, n: u32, shrinkage: f64) -> f64 {
+        let n1 = f64::from(n) - 1.0;
+        let den = n1 + shrinkage;
+        if den > 0.0 {
+            self.0.similarity(n, shrinkage) * n1 / den
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Neighbour lists of every row, concatenated, by descending similarity within a row.
+struct Neighbors {
+    ptr: Vec<u64>,
+    idx: Vec<u32>,
+    sim: Vec<f32>,
+}
+
+/// Descending similarity, ties by ascending index (deterministic).
+fn by_similarity_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Per-thread dense scratch for one row's co-rated sums.
+struct Scratch<A> {
+    acc: Vec<A>,
+    freq: Vec<u32>,
+    touched: Vec<u32>,
+    candidates: Vec<(u32, f32)>,
+}
+
+/// One block of rows' results, in row order.
+struct Block {
+    lens: Vec<u32>,
+    idx: Vec<u32>,
+    sim: Vec<f32>,
+}
+
+/// [`Walk::neighbor_lists`] as a plain function (late-bound lifetimes, so it is a `fn` pointer).
+fn lists<A: Accumulator>(walk: &Walk) -> Neighbors {
+    walk.neighbor_lists::<A>()
+}
+
+/// What the similarity walk reads: the rows (values `rv`, aligned with `rows.val`) and their
+/// transpose `cols` (values `cv`), and what it keeps.
+struct Walk<'a> {
+    rows: &'a Csr,
+    rv: &'a [f32],
+    cols: &'a Csr,
+    cv: &'a [f32],
+    max_nb: usize,
+    shrinkage: f64,
+}
+
+impl Walk<'_> {
+    /// Similarities of every row to the rows sharing a column with it, keeping the `max_nb` best
+    /// positive ones per row.
+    fn neighbor_lists<A: Accumulator>(&self) -> Neighbors {
+        let n = self.rows.n_rows();
+        // Blocks of rows, a few per thread for load balance; one scratch per block.
+        let n_blocks = (rayon::current_num_threads() * 8).clamp(1, n.max(1));
+        let block_len = n.div_ceil(n_blocks).max(1);
+        let blocks: Vec<Block> = (0..n.div_ceil(block_len))
+            .into_par_iter()
+            .map(|b| {
+                let mut sc = Scratch {
+                    acc: vec![A::default(); n],
+                    freq: vec![0u32; n],
+                    touched: Vec::new(),
+                    candidates: Vec::new(),
+                };
+                let mut out = Block {
+                    lens: Vec::new(),
+                    idx: Vec::new(),
+                    sim: Vec::new(),
+                };
+                for r in (b * block_len)..((b + 1) * block_len).min(n) {
+                    let kept = self.row_neighbors(r as u32, &mut sc);
+                    out.lens.push(kept.len() as u32);
+                    for &(y, s) in kept {
+                        out.idx.push(y);
+                        out.sim.push(s);
+                    }
+                }
+                out
+            })
+            .collect();
+        let total: usize = blocks.iter().map(|b| b.idx.len()).sum();
+        let mut nb = Neighbors {
+            ptr: Vec::with_capacity(n + 1),
+            idx: Vec::with_capacity(total),
+            sim: Vec::with_capacity(total),
+        };
+        nb.ptr.push(0);
+        let mut end = 0u64;
+        for b in blocks {
+            for len in b.lens {
+                end += u64::from(len);
+                nb.ptr.push(end);
+            }
+            nb.idx.extend(b.idx);
+            nb.sim.extend(b.sim);
+        }
+        nb
+    }
+
+    /// Row `r`'s best `max_nb` neighbours, by descending similarity, in the scratch's buffer.
+    fn row_neighbors<'s, A: Accumulator>(
+        &self,
+        r: u32,
+        sc: &'s mut Scratch<A>,
+    ) -> &'s [(u32, f32)] {
+        let span = |csr: &Csr, x: usize| csr.ptr[x] as usize..csr.ptr[x + 1] as usize;
+        let own = span(self.rows, r as usize);
+        for (&c, &a) in self.rows.idx[own.clone()].iter().zip(&self.rv[own]) {
+            let other = span(self.cols, c as usize);
+            for (&s, &b) in self.cols.idx[other.clone()].iter().zip(&self.cv[other]) {
+                if s == r {
+                    continue;
+                }
+                let f = &mut sc.freq[s as usize];
+                if *f == 0 {
+                    sc.touched.push(s);
+                }
+                *f += 1;
+                sc.acc[s as usize].add(f64::from(a), f64::from(b));
+            }
+        }
+        sc.candidates.clear();
+        for &s in &sc.touched {
+            let sim = sc.acc[s as usize].similarity(sc.freq[s as usize], self.shrinkage) as f32;
+            if sim.is_finite() && sim > 0.0 {
+                sc.candidates.push((s, sim));
+            }
+            sc.acc[s as usize] = A::default();
+            sc.freq[s as usize] = 0;
+        }
+        sc.touched.clear();
+        let c = &mut sc.candidates;
+        if c.len() > self.max_nb {
+            c.select_nth_unstable_by(self.max_nb - 1, by_similarity_desc);
+            c.truncate(self.max_nb);
+        }
+        c.sort_unstable_by(by_similarity_desc);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cf::data::DatasetBuilder;
+    use rand::{Rng, SeedableRng};
+    use rand_pcg::Pcg64Mcg;
+
+    fn close(a: f32, b: f64) -> bool {
+        (f64::from(a) - b).abs() < 1e-5
+    }
+
+    fn params(based_on: Based, similarity: Similarity, centering: Centering) -> KnnParams {
+        KnnParams {
+            based_on,
+            similarity,
+            centering,
+            ..KnnParams::default()
+        }
+    }
+
+    /// Users 1, 2, 3; items A=10, B=20, C=30, D=40, E=50.
+    /// User 1 and user 2 share A, B: (1, 2)·(2, 1) → cosine 4/5 = 0.8.
+    /// User 1 and user 3 share D, E: (1, 3)·(3, 1) → cosine 6/10 = 0.6.
+    /// User 2 rated C 2, user 3 rated C 5; user 1 did not rate C.
+    fn textbook() -> Dataset {
+        Dataset::from_triples(&[
+            (1, 10, 1.0),
+            (1, 20, 2.0),
+            (1, 40, 1.0),
+            (1, 50, 3.0),
+            (2, 10, 2.0),
+            (2, 20, 1.0),
+            (2, 30, 2.0),
+            (3, 40, 3.0),
+            (3, 50, 1.0),
+            (3, 30, 5.0),
+        ])
+        .unwrap()
+    }
+
+    fn ix(ds: &Dataset, user: i64, item: i64) -> (u32, u32) {
+        (ds.users.get(user).unwrap(), ds.items.get(item).unwrap())
+    }
+
+    #[test]
+    fn textbook_weighted_average() {
+        // (0.8·2 + 0.6·5) / (0.8 + 0.6) = 4.6 / 1.4 = 3.2857…
+        let r = weighted_average(&[(0.8, 2.0), (0.6, 5.0)]).unwrap();
+        assert!(close(r, 4.6 / 1.4), "{r}");
+        // Non-positive similarities are ignored, as in Surprise.
+        assert_eq!(
+            weighted_average(&[(0.8, 2.0), (-0.5, 1.0), (0.0, 4.0)]),
+            Some(2.0)
+        );
+        assert_eq!(weighted_average(&[(-0.5, 1.0)]), None);
+        assert_eq!(weighted_average(&[]), None);
+    }
+
+    #[test]
+    fn textbook_trained_cosine_user_based() {
+        let ds = textbook();
+        let m = KnnModel::train(
+            &ds,
+            &params(Based::User, Similarity::Cosine, Centering::None),
+        )
+        .unwrap();
+        let (u1, c) = ix(&ds, 1, 30);
+        let (u2, u3) = (ds.users.get(2).unwrap(), ds.users.get(3).unwrap());
+        let nb = m.neighbors(u1, 10);
+        assert_eq!(nb.len(), 2);
+        assert_eq!(nb[0].0, u2);
+        assert!(close(nb[0].1, 0.8), "{nb:?}");
+        assert_eq!(nb[1].0, u3);
+        assert!(close(nb[1].1, 0.6), "{nb:?}");
+        // Users 2 and 3 share only C: 2·5 / (2·5) = 1.
+        assert!(close(m.neighbors(u2, 10)[0].1, 1.0));
+        assert_eq!(m.neighbors(u1, 1).len(), 1);
+        let p = m.predict(u1, c).unwrap();
+        assert!(close(p, 4.6 / 1.4), "{p}");
+        // k = 1 keeps only the most similar neighbour, user 2, who rated C 2.
+        let k1 = KnnParams {
+            k: 1,
+            ..params(Based::User, Similarity::Cosine, Centering::None)
+        };
+        let m1 = KnnModel::train(&ds, &k1).unwrap();
+        assert!(close(m1.predict(u1, c).unwrap(), 2.0));
+    }
+
+    #[test]
+    fn msd_by_hand() {
+        let ds = textbook();
+        let m =
+            KnnModel::train(&ds, &params(Based::User, Similarity::Msd, Centering::None)).unwrap();
+        let (u1, c) = ix(&ds, 1, 30);
+        let (u2, u3) = (ds.users.get(2).unwrap(), ds.users.get(3).unwrap());
+        // u1–u2: ((1−2)² + (2−1)²)/2 = 1 → 1/2. u1–u3: ((1−3)² + (3−1)²)/2 = 4 → 1/5.
+        assert_eq!(
+            m.neighbors(u1, 5).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![u2, u3]
+        );
+        assert!(close(m.neighbors(u1, 5)[0].1, 0.5));
+        assert!(close(m.neighbors(u1, 5)[1].1, 0.2));
+        // u2–u3 on C: (2−5)² = 9 → 1/10.
+        assert!(close(
+            m.neighbors(u2, 5).iter().find(|x| x.0 == u3).unwrap().1,
+            0.1
+        ));
+        let p = m.predict(u1, c).unwrap();
+        assert!(close(p, (0.5 * 2.0 + 0.2 * 5.0) / 0.7), "{p}");
+    }
+
+    #[test]
+    fn pearson_by_hand() {
+        // u1 (1,2,3), u2 (2,4,5), u3 (3,2,1) on X, Y, Z; u4 shares only X with u1.
+        let ds = Dataset::from_triples(&[
+            (1, 1, 1.0),
+            (1, 2, 2.0),
+            (1, 3, 3.0),
+            (2, 1, 2.0),
+            (2, 2, 4.0),
+            (2, 3, 5.0),
+            (3, 1, 3.0),
+            (3, 2, 2.0),
+            (3, 3, 1.0),
+            (4, 1, 5.0),
+            (4, 9, 1.0),
+        ])
+        .unwrap();
+        let m = KnnModel::train(
+            &ds,
+            &params(Based::User, Similarity::Pearson, Centering::None),
+        )
+        .unwrap();
+        let u1 = ds.users.get(1).unwrap();
+        let nb = m.neighbors(u1, 10);
+        // Centred: u1 (−1, 0, 1), u2 (−5/3, 1/3, 4/3) → 3 / (√2 · √42/3) = 9/√84.
+        // u3 correlates −1 and u4 shares one item (correlation 0): both dropped.
+        assert_eq!(nb.len(), 1, "{nb:?}");
+        assert_eq!(nb[0].0, ds.users.get(2).unwrap());
+        assert!(close(nb[0].1, 9.0 / 84f64.sqrt()), "{nb:?}");
+    }
+
+    #[test]
+    fn item_based_cosine_by_hand() {
+        // Items 1 and 2 share users a, b: (4, 2)·(2, 1) → cosine 1; items 1 and 3 share user a:
+        // 4·1/(4·1) = 1 as well; user c rated items 2 and 3 only.
+        let ds = Dataset::from_triples(&[
+            (100, 1, 4.0),
+            (100, 2, 2.0),
+            (100, 3, 1.0),
+            (200, 1, 2.0),
+            (200, 2, 1.0),
+            (300, 2, 3.0),
+            (300, 3, 5.0),
+        ])
+        .unwrap();
+        let m = KnnModel::train(
+            &ds,
+            &params(Based::Item, Similarity::Cosine, Centering::None),
+        )
+        .unwrap();
+        let i1 = ds.items.get(1).unwrap();
+        let (i2, i3) = (ds.items.get(2).unwrap(), ds.items.get(3).unwrap());
+        let nb = m.neighbors(i1, 5);
+        assert_eq!(nb.len(), 2);
+        assert!(nb.iter().all(|x| close(x.1, 1.0)));
+        // Items 2 and 3 share users 100 and 300: (2·1 + 3·5) / √((4+9)(1+25)) = 17/√338.
+        let s23 = 17.0 / 338f64.sqrt();
+        assert!(close(
+            m.neighbors(i2, 5).iter().find(|x| x.0 == i3).unwrap().1,
+            s23
+        ));
+        // User 300 on item 1: neighbours 2 (sim 1, rating 3) and 3 (sim 1, rating 5) → 4.
+        let u300 = ds.users.get(300).unwrap();
+        assert!(close(m.predict(u300, i1).unwrap(), 4.0));
+    }
+
+    #[test]
+    fn mean_centred_by_hand() {
+        let ds = textbook();
+        let m = KnnModel::train(
+            &ds,
+            &params(Based::User, Similarity::Cosine, Centering::Mean),
+        )
+        .unwrap();
+        let (u1, c) = ix(&ds, 1, 30);
+        // Means: u1 7/4, u2 5/3, u3 3.
+        let expect = 1.75 + (0.8 * (2.0 - 5.0 / 3.0) + 0.6 * (5.0 - 3.0)) / 1.4;
+        let p = m.predict(u1, c).unwrap();
+        assert!(close(p, expect), "{p} vs {expect}");
+    }
+
+    #[test]
+    fn als_baselines_one_epoch_by_hand() {
+        // u1: i1 4, i2 5; u2: i1 2. μ = 11/3.
+        let ds = Dataset::from_triples(&[(1, 1, 4.0), (1, 2, 5.0), (2, 1, 2.0)]).unwrap();
+        let (bu, bi) = als_baselines(&ds, 15.0, 10.0, 1);
+        let mu = 11.0 / 3.0;
+        let bi1 = ((4.0 - mu) + (2.0 - mu)) / (10.0 + 2.0);
+        let bi2 = (5.0 - mu) / (10.0 + 1.0);
+        let bu1 = ((4.0 - mu - bi1) + (5.0 - mu - bi2)) / (15.0 + 2.0);
+        let bu2 = (2.0 - mu - bi1) / (15.0 + 1.0);
+        let (u1, i1) = ix(&ds, 1, 1);
+        let (u2, i2) = ix(&ds, 2, 2);
+        assert!(close(bi[i1 as usize], bi1) && close(bi[i2 as usize], bi2));
+        assert!(close(bu[u1 as usize], bu1) && close(bu[u2 as usize], bu2));
+    }
+
+    #[test]
+    fn baseline_centred_by_hand() {
+        let ds = textbook();
+        let m = KnnModel::train(
+            &ds,
+            &params(Based::User, Similarity::Cosine, Centering::Baseline),
+        )
+        .unwrap();
+        let (bu, bi) = als_baselines(&ds, BASELINE_REG_USER, BASELINE_REG_ITEM, BASELINE_EPOCHS);
+        let (u1, c) = ix(&ds, 1, 30);
+        let (u2, u3) = (
+            ds.users.get(2).unwrap() as usize,
+            ds.users.get(3).unwrap() as usize,
+        );
+        let mu = f64::from(ds.global_mean);
+        let b = |u: usize| mu + f64::from(bu[u]) + f64::from(bi[c as usize]);
+        let expect = b(u1 as usize) + (0.8 * (2.0 - b(u2)) + 0.6 * (5.0 - b(u3))) / 1.4;
+        let p = m.predict(u1, c).unwrap();
+        assert!(close(p, expect), "{p} vs {expect}");
+        // Fallback: μ + known biases.
+        let fb = m.fallback(Some(u1), None);
+        assert!(close(fb, mu + f64::from(bu[u1 as usize])));
+        assert!(close(m.estimate(None, None), mu));
+    }
+
+    /// Surprise's similarity definitions, literally: dense, all pairs, f64.
+    fn reference_similarities(ds: &Dataset, p: &KnnParams) -> Vec<Vec<f64>> {
+        let (rows, n_cols) = match p.based_on {
+            Based::User => (&ds.by_user, ds.n_items()),
+            Based::Item => (&ds.by_item, ds.n_users()),
+        };
+        let n = rows.n_rows();
+        let (bu, bi) = als_baselines(ds, BASELINE_REG_USER, BASELINE_REG_ITEM, BASELINE_EPOCHS);
+        let (bx, by) = match p.based_on {
+            Based::User => (bu, bi),
+            Based::Item => (bi, bu),
+        };
+        let mu = f64::from(ds.global_mean);
+        let dense: Vec<Vec<Option<f64>>> = (0..n as u32)
+            .map(|r| {
+                let mut v = vec![None; n_cols];
+                let (c, x) = rows.row(r);
+                for (&c, &x) in c.iter().zip(x) {
+                    v[c as usize] = Some(f64::from(x));
+                }
+                v
+            })
+            .collect();
+        let mut sim = vec![vec![0.0; n]; n];
+        for a in 0..n {
+            for b in 0..n {
+                if a == b {
+                    continue;
+                }
+                let pairs: Vec<(usize, f64, f64)> = (0..n_cols)
+                    .filter_map(|c| Some((c, dense[a][c]?, dense[b][c]?)))
+                    .collect();
+                let k = pairs.len() as f64;
+                if pairs.is_empty() {
+                    continue;
+                }
+                sim[a][b] = match p.similarity {
+                    Similarity::Cosine => {
+                        let d: f64 = pairs.iter().map(|t| t.1 * t.2).sum();
+                        let na: f64 = pairs.iter().map(|t| t.1 * t.1).sum();
+                        let nb: f64 = pairs.iter().map(|t| t.2 * t.2).sum();
+                        d / (na * nb).sqrt()
+                    }
+                    Similarity::Msd => {
+                        1.0 / (pairs.iter().map(|t| (t.1 - t.2).powi(2)).sum::<f64>() / k + 1.0)
+                    }
+                    Similarity::Pearson => {
+                        let ma = pairs.iter().map(|t| t.1).sum::<f64>() / k;
+                        let mb = pairs.iter().map(|t| t.2).sum::<f64>() / k;
+                        let d: f64 = pairs.iter().map(|t| (t.1 - ma) * (t.2 - mb)).sum();
+                        let va: f64 = pairs.iter().map(|t| (t.1 - ma).powi(2)).sum();
+                        let vb: f64 = pairs.iter().map(|t| (t.2 - mb).powi(2)).sum();
+                        if va * vb > 1e-12 {
+                            d / (va * vb).sqrt()
+                        } else {
+                            0.0
+                        }
+                    }
+                    Similarity::PearsonBaseline => {
+                        let res = |x: usize, c: usize, r: f64| {
+                            r - (mu + f64::from(by[c]) + f64::from(bx[x]))
+                        };
+                        let d: f64 = pairs
+                            .iter()
+                            .map(|t| res(a, t.0, t.1) * res(b, t.0, t.2))
+                            .sum();
+                        let va: f64 = pairs.iter().map(|t| res(a, t.0, t.1).powi(2)).sum();
+                        let vb: f64 = pairs.iter().map(|t| res(b, t.0, t.2).powi(2)).sum();
+                        d / (va * vb).sqrt() * (k - 1.0) / (k - 1.0 + f64::from(p.shrinkage))
+                    }
+                };
+            }
+        }
+        sim
+    }
+
+    fn random_dataset(seed: u64, n_users: i64, n_items: i64, density: f32) -> Dataset {
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let mut rows = Vec::new();
+        for u in 0..n_users {
+            for i in 0..n_items {
+                if rng.random::<f32>() < density {
+                    rows.push((u, i, rng.random_range(1..=5) as f32));
+                }
+            }
+        }
+        Dataset::from_triples(&rows).unwrap()
+    }
+
+    #[test]
+    fn every_similarity_matches_the_dense_reference() {
+        let ds = random_dataset(3, 40, 25, 0.3);
+        for based_on in [Based::User, Based::Item] {
+            for similarity in [
+                Similarity::Cosine,
+                Similarity::Pearson,
+                Similarity::Msd,
+                Similarity::PearsonBaseline,
+            ] {
+                let p = KnnParams {
+                    based_on,
+                    similarity,
+                    shrinkage: 5.0,
+                    max_neighbors: 1000,
+                    ..KnnParams::default()
+                };
+                let m = KnnModel::train(&ds, &p).unwrap();
+                let reference = reference_similarities(&ds, &p);
+                for (x, ref_row) in reference.iter().enumerate() {
+                    let got = m.neighbors(x as u32, usize::MAX);
+                    let want: Vec<(usize, f64)> = ref_row
+                        .iter()
+                        .copied()
+                        .enumerate()
+                        .filter(|&(_, s)| s as f32 > 0.0)
+                        .collect();
+                    assert_eq!(got.len(), want.len(), "{based_on:?} {similarity:?} row {x}");
+                    for (y, s) in want {
+                        let g = got.iter().find(|t| t.0 as usize == y).map(|t| t.1);
+                        assert!(
+                            g.is_some_and(|g| close(g, s)),
+                            "{based_on:?} {similarity:?} {x}-{y}: {g:?} vs {s}"
+                        );
+                    }
+                    assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "not sorted");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_neighbors_keeps_the_best_and_training_is_thread_independent() {
+        let ds = random_dataset(9, 60, 30, 0.4);
+        let all = KnnParams {
+            similarity: Similarity::Cosine,
+            max_neighbors: 1000,
+            ..KnnParams::default()
+        };
+        let few = KnnParams {
+            k: 5,
+            max_neighbors: 7,
+            ..all.clone()
+        };
+        let full = KnnModel::train(&ds, &all).unwrap();
+        let cut = KnnModel::train(&ds, &few).unwrap();
+        for x in 0..ds.n_users() as u32 {
+            assert_eq!(cut.neighbors(x, usize::MAX), full.neighbors(x, 7));
+        }
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let one = pool(1).install(|| KnnModel::train(&ds, &few).unwrap());
+        let three = pool(3).install(|| KnnModel::train(&ds, &few).unwrap());
+        assert_eq!(one.m.nb_idx, three.m.nb_idx);
+        assert_eq!(one.m.nb_sim, three.m.nb_sim);
+        assert_eq!(one.m.nb_ptr, three.m.nb_ptr);
+    }
+
+    #[test]
+    fn min_k_fallback_and_unknowns() {
+        let ds = textbook();
+        let p = KnnParams {
+            min_k: 3,
+            ..params(Based::User, Similarity::Cosine, Centering::Mean)
+        };
+        let m = KnnModel::train(&ds, &p).unwrap();
+        let (u1, c) = ix(&ds, 1, 30);
+        assert_eq!(m.predict(u1, c), None, "two neighbours < min_k 3");
+        // KNNWithMeans falls back to the user's mean.
+        assert!(close(m.estimate(Some(u1), Some(c)), 1.75));
+        assert!(close(m.estimate_ids(1, 30), 1.75));
+        assert!(close(m.estimate_ids(99, 30), f64::from(ds.global_mean)));
+        // Out-of-range indices never panic.
+        assert_eq!(m.predict(999, c), None);
+        assert_eq!(m.predict(u1, 999), None);
+        assert!(m.neighbors(999, 5).is_empty());
+        assert!(close(
+            m.fallback(Some(999), Some(999)),
+            f64::from(ds.global_mean)
+        ));
+        // A user who shares no item with anybody has no neighbours: fallback.
+        let lonely = Dataset::from_triples(&[(1, 1, 3.0), (2, 2, 4.0)]).unwrap();
+        let m3 = KnnModel::train(
+            &lonely,
+            &params(Based::User, Similarity::Msd, Centering::None),
+        )
+        .unwrap();
+        let (u, i) = ix(&lonely, 1, 2);
+        assert_eq!(m3.predict(u, i), None);
+        assert!(close(m3.estimate(Some(u), Some(i)), 3.5));
+    }
+
+    #[test]
+    fn params_validate_and_parse() {
+        assert!(KnnParams::default().validate().is_ok());
+        for bad in [
+            KnnParams {
+                k: 0,
+                ..KnnParams::default()
+            },
+            KnnParams {
+                min_k: 41,
+                ..KnnParams::default()
+            },
+            KnnParams {
+                max_neighbors: 10,
+                ..KnnParams::default()
+            },
+            KnnParams {
+                shrinkage: f32::NAN,
+                ..KnnParams::default()
+            },
+            KnnParams {
+                shrinkage: -1.0,
+                ..KnnParams::default()
+            },
+        ] {
+            let e = KnnModel::train(&textbook(), &bad).unwrap_err();
+            assert!(matches!(e, CoreError::InvalidParameter(_)), "{e}");
+        }
+        let p: KnnParams = serde_json::from_str(
+            r#"{"based_on":"item","similarity":"pearson_baseline","centering":"baseline","k":20}"#,
+        )
+        .unwrap();
+        assert_eq!(p.based_on, Based::Item);
+        assert_eq!(p.similarity, Similarity::PearsonBaseline);
+        assert_eq!(p.centering, Centering::Baseline);
+        assert_eq!((p.k, p.min_k, p.max_neighbors), (20, 1, 200));
+        assert!(serde_json::from_str::<KnnParams>(r#"{"kk":3}"#).is_err());
+    }
+
+    #[test]
+    fn serde_round_trip_and_corruption() {
+        let ds = random_dataset(5, 30, 20, 0.3);
+        for centering in [Centering::None, Centering::Mean, Centering::Baseline] {
+            let p = KnnParams {
+                based_on: Based::Item,
+                similarity: Similarity::PearsonBaseline,
+                centering,
+                ..KnnParams::default()
+            };
+            let m = KnnModel::train(&ds, &p).unwrap();
+            let bytes = postcard::to_allocvec(&m).unwrap();
+            let back: KnnModel = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(back.params(), &p);
+            for u in 0..ds.n_users() as u32 {
+                for i in 0..ds.n_items() as u32 {
+                    assert_eq!(back.predict(u, i), m.predict(u, i));
+                }
+            }
+            // Truncated bytes are an error, not a panic.
+            assert!(postcard::from_bytes::<KnnModel>(&bytes[..bytes.len() / 2]).is_err());
+        }
+        // A neighbour index out of range is caught when decoding.
+        let mut m = KnnModel::train(&ds, &KnnParams::default()).unwrap();
+        m.m.nb_idx[0] = 10_000;
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        assert!(postcard::from_bytes::<KnnModel>(&bytes).is_err());
+    }
+
+    // ---- MovieLens 100k benchmark (ignored; needs the data) ----
+
+    fn read_ml(path: &std::path::Path) -> Vec<(i64, i64, f32)> {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                Some((
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    #[ignore]
+    fn knn_ml100k() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ml-100k");
+        if !dir.join("u1.base").exists() {
+            eprintln!(
+                "SKIPPED knn_ml100k: {} not found",
+                dir.join("u1.base").display()
+            );
+            return;
+        }
+        // More neighbours than any ML-100k dimension: keeps every positive similarity.
+        let all_rows = 5000;
+        let configs: Vec<(&str, KnnParams, f64)> = vec![
+            (
+                "KNNBasic (msd, user)",
+                params(Based::User, Similarity::Msd, Centering::None),
+                0.980,
+            ),
+            (
+                "KNNWithMeans (msd, user)",
+                params(Based::User, Similarity::Msd, Centering::Mean),
+                0.951,
+            ),
+            (
+                "KNNBaseline (msd, user)",
+                params(Based::User, Similarity::Msd, Centering::Baseline),
+                0.931,
+            ),
+            (
+                "KNNBaseline (pearson_baseline, item)",
+                params(
+                    Based::Item,
+                    Similarity::PearsonBaseline,
+                    Centering::Baseline,
+                ),
+                f64::NAN,
+            ),
+            (
+                "KNNBasic (cosine, item)",
+                params(Based::Item, Similarity::Cosine, Centering::None),
+                f64::NAN,
+            ),
+            (
+                "KNNWithMeans (pearson, user)",
+                params(Based::User, Similarity::Pearson, Centering::Mean),
+                f64::NAN,
+            ),
+        ];
+        let caps = [200usize, 500, all_rows];
+        eprintln!("mean RMSE over u1..u5 (clipped to [1, 5]) by max_neighbors; train s = mean seconds at 200");
+        eprintln!(
+            "{:<38} {:>8} {:>8} {:>8} {:>9} {:>8}",
+            "model", "200", "500", "all", "Surprise", "train s"
+        );
+        for (name, p, surprise) in configs {
+            let mut sums = [0f64; 3];
+            let mut secs = 0f64;
+            for fold in 1..=5 {
+                let train = read_ml(&dir.join(format!("u{fold}.base")));
+                let test = read_ml(&dir.join(format!("u{fold}.test")));
+                let mut b = DatasetBuilder::new().with_scale(1.0, 5.0);
+                for &(u, i, r) in &train {
+                    b.push(u, i, Some(r));
+                }
+                let ds = b.build().unwrap();
+                for (slot, &max_nb) in caps.iter().enumerate() {
+                    let t = std::time::Instant::now();
+                    let m = KnnModel::train(
+                        &ds,
+                        &KnnParams {
+                            max_neighbors: max_nb,
+                            ..p.clone()
+                        },
+                    )
+                    .unwrap();
+                    if slot == 0 {
+                        secs += t.elapsed().as_secs_f64();
+                    }
+                    let (lo, hi) = m.rating_range();
+                    let pairs = test
+                        .iter()
+                        .map(|&(u, i, r)| (m.estimate_ids(u, i).clamp(lo, hi), r));
+                    sums[slot] += crate::cf::metrics::rmse(pairs).unwrap() / 5.0;
+                }
+            }
+            eprintln!(
+                "{name:<38} {:>8.4} {:>8.4} {:>8.4} {:>9.3} {:>8.3}",
+                sums[0],
+                sums[1],
+                sums[2],
+                surprise,
+                secs / 5.0
+            );
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! A trained model as pg_persona stores it: ids, what each user has seen, the rating scale, and
+//! the algorithm's parameters. Self-contained: prediction, top-N and similarity need nothing else.
+
+use serde::{Deserialize, Serialize};
+
+use super::als::AlsFactors;
+use super::baseline::Biases;
+use super::data::{Csr, IdMap};
+use super::knn::{Based, KnnModel};
+use super::mf::{dot, Factors};
+use super::Algorithm;
+use crate::{CoreError, Result};
+
+/// The bytes every stored model starts with, then a little-endian format version.
+const MAGIC: &[u8; 4] = b"PPCF";
+/// Bumped whenever the layout changes; older models are refused with a hint to retrain.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The learned part of a model, by algorithm family.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Body {
+    Baseline(Biases),
+    Factors(Factors),
+    Knn(Box<KnnModel>),
+    Als(AlsFactors),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CfModel {
+    pub algorithm: Algorithm,
+    /// The effective hyper-parameters, as JSON.
+    pub params: String,
+    pub users: IdMap,
+    pub items: IdMap,
+    /// What each user rated in training (rows = users), for `exclude_seen` and the k-NN models.
+    pub seen: Csr,
+    pub global_mean: f32,
+    pub min_rating: f32,
+    pub max_rating: f32,
+    pub body: Body,
+}
+
+impl CfModel {
+    /// True for models whose scores rank items but are not ratings (implicit ALS).
+    pub fn is_implicit(&self) -> bool {
+        matches!(self.body, Body::Als(_))
+    }
+
+    /// The score of a (user, item) pair by dense index, unclipped; `None` means unknown.
+    fn raw(&self, u: Option<u32>, i: Option<u32>) -> f32 {
+        let mu = self.global_mean;
+        match &self.body {
+            Body::Baseline(b) => b.estimate(mu, u, i),
+            Body::Factors(f) => f.predict(mu, u, i),
+            Body::Knn(k) => k.estimate(u, i),
+            Body::Als(a) => match (u, i) {
+                (Some(u), Some(i)) => dot(a.user(u), a.item(i)),
+                _ => 0.0,
+            },
+        }
+    }
+
+    /// The predicted rating, clipped to the training scale. Unknown users or items fall back to the
+    /// global mean plus the biases that are known (k-NN: the same; implicit ALS: score 0).
+    pub fn predict(&self, user: i64, item: i64) -> f32 {
+        let r = self.raw(self.users.get(user), self.items.get(item));
+        if self.is_implicit() {
+            r
+        } else {
+            r.clamp(self.min_rating, self.max_rating)
+        }
+    }
+
+    /// The `k` best items for `user` with their scores, best first. An unknown user gets the items
+    /// with the highest baseline (popularity for ALS). Ties break by item id for stable output.
+    pub fn recommend(&self, user: i64, k: usize, exclude_seen: bool) -> Vec<(i64, f32)> {
+        let u = self.users.get(user);
+        let n = self.items.len();
+        let mut scores: Vec<f32> = match (&self.body, u) {
+            (Body::Factors(f), Some(u)) => {
+                let pu = f.user(u);
+                let base = self.global_mean + f.bu[u as usize];
+                (0..n as u32)
+                    .map(|i| base + f.bi[i as usize] + dot(pu, f.item(i)))
+                    .collect()
+            }
+            (Body::Als(a), Some(u)) => {
+                let xu = a.user(u);
+                (0..n as u32).map(|i| dot(xu, a.item(i))).collect()
+            }
+            (Body::Als(_), None) => {
+                // An unknown user of an implicit model gets the most popular items.
+                let mut counts = vec![0f32; n];
+                for &i in &self.seen.idx {
+                    counts[i as usize] += 1.0;
+                }
+                counts
+            }
+            _ => (0..n as u32).map(|i| self.raw(u, Some(i))).collect(),
+        };
+        if exclude_seen {
+            if let Some(u) = u {
+                for &i in self.seen.row(u).0 {
+                    scores[i as usize] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let mut idx: Vec<u32> = (0..n as u32)
+            .filter(|&i| scores[i as usize] > f32::NEG_INFINITY)
+            .collect();
+        let better = |a: &u32, b: &u32| {
+            scores[*b as usize]
+                .total_cmp(&scores[*a as usize])
+                .then_with(|| self.items.id(*a).cmp(&self.items.id(*b)))
+        };
+        if k < idx.len() {
+            idx.select_nth_unstable_by(k, better);
+            idx.truncate(k);
+        }
+        idx.sort_unstable_by(better);
+        let clip = !self.is_implicit();
+        idx.into_iter()
+            .map(|i| {
+                let s = scores[i as usize];
+                (
+                    self.items.id(i),
+                    if clip {
+                        s.clamp(self.min_rating, self.max_rating)
+                    } else {
+                        s
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The `k` items most similar to `item` (cosine of the item vectors for factor models, the
+    /// stored neighbour lists for k-NN), most similar first. `None` for an unknown item.
+    pub fn similar_items(&self, item: i64, k: usize) -> Option<Vec<(i64, f32)>> {
+        let i = self.items.get(item)?;
+        let sims = match &self.body {
+            Body::Factors(f) => cosine_top(&f.q, f.k, i, k),
+            Body::Als(a) => cosine_top(&a.y, a.k, i, k),
+            Body::Knn(m) if m.params().based_on == Based::Item => m.neighbors(i, k),
+            Body::Knn(_) => Vec::new(),
+            Body::Baseline(_) => Vec::new(),
+        };
+        Some(
+            sims.into_iter()
+                .map(|(j, s)| (self.items.id(j), s))
+                .collect(),
+        )
+    }
+
+    /// The `k` users most similar to `user`, like [`Self::similar_items`].
+    pub fn similar_users(&self, user: i64, k: usize) -> Option<Vec<(i64, f32)>> {
+        let u = self.users.get(user)?;
+        let sims = match &self.body {
+            Body::Factors(f) => cosine_top(&f.p, f.k, u, k),
+            Body::Als(a) => cosine_top(&a.x, a.k, u, k),
+            Body::Knn(m) if m.params().based_on == Based::User => m.neighbors(u, k),
+            Body::Knn(_) => Vec::new(),
+            Body::Baseline(_) => Vec::new(),
+        };
+        Some(
+            sims.into_iter()
+                .map(|(v, s)| (self.users.id(v), s))
+                .collect(),
+        )
+    }
+
+    /// Adds `(user, item, rating)` rows to what users have seen (rows with an unknown user or item
+    /// are ignored), so that recommendations also exclude interactions held out from training.
+    pub fn extend_seen(&mut self, rows: &[(i64, i64, f32)]) {
+        let mut t: Vec<(u32, u32, f32)> = (0..self.users.len() as u32)
+            .flat_map(|u| {
+                let (items, vals) = self.seen.row(u);
+                items.iter().zip(vals).map(move |(&i, &r)| (u, i, r))
+            })
+            .collect();
+        t.extend(
+            rows.iter()
+                .filter_map(|&(u, i, r)| Some((self.users.get(u)?, self.items.get(i)?, r))),
+        );
+        self.seen = Csr::from_triples(self.users.len(), t);
+    }
+
+    /// Heap bytes of the learned arrays, for the memory estimate and `cf_models`.
+    pub fn approx_bytes(&self) -> usize {
+        let body = match &self.body {
+            Body::Baseline(b) => (b.bu.len() + b.bi.len()) * 4,
+            Body::Factors(f) => (f.bu.len() + f.bi.len() + f.p.len() + f.q.len()) * 4,
+            Body::Knn(m) => m.bytes(),
+            Body::Als(a) => (a.x.len() + a.y.len()) * 4,
+        };
+        body + self.seen.bytes() + (self.users.len() + self.items.len()) * 24
+    }
+
+    /// Encodes the model for storage: magic, format version, postcard body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.approx_bytes() + 64);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes a stored model, refusing other formats with a message that says what to do.
+    pub fn from_bytes(bytes: &[u8]) -> Result<CfModel> {
+        if bytes.len() < 8 || &bytes[..4] != MAGIC {
+            return Err(CoreError::CorruptModel(
+                "the stored bytes are not a pg_persona model".into(),
+            ));
+        }
+        let version = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        if version != FORMAT_VERSION {
+            return Err(CoreError::CorruptModel(format!(
+                "the model was stored in format {version}, this build reads format {FORMAT_VERSION}; retrain it"
+            )));
+        }
+        postcard::from_bytes(&bytes[8..])
+            .map_err(|e| CoreError::CorruptModel(format!("cannot decode the stored model: {e}")))
+    }
+}
+
+/// Cosine similarity of row `r` of a row-major `n × k` matrix with every other row; the best `k_top`.
+fn cosine_top(m: &[f32], k: usize, r: u32, k_top: usize) -> Vec<(u32, f32)> {
+    let n = m.len() / k;
+    let row = |i: usize| &m[i * k..(i + 1) * k];
+    let norm = |v: &[f32]| dot(v, v).sqrt();
+    let a = row(r as usize);
+    let na = norm(a);
+    if na == 0.0 {
+        return Vec::new();
+    }
+    let mut sims: Vec<(u32, f32)> = (0..n)
+        .filter(|&j| j != r as usize)
+        .filter_map(|j| {
+            let b = row(j);
+            let nb = norm(b);
+            (nb > 0.0).then(|| (j as u32, dot(a, b) / (na * nb)))
+        })
+        .collect();
+    let cmp = |x: &(u32, f32), y: &(u32, f32)| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0));
+    if k_top < sims.len() {
+        sims.select_nth_unstable_by(k_top, cmp);
+        sims.truncate(k_top);
+    }
+    sims.sort_unstable_by(cmp);
+    sims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cf::{train, Algorithm, Dataset, NoMonitor, Threads};
+
+    fn small() -> Dataset {
+        let mut rows = Vec::new();
+        for u in 1..=30i64 {
+            for i in 1..=12i64 {
+                if (u + i) % 3 != 0 {
+                    rows.push((u, i, (1 + (u * i) % 5) as f32));
+                }
+            }
+        }
+        Dataset::from_triples(&rows).unwrap()
+    }
+
+    #[test]
+    fn recommend_excludes_seen_and_is_sorted() {
+        let d = small();
+        let m = train(
+            &d,
+            Algorithm::Svd,
+            "{}",
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap();
+        let recs = m.recommend(1, 100, true);
+        let seen: Vec<i64> = d
+            .by_user
+            .row(d.users.get(1).unwrap())
+            .0
+            .iter()
+            .map(|&i| d.items.id(i))
+            .collect();
+        assert_eq!(recs.len(), 12 - seen.len());
+        assert!(recs.iter().all(|(i, _)| !seen.contains(i)));
+        assert!(recs.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert_eq!(m.recommend(1, 100, false).len(), 12);
+        assert_eq!(m.recommend(1, 2, true).len(), 2);
+    }
+
+    #[test]
+    fn extend_seen_hides_held_out_items() {
+        let d = small();
+        let mut m = train(
+            &d,
+            Algorithm::Baseline,
+            "{}",
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap();
+        let top = m.recommend(1, 1, true)[0].0;
+        m.extend_seen(&[(1, top, 4.0), (999, 1, 3.0)]); // unknown user ignored
+        assert!(m.recommend(1, 100, true).iter().all(|(i, _)| *i != top));
+    }
+
+    #[test]
+    fn predictions_are_clipped_and_round_trip_through_bytes() {
+        let d = small();
+        let m = train(
+            &d,
+            Algorithm::Svdpp,
+            "{}",
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap();
+        for u in 1..=30 {
+            for i in 1..=12 {
+                let p = m.predict(u, i);
+                assert!((d.min_rating..=d.max_rating).contains(&p));
+            }
+        }
+        let back = CfModel::from_bytes(&m.to_bytes()).unwrap();
+        assert_eq!(back.predict(3, 4), m.predict(3, 4));
+        assert_eq!(back.recommend(2, 5, true), m.recommend(2, 5, true));
+        assert!(matches!(
+            CfModel::from_bytes(b"garbage"),
+            Err(CoreError::CorruptModel(_))
+        ));
+        let mut bytes = m.to_bytes();
+        bytes[4] = 99;
+        assert!(CfModel::from_bytes(&bytes)
+            .unwrap_err()
+            .to_string()
+            .contains("retrain"));
+    }
+
+    #[test]
+    fn similar_items_by_factor_cosine() {
+        let d = small();
+        let m = train(
+            &d,
+            Algorithm::Svd,
+            "{}",
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap();
+        let s = m.similar_items(1, 5).unwrap();
+        assert_eq!(s.len(), 5);
+        assert!(s
+            .iter()
+            .all(|(i, c)| *i != 1 && (-1.0..=1.0001).contains(c)));
+        assert!(m.similar_items(4242, 5).is_none());
+        assert_eq!(m.similar_users(1, 3).unwrap().len(), 3);
+    }
+}

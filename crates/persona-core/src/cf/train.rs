@@ -1,0 +1,210 @@
+//! One entry point that trains any algorithm from a name and JSON options, as `cf_train` calls it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::als::{train_als, AlsParams};
+use super::baseline::{BaselineParams, Biases};
+use super::data::Dataset;
+use super::knn::{Based, KnnModel, KnnParams};
+use super::mf::{train_svd, train_svdpp, MfParams};
+use super::model::{Body, CfModel};
+use super::{Monitor, Progress, Threads};
+use crate::{CoreError, Result};
+
+/// The algorithms `cf_train` knows, by their SQL names.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Global mean plus regularised user and item biases (ALS).
+    Baseline,
+    /// Biased matrix factorisation by SGD (Funk SVD).
+    Svd,
+    /// SVD++: biased MF plus an implicit term from which items each user rated. The default.
+    #[default]
+    Svdpp,
+    /// User-based k-NN.
+    KnnUser,
+    /// Item-based k-NN.
+    KnnItem,
+    /// Implicit-feedback ALS (Hu, Koren, Volinsky) for clicks, views and purchases; ranks items.
+    Als,
+}
+
+/// `(name, summary)` of every algorithm, in the order the README lists them.
+pub const ALGORITHMS: &[(&str, &str)] = &[
+    (
+        "svdpp",
+        "SVD++ (default): biased matrix factorisation with implicit feedback",
+    ),
+    ("svd", "biased matrix factorisation by SGD"),
+    ("baseline", "global mean + regularised user and item biases"),
+    ("knn_user", "user-based k nearest neighbours"),
+    ("knn_item", "item-based k nearest neighbours"),
+    (
+        "als",
+        "implicit-feedback alternating least squares, for top-N ranking",
+    ),
+];
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Baseline => "baseline",
+            Algorithm::Svd => "svd",
+            Algorithm::Svdpp => "svdpp",
+            Algorithm::KnnUser => "knn_user",
+            Algorithm::KnnItem => "knn_item",
+            Algorithm::Als => "als",
+        }
+    }
+    /// Implicit models rank items; their scores are not ratings.
+    pub fn is_implicit(self) -> bool {
+        self == Algorithm::Als
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Algorithm> {
+        let s = s.trim().to_ascii_lowercase();
+        ALGORITHMS
+            .iter()
+            .map(|(n, _)| *n)
+            .find(|n| *n == s)
+            .and_then(|n| serde_json::from_value(serde_json::Value::String(n.into())).ok())
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
+                CoreError::InvalidParameter(format!(
+                    "unknown algorithm \"{s}\"; valid algorithms: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// Parses algorithm options strictly: unknown keys are an error naming the valid ones.
+fn parse<P: DeserializeOwned + Serialize>(algo: Algorithm, json: &str) -> Result<P> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    serde_json::from_str(json).map_err(|e| {
+        CoreError::InvalidParameter(format!("bad option for algorithm \"{algo}\": {e}"))
+    })
+}
+
+/// Default options of an algorithm, applied under the user's.
+fn params_json<P: Serialize>(p: &P) -> String {
+    serde_json::to_string(p).expect("parameters serialise")
+}
+
+/// Bytes the trained model and its training need, estimated before training starts so a too-large
+/// job is refused up front instead of being killed by the operating system.
+pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usize> {
+    let (u, i, r) = (d.n_users(), d.n_items(), d.n_ratings());
+    let base = (u + i) * 24 + r * 12 * 3; // id maps, two CSR copies, seen list
+    Ok(base
+        + match algo {
+            Algorithm::Baseline => (u + i) * 4,
+            Algorithm::Svd | Algorithm::Svdpp => {
+                let p: MfParams = parse_mf(algo, options)?;
+                (u + 2 * i) * p.factors * 4 + r * 12
+            }
+            Algorithm::KnnUser | Algorithm::KnnItem => {
+                let p: KnnParams = parse(algo, options)?;
+                let rows = if algo == Algorithm::KnnUser { u } else { i };
+                rows * p.max_neighbors * 8 + rayon::current_num_threads() * rows.max(u).max(i) * 16
+            }
+            Algorithm::Als => {
+                let p: AlsParams = parse(algo, options)?;
+                (u + i) * p.factors * 4 + rayon::current_num_threads() * p.factors * p.factors * 8
+            }
+        })
+}
+
+fn parse_mf(algo: Algorithm, options: &str) -> Result<MfParams> {
+    let defaults = if algo == Algorithm::Svdpp {
+        MfParams::svdpp()
+    } else {
+        MfParams::svd()
+    };
+    // Overlay the user's keys on the algorithm's defaults, then parse strictly.
+    let mut v = serde_json::to_value(defaults).expect("parameters serialise");
+    let user: serde_json::Value = serde_json::from_str(if options.trim().is_empty() {
+        "{}"
+    } else {
+        options
+    })
+    .map_err(|e| CoreError::InvalidParameter(format!("options are not valid JSON: {e}")))?;
+    let serde_json::Value::Object(user) = user else {
+        return Err(CoreError::InvalidParameter(
+            "options must be a JSON object".into(),
+        ));
+    };
+    let obj = v.as_object_mut().expect("struct serialises to an object");
+    for (key, val) in user {
+        obj.insert(key, val);
+    }
+    parse(algo, &v.to_string())
+}
+
+/// Trains `algo` on `d` with JSON `options` (algorithm hyper-parameters only).
+pub fn train(
+    d: &Dataset,
+    algo: Algorithm,
+    options: &str,
+    threads: &Threads,
+    monitor: &mut dyn Monitor,
+) -> Result<CfModel> {
+    let (body, params) = match algo {
+        Algorithm::Baseline => {
+            let p: BaselineParams = parse(algo, options)?;
+            monitor.step(&Progress::epoch("baseline", 0, 1, None))?;
+            (Body::Baseline(Biases::fit(d, &p)), params_json(&p))
+        }
+        Algorithm::Svd => {
+            let p = parse_mf(algo, options)?;
+            (Body::Factors(train_svd(d, &p, monitor)?), params_json(&p))
+        }
+        Algorithm::Svdpp => {
+            let p = parse_mf(algo, options)?;
+            (Body::Factors(train_svdpp(d, &p, monitor)?), params_json(&p))
+        }
+        Algorithm::KnnUser | Algorithm::KnnItem => {
+            let mut p: KnnParams = parse(algo, options)?;
+            p.based_on = if algo == Algorithm::KnnUser {
+                Based::User
+            } else {
+                Based::Item
+            };
+            monitor.step(&Progress::epoch("similarities", 0, 1, None))?;
+            let m = threads.run(|| KnnModel::train(d, &p))?;
+            (Body::Knn(Box::new(m)), params_json(&p))
+        }
+        Algorithm::Als => {
+            let p: AlsParams = parse(algo, options)?;
+            (
+                Body::Als(train_als(d, &p, threads, monitor)?),
+                params_json(&p),
+            )
+        }
+    };
+    Ok(CfModel {
+        algorithm: algo,
+        params,
+        users: d.users.clone(),
+        items: d.items.clone(),
+        seen: d.by_user.clone(),
+        global_mean: d.global_mean,
+        min_rating: d.min_rating,
+        max_rating: d.max_rating,
+        body,
+    })
+}

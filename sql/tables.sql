@@ -1,0 +1,108 @@
+-- pg_persona: tables and views, created right after schema "persona" (src/lib.rs).
+-- Everything the extension stores lives in schema "persona" so user schemas stay clean; the
+-- headline functions live in the schema CREATE EXTENSION installs into (public by default).
+
+COMMENT ON SCHEMA persona IS 'pg_persona: default data tables, campaigns and stored models';
+
+-- Default data tables. Applications may use their own tables or views instead.
+CREATE TABLE persona.users (
+    user_id    bigint PRIMARY KEY,
+    name       text,
+    country    text,
+    signup_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE persona.items (
+    item_id     bigint PRIMARY KEY,
+    title       text NOT NULL,
+    category    text,
+    description text,
+    price       numeric(12,2)
+);
+CREATE TABLE persona.ratings (
+    user_id  bigint NOT NULL,
+    item_id  bigint NOT NULL,
+    rating   real,
+    rated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ratings_user_idx ON persona.ratings (user_id);
+CREATE INDEX ratings_item_idx ON persona.ratings (item_id);
+
+-- Campaigns and their events (exposure, click, conversion, or any other event name).
+CREATE TABLE persona.campaigns (
+    campaign      text PRIMARY KEY,
+    channel       text,
+    starts_at     timestamptz,
+    ends_at       timestamptz,
+    cost          numeric(14,2),
+    control_arm   text NOT NULL DEFAULT 'control',
+    planned_split jsonb,  -- e.g. {"treatment": 0.5, "control": 0.5}; NULL means equal split
+    items         bigint[], -- items the campaign promotes (for campaign_audience)
+    events        regclass, -- NULL: persona.campaign_events; else a table or view with the same columns
+    CHECK (planned_split IS NULL OR jsonb_typeof(planned_split) = 'object')
+);
+CREATE TABLE persona.campaign_events (
+    campaign    text NOT NULL,
+    user_id     bigint NOT NULL,
+    arm         text,
+    event       text NOT NULL,
+    value       numeric(14,2),
+    occurred_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX campaign_events_campaign_idx ON persona.campaign_events (campaign, event);
+CREATE TABLE persona.feedback (
+    feedback_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id     bigint,
+    item_id     bigint,
+    campaign    text,
+    body        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX feedback_campaign_idx ON persona.feedback (campaign);
+
+-- Collaborative-filtering models: every trained version is kept; a model name points at one.
+CREATE TABLE persona.cf_model_versions (
+    model      text NOT NULL,
+    version    integer NOT NULL,
+    algorithm  text NOT NULL,
+    params     jsonb NOT NULL,
+    summary    jsonb NOT NULL,
+    n_users    integer NOT NULL,
+    n_items    integer NOT NULL,
+    n_ratings  bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    created_by name NOT NULL DEFAULT current_user,
+    data       bytea NOT NULL,
+    PRIMARY KEY (model, version)
+);
+ALTER TABLE persona.cf_model_versions ALTER COLUMN data SET STORAGE EXTERNAL; -- already dense floats
+CREATE TABLE persona.cf_active (
+    model   text PRIMARY KEY,
+    version integer NOT NULL,
+    FOREIGN KEY (model, version) REFERENCES persona.cf_model_versions (model, version)
+);
+
+CREATE VIEW persona.cf_models AS
+SELECT v.model,
+       a.version AS active_version,
+       v.algorithm,
+       v.n_users,
+       v.n_items,
+       v.n_ratings,
+       v.params,
+       v.summary -> 'holdout' AS holdout_metrics,
+       pg_catalog.octet_length(v.data) AS bytes,
+       v.created_at,
+       v.created_by,
+       (SELECT pg_catalog.count(*) FROM persona.cf_model_versions w WHERE w.model = v.model) AS versions
+  FROM persona.cf_active a
+  JOIN persona.cf_model_versions v ON v.model = a.model AND v.version = a.version;
+
+-- User data and models are dumped by pg_dump (the tables themselves belong to the extension).
+SELECT pg_catalog.pg_extension_config_dump('persona.users', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.items', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.ratings', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.campaigns', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.campaign_events', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.feedback', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.cf_model_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.cf_active', '');

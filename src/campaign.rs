@@ -1,0 +1,489 @@
+//! SQL API of campaign evaluation. The heavy lifting is one aggregate query per call (per user,
+//! then per arm) that the planner can run in parallel and Citus can push down; the statistics on
+//! the handful of resulting rows are `persona_core::stats`.
+
+use std::collections::HashSet;
+
+use persona_core::stats::{
+    campaign_report, qini_auc_score, uplift_at_k, uplift_auc_score, ArmAggregate,
+    UpliftObservation, UpliftStrategy,
+};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use pgrx::PgSqlErrorCode::*;
+use serde_json::{json, Value};
+
+use crate::error::{raise, raise_hint, OrRaise};
+use crate::model_store;
+use crate::settings;
+use crate::source::{check_columns, qualified_name, ColumnKind};
+
+/// A campaign's row in `persona.campaigns`, with its events relation resolved and checked.
+struct CampaignInfo {
+    events: String,
+    control_arm: String,
+    planned_split: Option<Vec<(String, f64)>>,
+    cost: Option<f64>,
+    items: Vec<i64>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    channel: Option<String>,
+}
+
+fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
+    let row = client
+        .select(
+            "SELECT COALESCE(events, 'persona.campaign_events'::regclass)::oid, control_arm, planned_split, cost::float8, \
+                    COALESCE(items, '{}'), starts_at::text, ends_at::text, channel \
+             FROM persona.campaigns WHERE campaign = $1",
+            Some(1),
+            &[campaign.into()],
+        )
+        .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, format!("cannot read persona.campaigns: {e}"), None));
+    if row.is_empty() {
+        let known = Spi::get_one::<String>(
+            "SELECT pg_catalog.string_agg(campaign, ', ' ORDER BY campaign) FROM (SELECT campaign FROM persona.campaigns ORDER BY campaign LIMIT 20) c",
+        )
+        .ok()
+        .flatten();
+        raise_hint(
+            ERRCODE_UNDEFINED_OBJECT,
+            format!("campaign \"{campaign}\" does not exist"),
+            match known {
+                Some(k) => format!("Known campaigns: {k}. Add it with INSERT INTO persona.campaigns (campaign) VALUES (...)."),
+                None => "persona.campaigns is empty: INSERT INTO persona.campaigns (campaign, ...) first.".into(),
+            },
+        );
+    }
+    let row = row.first();
+    let events_oid: pg_sys::Oid = row.get(1).ok().flatten().unwrap_or(pg_sys::InvalidOid);
+    let control_arm: String = row
+        .get(2)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "control".into());
+    let split: Option<JsonB> = row.get(3).ok().flatten();
+    let cost: Option<f64> = row.get(4).ok().flatten();
+    let items: Vec<i64> = row
+        .get::<Vec<Option<i64>>>(5)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect();
+    let starts_at: Option<String> = row.get(6).ok().flatten();
+    let ends_at: Option<String> = row.get(7).ok().flatten();
+    let channel: Option<String> = row.get(8).ok().flatten();
+    let planned_split = split.map(|j| match j.0 {
+        Value::Object(m) => m
+            .into_iter()
+            .map(|(arm, v)| match v.as_f64() {
+                Some(w) if w > 0.0 => (arm, w),
+                _ => raise_hint(
+                    ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("planned_split of campaign \"{campaign}\" gives arm \"{arm}\" the weight {v}"),
+                    "Weights must be positive numbers, e.g. {\"treatment\": 0.5, \"control\": 0.5}.",
+                ),
+            })
+            .collect(),
+        _ => raise_hint(ERRCODE_INVALID_PARAMETER_VALUE, "planned_split must be a JSON object", "e.g. {\"treatment\": 0.5, \"control\": 0.5}"),
+    });
+    let events = qualified_name(client, events_oid);
+    check_columns(
+        client,
+        events_oid,
+        &events,
+        &[
+            ("campaign", ColumnKind::Text, "campaign"),
+            ("user_id", ColumnKind::Id, "user_id"),
+            ("arm", ColumnKind::Text, "arm"),
+            ("event", ColumnKind::Text, "event"),
+            ("value", ColumnKind::Number, "value"),
+            ("occurred_at", ColumnKind::Time, "occurred_at"),
+        ],
+    );
+    CampaignInfo {
+        events,
+        control_arm,
+        planned_split,
+        cost,
+        items,
+        starts_at,
+        ends_at,
+        channel,
+    }
+}
+
+/// The per-arm aggregation: one pass over the campaign's events, grouped by (arm, user) and then
+/// by arm. Events with a NULL arm form the arm '' (reported as a data warning, not analysed).
+fn arm_aggregates(
+    client: &SpiClient<'_>,
+    info: &CampaignInfo,
+    campaign: &str,
+) -> (Vec<ArmAggregate>, Value) {
+    let sql = format!(
+        "WITH per_user AS ( \
+           SELECT COALESCE(arm, '') AS arm, user_id, \
+                  count(*) FILTER (WHERE event = 'exposure') AS exposures, \
+                  count(*) FILTER (WHERE event = 'click') AS clicks, \
+                  count(*) FILTER (WHERE event = 'conversion') AS conversions, \
+                  COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8 AS revenue, \
+                  min(occurred_at) AS first_at, max(occurred_at) AS last_at \
+             FROM {} WHERE campaign = $1 GROUP BY 1, 2) \
+         SELECT arm, \
+                count(*) FILTER (WHERE exposures > 0), sum(exposures)::bigint, sum(clicks)::bigint, \
+                count(*) FILTER (WHERE clicks > 0), sum(conversions)::bigint, count(*) FILTER (WHERE conversions > 0), \
+                sum(revenue), COALESCE(sum(revenue * revenue) FILTER (WHERE exposures > 0), 0), \
+                min(first_at)::text, max(last_at)::text \
+           FROM per_user GROUP BY arm ORDER BY arm = $2 DESC, arm",
+        info.events
+    );
+    let rows = client
+        .select(
+            sql.as_str(),
+            None,
+            &[campaign.into(), info.control_arm.as_str().into()],
+        )
+        .unwrap_or_else(|e| {
+            raise(
+                ERRCODE_INTERNAL_ERROR,
+                format!("aggregating campaign events failed: {e}"),
+                None,
+            )
+        });
+    let (mut arms, mut first, mut last): (Vec<ArmAggregate>, Option<String>, Option<String>) =
+        (Vec::new(), None, None);
+    for r in rows {
+        let n = |i: usize| r.get::<i64>(i).ok().flatten().unwrap_or(0).max(0) as u64;
+        let f = |i: usize| r.get::<f64>(i).ok().flatten().unwrap_or(0.0);
+        arms.push(ArmAggregate {
+            arm: r.get::<String>(1).ok().flatten().unwrap_or_default(),
+            users_exposed: n(2),
+            exposures: n(3),
+            clicks: n(4),
+            users_clicked: n(5),
+            conversions: n(6),
+            users_converted: n(7),
+            revenue: f(8),
+            revenue_sumsq: f(9),
+            cost: None,
+        });
+        let (a, b): (Option<String>, Option<String>) =
+            (r.get(10).ok().flatten(), r.get(11).ok().flatten());
+        if a.is_some() && (first.is_none() || a < first) {
+            first = a;
+        }
+        if b.is_some() && (last.is_none() || b > last) {
+            last = b;
+        }
+    }
+    // Attribute the campaign's cost to the treated arms, in proportion to their exposed users.
+    if let Some(cost) = info.cost {
+        let treated: u64 = arms
+            .iter()
+            .filter(|a| a.arm != info.control_arm && !a.arm.is_empty())
+            .map(|a| a.users_exposed)
+            .sum();
+        for a in arms.iter_mut().filter(|a| !a.arm.is_empty()) {
+            a.cost = Some(if a.arm == info.control_arm {
+                0.0
+            } else if treated > 0 {
+                cost * a.users_exposed as f64 / treated as f64
+            } else {
+                0.0
+            });
+        }
+    }
+    (
+        arms,
+        json!({"starts_at": info.starts_at, "ends_at": info.ends_at, "first_event": first, "last_event": last}),
+    )
+}
+
+/// The full evaluation of a campaign as JSON: per-arm metrics, each variant against control with
+/// confidence intervals and tests, the sample-ratio-mismatch check and feedback satisfaction.
+#[pg_extern(stable, strict, parallel_safe)]
+fn campaign_metrics(campaign: &str) -> JsonB {
+    let (info, arms, period, feedback) = Spi::connect(|client| {
+        let info = campaign_info(&client, campaign);
+        let (arms, period) = arm_aggregates(&client, &info, campaign);
+        let fb = client
+            .select(
+                "SELECT count(*) FROM persona.feedback WHERE campaign = $1",
+                Some(1),
+                &[campaign.into()],
+            )
+            .ok()
+            .and_then(|t| t.first().get_one::<i64>().ok().flatten())
+            .unwrap_or(0);
+        (info, arms, period, fb)
+    });
+    let control = arms
+        .iter()
+        .any(|a| a.arm == info.control_arm)
+        .then_some(info.control_arm.as_str());
+    let alpha = settings::SIGNIFICANCE_LEVEL.get();
+    let report = campaign_report(&arms, control, info.planned_split.as_deref(), alpha)
+        .or_raise_hint("Check the campaign's planned_split and control_arm in persona.campaigns.");
+    let mut out = serde_json::to_value(&report).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut out {
+        m.insert("campaign".into(), json!(campaign));
+        m.insert("channel".into(), json!(info.channel));
+        m.insert("period".into(), period);
+        m.insert("cost".into(), json!(info.cost));
+        m.insert("events_relation".into(), json!(info.events));
+        m.insert(
+            "satisfaction".into(),
+            json!({
+                "feedback_count": feedback,
+                // Mean sentiment of the feedback texts needs the text model (bert_score).
+                "mean_sentiment": Value::Null,
+            }),
+        );
+    }
+    JsonB(out)
+}
+
+/// Daily counts and rates per arm, for dashboards and reporting jobs.
+#[pg_extern(stable, strict, parallel_safe)]
+#[allow(clippy::type_complexity)]
+fn campaign_metrics_daily(
+    campaign: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(day, pgrx::datum::Date),
+        name!(arm, String),
+        name!(users_exposed, i64),
+        name!(exposures, i64),
+        name!(clicks, i64),
+        name!(conversions, i64),
+        name!(revenue, f64),
+        name!(ctr, Option<f64>),
+        name!(conversion_rate, Option<f64>),
+    ),
+> {
+    let rows = Spi::connect(|client| {
+        let info = campaign_info(&client, campaign);
+        let sql = format!(
+            "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, COALESCE(arm, '') AS arm, \
+                    count(DISTINCT user_id) FILTER (WHERE event = 'exposure'), \
+                    count(*) FILTER (WHERE event = 'exposure'), count(*) FILTER (WHERE event = 'click'), \
+                    count(*) FILTER (WHERE event = 'conversion'), \
+                    COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8, \
+                    count(DISTINCT user_id) FILTER (WHERE event = 'conversion') \
+               FROM {} WHERE campaign = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+            info.events
+        );
+        let t = client
+            .select(sql.as_str(), None, &[campaign.into()])
+            .unwrap_or_else(|e| {
+                raise(
+                    ERRCODE_INTERNAL_ERROR,
+                    format!("aggregating campaign events failed: {e}"),
+                    None,
+                )
+            });
+        let mut out = Vec::new();
+        for r in t {
+            let day: pgrx::datum::Date = match r.get(1).ok().flatten() {
+                Some(d) => d,
+                None => continue,
+            };
+            let n = |i: usize| r.get::<i64>(i).ok().flatten().unwrap_or(0);
+            let (users, exposures, clicks, conversions, converters) =
+                (n(3), n(4), n(5), n(6), n(8));
+            let revenue = r.get::<f64>(7).ok().flatten().unwrap_or(0.0);
+            let ctr = (exposures > 0).then(|| clicks as f64 / exposures as f64);
+            let cr = (users > 0).then(|| converters as f64 / users as f64);
+            out.push((
+                day,
+                r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                users,
+                exposures,
+                clicks,
+                conversions,
+                revenue,
+                ctr,
+                cr,
+            ));
+        }
+        out
+    });
+    TableIterator::new(rows)
+}
+
+/// Mean predicted affinity of each model user for `items`, for users not in `exclude`.
+fn affinities(model: &str, items: &[i64], exclude: &HashSet<i64>) -> Vec<(i64, f32)> {
+    let m = model_store::active(model);
+    let known: Vec<i64> = items
+        .iter()
+        .copied()
+        .filter(|i| m.items.get(*i).is_some())
+        .collect();
+    let items = if known.is_empty() {
+        items.to_vec()
+    } else {
+        known
+    };
+    m.users
+        .ids()
+        .iter()
+        .filter(|u| !exclude.contains(u))
+        .map(|&u| {
+            (
+                u,
+                items.iter().map(|&i| m.predict(u, i)).sum::<f32>() / items.len().max(1) as f32,
+            )
+        })
+        .collect()
+}
+
+/// The `k` users with the highest predicted affinity for the campaign's items (or `items`) who
+/// have not been exposed to the campaign yet: the audience of the next send.
+#[pg_extern(stable, parallel_safe)]
+fn campaign_audience(
+    campaign: &str,
+    k: default!(i32, 100),
+    model: default!(&str, "'default'"),
+    items: default!(Option<Vec<i64>>, "NULL"),
+) -> TableIterator<'static, (name!(user_id, i64), name!(affinity, f32), name!(rank, i32))> {
+    if k <= 0 {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("k must be positive, not {k}"),
+            "e.g. k => 100",
+        );
+    }
+    let (items, exposed) = Spi::connect(|client| {
+        let info = campaign_info(&client, campaign);
+        let items = items.unwrap_or(info.items.clone());
+        if items.is_empty() {
+            raise_hint(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("campaign \"{campaign}\" names no items"),
+                "Set persona.campaigns.items for the campaign, or pass items => ARRAY[...].",
+            );
+        }
+        let sql = format!(
+            "SELECT DISTINCT user_id FROM {} WHERE campaign = $1 AND event = 'exposure'",
+            info.events
+        );
+        let exposed: HashSet<i64> = client
+            .select(sql.as_str(), None, &[campaign.into()])
+            .map(|t| t.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect())
+            .unwrap_or_default();
+        (items, exposed)
+    });
+    let mut scored = affinities(model, &items, &exposed);
+    scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(k as usize);
+    TableIterator::new(
+        scored
+            .into_iter()
+            .enumerate()
+            .map(|(r, (u, s))| (u, s, r as i32 + 1)),
+    )
+}
+
+/// How well a targeting score finds the users the campaign moved: Qini coefficient, AUUC and
+/// uplift@k (as scikit-uplift defines them) over the campaign's exposed users, with the outcome
+/// "converted". The score comes from `scores` (a relation with `user_id` and `score`) or, when
+/// that is NULL, from the affinity of a cf model for the campaign's items.
+#[pg_extern(stable, parallel_safe)]
+fn campaign_uplift(
+    campaign: &str,
+    scores: default!(Option<pg_sys::Oid>, "NULL"),
+    model: default!(&str, "'default'"),
+    k: default!(f64, 0.3),
+) -> JsonB {
+    let (info, users, score_rows) = Spi::connect(|client| {
+        let info = campaign_info(&client, campaign);
+        let sql = format!(
+            "SELECT user_id, bool_or(arm = $2), bool_or(event = 'conversion') FROM {} \
+              WHERE campaign = $1 AND arm IS NOT NULL GROUP BY user_id \
+             HAVING bool_or(event = 'exposure')",
+            info.events
+        );
+        let users: Vec<(i64, bool, bool)> = client
+            .select(
+                sql.as_str(),
+                None,
+                &[campaign.into(), info.control_arm.as_str().into()],
+            )
+            .map(|t| {
+                t.filter_map(|r| {
+                    Some((
+                        r.get::<i64>(1).ok()??,
+                        r.get::<bool>(2).ok()??,
+                        r.get::<bool>(3).ok()??,
+                    ))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        let score_rows: Option<Vec<(i64, f64)>> = scores.map(|oid| {
+            let rel = qualified_name(&client, oid);
+            check_columns(
+                &client,
+                oid,
+                &rel,
+                &[
+                    ("user_id", ColumnKind::Id, "user_id"),
+                    ("score", ColumnKind::Number, "score"),
+                ],
+            );
+            let sql =
+                format!("SELECT user_id::bigint, score::float8 FROM {rel} WHERE score IS NOT NULL");
+            client
+                .select(sql.as_str(), None, &[])
+                .map(|t| {
+                    t.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<f64>(2).ok()??)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        (info, users, score_rows)
+    });
+    let score_of: std::collections::HashMap<i64, f64> = match score_rows {
+        Some(rows) => rows.into_iter().collect(),
+        None => {
+            if info.items.is_empty() {
+                raise_hint(
+                    ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("campaign \"{campaign}\" names no items to score affinity for"),
+                    "Pass scores => 'my_scores'::regclass (user_id, score), or set persona.campaigns.items.",
+                );
+            }
+            affinities(model, &info.items, &HashSet::new())
+                .into_iter()
+                .map(|(u, s)| (u, s as f64))
+                .collect()
+        }
+    };
+    let obs: Vec<UpliftObservation> = users
+        .iter()
+        .filter_map(|&(u, is_control, converted)| {
+            score_of.get(&u).map(|&s| UpliftObservation {
+                y_true: converted,
+                uplift: s,
+                treated: !is_control,
+            })
+        })
+        .collect();
+    let unscored = users.len() - obs.len();
+    let hint = "Uplift needs scored users in both the treatment and the control arm, with and without conversions.";
+    JsonB(json!({
+        "campaign": campaign,
+        "users": obs.len(),
+        "users_without_score": unscored,
+        "qini_coefficient": qini_auc_score(&obs).or_raise_hint(hint),
+        "auuc": uplift_auc_score(&obs).or_raise_hint(hint),
+        "k": k,
+        "uplift_at_k": uplift_at_k(&obs, k, UpliftStrategy::Overall).or_raise_hint(hint),
+        "uplift_at_k_by_group": uplift_at_k(&obs, k, UpliftStrategy::ByGroup).or_raise_hint(hint),
+        "score": if scores.is_some() { "relation" } else { "cf model affinity" },
+    }))
+}

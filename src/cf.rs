@@ -1,0 +1,500 @@
+//! SQL API of collaborative filtering: train, predict, recommend, find similar users and items,
+//! evaluate, deploy. Reads and converts; the algorithms are in `persona_core::cf`.
+
+use std::time::Instant;
+
+use persona_core::cf::evaluate::{evaluate, split_rows, Rows, SplitKind};
+use persona_core::cf::{
+    estimate_bytes, train, Algorithm, DatasetBuilder, Monitor, Progress, Threads,
+};
+use persona_core::CoreError;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use pgrx::PgSqlErrorCode::*;
+use serde_json::{json, Map, Value};
+
+use crate::error::{raise, raise_hint, OrRaise};
+use crate::model_store;
+use crate::settings;
+use crate::source::{check_columns, for_each_row, ident, qualified_name, ColumnKind};
+
+/// Options `cf_train` and `cf_evaluate` understand themselves; every other key goes to the algorithm.
+const SOURCE_OPTIONS: &[&str] = &[
+    "user_column",
+    "item_column",
+    "rating_column",
+    "min_rating",
+    "max_rating",
+    "test_fraction",
+    "split",
+    "seed",
+    "k",
+];
+
+/// How to read and split the source.
+struct SourceSpec {
+    user_col: String,
+    item_col: String,
+    rating_col: Option<String>,
+    scale: Option<(f32, f32)>,
+    test_fraction: f64,
+    split: SplitKind,
+    seed: u64,
+    k: usize,
+    /// Algorithm options, as JSON.
+    algo_options: String,
+}
+
+fn parse_options(options: &Value, default_fraction: f64) -> SourceSpec {
+    let Value::Object(map) = options else {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "options must be a JSON object",
+            "Pass e.g. '{\"factors\": 64}'::jsonb.",
+        )
+    };
+    let str_opt = |k: &str, d: &str| -> String {
+        match map.get(k) {
+            None => d.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => raise_hint(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("option \"{k}\" must be a string, not {v}"),
+                "Give a column name.",
+            ),
+        }
+    };
+    let num_opt = |k: &str| -> Option<f64> {
+        match map.get(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(v) => raise_hint(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("option \"{k}\" must be a number, not {v}"),
+                "Give a number.",
+            ),
+        }
+    };
+    let rating_col = match map.get("rating_column") {
+        Some(Value::Null) => None,
+        _ => Some(str_opt("rating_column", "rating")),
+    };
+    let scale = match (num_opt("min_rating"), num_opt("max_rating")) {
+        (None, None) => None,
+        (Some(lo), Some(hi)) if lo < hi => Some((lo as f32, hi as f32)),
+        _ => raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "options \"min_rating\" and \"max_rating\" must be given together, with min_rating < max_rating",
+            "e.g. '{\"min_rating\": 1, \"max_rating\": 5}'",
+        ),
+    };
+    let test_fraction = num_opt("test_fraction").unwrap_or(default_fraction);
+    if !(0.0..1.0).contains(&test_fraction) {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("test_fraction must be in [0, 1), not {test_fraction}"),
+            "0 trains on every row.",
+        );
+    }
+    let split = match str_opt("split", "random").as_str() {
+        "random" => SplitKind::Random,
+        "user" | "stratified" => SplitKind::PerUser,
+        other => raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown split \"{other}\""),
+            "Valid splits: random (a seeded fraction of all rows), user (the same fraction of each user's rows).",
+        ),
+    };
+    let seed = num_opt("seed").unwrap_or(42.0);
+    if seed < 0.0 || seed.fract() != 0.0 {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "seed must be a non-negative integer",
+            "e.g. '{\"seed\": 7}'",
+        );
+    }
+    let k = num_opt("k").unwrap_or(10.0);
+    if k < 1.0 || k.fract() != 0.0 || k > 10_000.0 {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("k must be an integer between 1 and 10000, not {k}"),
+            "e.g. '{\"k\": 10}'",
+        );
+    }
+    let algo: Map<String, Value> = map
+        .iter()
+        .filter(|(k, _)| !SOURCE_OPTIONS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    SourceSpec {
+        user_col: str_opt("user_column", "user_id"),
+        item_col: str_opt("item_column", "item_id"),
+        rating_col,
+        scale,
+        test_fraction,
+        split,
+        seed: seed as u64,
+        k: k as usize,
+        algo_options: Value::Object(algo).to_string(),
+    }
+}
+
+/// Reads `(user, item, rating)` rows of `source` as the calling role.
+fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
+    Spi::connect(|client| {
+        let relname = qualified_name(&client, source);
+        let mut wanted = vec![
+            (spec.user_col.as_str(), ColumnKind::Id, "user_column"),
+            (spec.item_col.as_str(), ColumnKind::Id, "item_column"),
+        ];
+        if let Some(r) = &spec.rating_col {
+            wanted.push((r.as_str(), ColumnKind::Number, "rating_column"));
+        }
+        check_columns(&client, source, &relname, &wanted);
+        let rating = spec
+            .rating_col
+            .as_deref()
+            .map_or("1::real".to_string(), |r| format!("{}::real", ident(r)));
+        let query = format!(
+            "SELECT {}::bigint, {}::bigint, {} FROM {}",
+            ident(&spec.user_col),
+            ident(&spec.item_col),
+            rating,
+            relname
+        );
+        let mut rows = Rows::default();
+        for_each_row(&client, &query, 50_000, |t| {
+            let u: Option<i64> = t.get(1).ok().flatten();
+            let i: Option<i64> = t.get(2).ok().flatten();
+            let r: Option<f32> = t.get(3).ok().flatten();
+            match (u, i) {
+                (Some(u), Some(i)) => rows.push(u, i, r),
+                _ => rows.push_null(),
+            }
+        });
+        (relname, rows)
+    })
+}
+
+/// Checks for interrupts (query cancel, statement_timeout) between epochs and reports progress
+/// as a NOTICE at most every few seconds. Always runs on the backend's own thread.
+struct PgMonitor {
+    started: Instant,
+    last_notice: Instant,
+}
+
+impl PgMonitor {
+    fn new() -> Self {
+        PgMonitor {
+            started: Instant::now(),
+            last_notice: Instant::now(),
+        }
+    }
+}
+
+impl Monitor for PgMonitor {
+    fn step(&mut self, p: &Progress) -> persona_core::Result<()> {
+        pgrx::check_for_interrupts!();
+        if self.last_notice.elapsed().as_secs_f64() >= 5.0 {
+            self.last_notice = Instant::now();
+            let loss = p
+                .loss
+                .map(|l| format!(", training RMSE {l:.4}"))
+                .unwrap_or_default();
+            notice!(
+                "pg_persona: {} step {}/{}{} ({:.1} s)",
+                p.phase,
+                p.step,
+                p.steps,
+                loss,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn parse_algorithm(name: &str) -> Algorithm {
+    name.parse().unwrap_or_else(|e: CoreError| {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            e.to_string(),
+            "See the README's table of algorithms.",
+        )
+    })
+}
+
+/// Splits, builds, checks the memory budget, trains and evaluates. Shared by cf_train and cf_evaluate.
+fn fit(
+    rows: &Rows,
+    spec: &SourceSpec,
+    algo: Algorithm,
+    test: Option<&Rows>,
+) -> (persona_core::cf::CfModel, Value) {
+    let t0 = Instant::now();
+    let (train_idx, test_idx) = match test {
+        Some(_) => ((0..rows.len()).collect(), Vec::new()),
+        None => split_rows(rows, spec.split, spec.test_fraction, spec.seed),
+    };
+    let mut b = DatasetBuilder::new();
+    if let Some((lo, hi)) = spec.scale {
+        b = b.with_scale(lo, hi);
+    }
+    b.reserve(train_idx.len());
+    rows.fill(&mut b, &train_idx);
+    let d = b.build().unwrap_or_else(|e| {
+        raise_hint(
+            ERRCODE_DATA_EXCEPTION,
+            e.to_string(),
+            "The source must hold rows with non-NULL user, item and rating values.",
+        )
+    });
+    let need = estimate_bytes(&d, algo, &spec.algo_options)
+        .or_raise_hint("See the README's table of algorithm options.");
+    let limit = settings::max_training_bytes();
+    if need > limit {
+        raise_hint(
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "training \"{algo}\" on {} users, {} items and {} ratings needs about {} MB, more than persona.max_training_memory ({} MB)",
+                d.n_users(),
+                d.n_items(),
+                d.n_ratings(),
+                need / (1 << 20),
+                limit / (1 << 20)
+            ),
+            "Raise persona.max_training_memory, use fewer factors or neighbours, or train on a sample.",
+        );
+    }
+    let threads = Threads::new(settings::training_threads()).or_raise();
+    let t_train = Instant::now();
+    let model = train(
+        &d,
+        algo,
+        &spec.algo_options,
+        &threads,
+        &mut PgMonitor::new(),
+    )
+    .or_raise_hint("See the README's table of algorithm options.");
+    let train_seconds = t_train.elapsed().as_secs_f64();
+    let held_out = match test {
+        Some(t) => Some(t.triples_all()),
+        None if !test_idx.is_empty() => Some(rows.triples(&test_idx)),
+        None => None,
+    };
+    let eval = held_out.as_ref().map(|t| evaluate(&model, t, spec.k));
+    // Once evaluated, the held-out rows count as seen: recommendations never offer what a user
+    // already rated, whichever part of the split the rating fell in.
+    let mut model = model;
+    if let Some(t) = &held_out {
+        model.extend_seen(t);
+    }
+    let summary = json!({
+        "algorithm": algo.name(),
+        "params": serde_json::from_str::<Value>(&model.params).unwrap_or(Value::Null),
+        "users": d.n_users(),
+        "items": d.n_items(),
+        "ratings_used": d.n_ratings(),
+        "rows_read": rows.len(),
+        "rows_held_out": test.map_or(test_idx.len(), |t| t.len()),
+        "skipped_null": d.counts.skipped_null + rows.null_rows(),
+        "skipped_out_of_range": d.counts.skipped_out_of_range,
+        "duplicates_merged": d.counts.duplicates_merged,
+        "rating_range": if algo.is_implicit() { Value::Null } else { json!([d.min_rating, d.max_rating]) },
+        "train_seconds": round3(train_seconds),
+        "seconds": round3(t0.elapsed().as_secs_f64()),
+        "holdout": eval.map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).unwrap_or(Value::Null),
+    });
+    (model, summary)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn check_model_name(model: &str) {
+    if model.is_empty() || model.len() > 63 {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "model names must be 1 to 63 characters long",
+            "e.g. 'default' or 'movies_svd'.",
+        );
+    }
+}
+
+/// Trains a model on `source` and makes it the active version of `model`. Implementation of the
+/// SQL function `cf_train(regclass, text, text, jsonb)` (see sql/finalize.sql).
+#[pg_extern(schema = "persona", volatile, parallel_unsafe)]
+fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: JsonB) -> JsonB {
+    check_model_name(model);
+    let algo = parse_algorithm(algorithm);
+    let spec = parse_options(&options.0, 0.1);
+    let t0 = Instant::now();
+    let (relname, rows) = read_rows(source, &spec);
+    let read_seconds = t0.elapsed().as_secs_f64();
+    let (trained, mut summary) = fit(&rows, &spec, algo, None);
+    let version = model_store::save(model, &trained, &summary);
+    let obj = summary.as_object_mut().expect("summary is an object");
+    obj.insert("model".into(), json!(model));
+    obj.insert("version".into(), json!(version));
+    obj.insert("source".into(), json!(relname));
+    obj.insert("read_seconds".into(), json!(round3(read_seconds)));
+    obj.insert("seconds".into(), json!(round3(t0.elapsed().as_secs_f64())));
+    JsonB(summary)
+}
+
+/// Trains on part of `source` and scores the rest (or `test`), without storing a model.
+#[pg_extern(schema = "persona", volatile, parallel_unsafe)]
+fn cf_evaluate_impl(
+    source: pg_sys::Oid,
+    algorithm: &str,
+    options: JsonB,
+    test: Option<pg_sys::Oid>,
+) -> JsonB {
+    let algo = parse_algorithm(algorithm);
+    let spec = parse_options(&options.0, 0.2);
+    let t0 = Instant::now();
+    let (relname, rows) = read_rows(source, &spec);
+    let test_rows = test.map(|t| read_rows(t, &spec).1);
+    let (_, mut summary) = fit(&rows, &spec, algo, test_rows.as_ref());
+    let obj = summary.as_object_mut().expect("summary is an object");
+    obj.insert("source".into(), json!(relname));
+    obj.insert(
+        "split".into(),
+        json!(match (test.is_some(), spec.split) {
+            (true, _) => "test relation",
+            (false, SplitKind::Random) => "random",
+            (false, SplitKind::PerUser) => "user",
+        }),
+    );
+    obj.insert(
+        "test_fraction".into(),
+        json!(if test.is_some() {
+            Value::Null
+        } else {
+            json!(spec.test_fraction)
+        }),
+    );
+    obj.insert("seed".into(), json!(spec.seed));
+    obj.insert("seconds".into(), json!(round3(t0.elapsed().as_secs_f64())));
+    JsonB(summary)
+}
+
+/// The predicted rating of `item_id` by `user_id`, clipped to the training scale. Unknown users
+/// or items get the global mean plus the biases that are known.
+#[pg_extern(stable, strict, parallel_safe)]
+fn cf_predict(user_id: i64, item_id: i64, model: default!(&str, "'default'")) -> f32 {
+    model_store::active(model).predict(user_id, item_id)
+}
+
+fn check_k(k: i32) -> usize {
+    if k <= 0 {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("k must be positive, not {k}"),
+            "Ask for at least one row, e.g. k => 10.",
+        );
+    }
+    k as usize
+}
+
+/// The `k` best items for `user_id`, best first.
+#[pg_extern(stable, strict, parallel_safe)]
+fn cf_recommend(
+    user_id: i64,
+    k: default!(i32, 10),
+    model: default!(&str, "'default'"),
+    exclude_seen: default!(bool, true),
+) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32))> {
+    let k = check_k(k);
+    let recs = model_store::active(model).recommend(user_id, k, exclude_seen);
+    TableIterator::new(
+        recs.into_iter()
+            .enumerate()
+            .map(|(r, (i, s))| (i, s, r as i32 + 1)),
+    )
+}
+
+/// The `k` items most similar to `item_id` (no rows for an unknown item).
+#[pg_extern(stable, strict, parallel_safe)]
+fn cf_similar_items(
+    item_id: i64,
+    k: default!(i32, 10),
+    model: default!(&str, "'default'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(item_id, i64),
+        name!(similarity, f32),
+        name!(rank, i32),
+    ),
+> {
+    let k = check_k(k);
+    let sims = model_store::active(model)
+        .similar_items(item_id, k)
+        .unwrap_or_default();
+    TableIterator::new(
+        sims.into_iter()
+            .enumerate()
+            .map(|(r, (i, s))| (i, s, r as i32 + 1)),
+    )
+}
+
+/// The `k` users most similar to `user_id` (no rows for an unknown user).
+#[pg_extern(stable, strict, parallel_safe)]
+fn cf_similar_users(
+    user_id: i64,
+    k: default!(i32, 10),
+    model: default!(&str, "'default'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(user_id, i64),
+        name!(similarity, f32),
+        name!(rank, i32),
+    ),
+> {
+    let k = check_k(k);
+    let sims = model_store::active(model)
+        .similar_users(user_id, k)
+        .unwrap_or_default();
+    TableIterator::new(
+        sims.into_iter()
+            .enumerate()
+            .map(|(r, (u, s))| (u, s, r as i32 + 1)),
+    )
+}
+
+/// Makes `version` the active version of `model` (roll back or forward).
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn cf_deploy(model: &str, version: i32) -> JsonB {
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM persona.cf_model_versions WHERE model = $1 AND version = $2)",
+        &[model.into(), version.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !exists {
+        let versions = Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.string_agg(version::text, ', ' ORDER BY version) FROM persona.cf_model_versions WHERE model = $1",
+            &[model.into()],
+        )
+        .ok()
+        .flatten();
+        match versions {
+            Some(v) => raise_hint(
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("model \"{model}\" has no version {version}"),
+                format!("Its versions are: {v}."),
+            ),
+            None => raise(
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("model \"{model}\" does not exist"),
+                Some("See SELECT * FROM persona.cf_models.".into()),
+            ),
+        }
+    }
+    model_store::activate(model, version);
+    JsonB(json!({"model": model, "active_version": version}))
+}

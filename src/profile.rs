@@ -1,0 +1,132 @@
+//! `user_profile(user)`: a portrait of one user as JSON, from the extension's tables
+//! (`persona.ratings`, `persona.items`, `persona.campaign_events`, `persona.feedback`) and a
+//! cf model: activity, taste, segment, churn risk, campaign history, feedback, what to show next.
+
+use persona_core::profile::Activity;
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use crate::model_store;
+
+fn one_json(
+    client: &pgrx::spi::SpiClient<'_>,
+    sql: &str,
+    args: Vec<pgrx::datum::DatumWithOid<'_>>,
+) -> Value {
+    client
+        .select(sql, Some(1), &args)
+        .ok()
+        .and_then(|t| t.first().get_one::<JsonB>().ok().flatten())
+        .map(|j| j.0)
+        .unwrap_or(Value::Null)
+}
+
+/// The portrait of `user_id` as of `as_of` (default: now). Recommendations come from `model` when
+/// it exists (otherwise `next` is null).
+#[pg_extern(stable, parallel_safe)]
+fn user_profile(
+    user_id: Option<i64>,
+    model: default!(&str, "'default'"),
+    as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> Option<JsonB> {
+    let user_id = user_id?;
+    let (activity, taste, campaigns, feedback, has_model) = Spi::connect(|client| {
+        let as_of = || -> pgrx::datum::DatumWithOid<'static> {
+            match as_of {
+                Some(t) => t.into(),
+                None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
+            }
+        };
+        let activity = one_json(
+            &client,
+            "SELECT pg_catalog.jsonb_build_object( \
+                 'ratings', count(*), 'mean_rating', round(avg(rating)::numeric, 3), \
+                 'first_days_ago', extract(epoch FROM COALESCE($2, now()) - min(rated_at)) / 86400, \
+                 'last_days_ago', extract(epoch FROM COALESCE($2, now()) - max(rated_at)) / 86400, \
+                 'first_at', min(rated_at), 'last_at', max(rated_at)) \
+             FROM persona.ratings WHERE user_id = $1 AND rated_at <= COALESCE($2, now())",
+            vec![user_id.into(), as_of()],
+        );
+        let taste = one_json(
+            &client,
+            "SELECT COALESCE(pg_catalog.jsonb_agg(t ORDER BY t.ratings DESC, t.mean_rating DESC, t.category), '[]') FROM ( \
+                 SELECT i.category, count(*) AS ratings, round(avg(r.rating)::numeric, 3) AS mean_rating \
+                   FROM persona.ratings r JOIN persona.items i USING (item_id) \
+                  WHERE r.user_id = $1 AND i.category IS NOT NULL AND r.rated_at <= COALESCE($2, now()) \
+                  GROUP BY i.category ORDER BY count(*) DESC, avg(r.rating) DESC, i.category LIMIT 3) t",
+            vec![user_id.into(), as_of()],
+        );
+        let campaigns = one_json(
+            &client,
+            "SELECT COALESCE(pg_catalog.jsonb_agg(c ORDER BY c.campaign), '[]') FROM ( \
+                 SELECT campaign, min(arm) AS arm, \
+                        count(*) FILTER (WHERE event = 'exposure') AS exposures, \
+                        count(*) FILTER (WHERE event = 'click') AS clicks, \
+                        count(*) FILTER (WHERE event = 'conversion') AS conversions, \
+                        COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0) AS revenue \
+                   FROM persona.campaign_events WHERE user_id = $1 AND occurred_at <= COALESCE($2, now()) \
+                  GROUP BY campaign) c",
+            vec![user_id.into(), as_of()],
+        );
+        let feedback = one_json(
+            &client,
+            "SELECT pg_catalog.jsonb_build_object('count', count(*), 'last_at', max(created_at)) \
+               FROM persona.feedback WHERE user_id = $1 AND created_at <= COALESCE($2, now())",
+            vec![user_id.into(), as_of()],
+        );
+        let has_model = client
+            .select(
+                "SELECT 1 FROM persona.cf_active WHERE model = $1",
+                Some(1),
+                &[model.into()],
+            )
+            .map(|t| !t.is_empty())
+            .unwrap_or(false);
+        (activity, taste, campaigns, feedback, has_model)
+    });
+    let n = activity.get("ratings").and_then(Value::as_u64).unwrap_or(0);
+    let days = |k: &str| {
+        activity.get(k).and_then(|v| {
+            v.as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+    };
+    let a = Activity {
+        events: n,
+        first_days_ago: days("first_days_ago").unwrap_or(0.0),
+        last_days_ago: days("last_days_ago").unwrap_or(0.0),
+    };
+    let next = if has_model {
+        let m = model_store::active(model);
+        let recs = m.recommend(user_id, 5, true);
+        json!({
+            "model": model,
+            "known_user": m.users.get(user_id).is_some(),
+            "items": recs.into_iter().map(|(i, s)| json!({"item_id": i, "score": (s * 1000.0).round() / 1000.0})).collect::<Vec<_>>(),
+        })
+    } else {
+        Value::Null
+    };
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    Some(JsonB(json!({
+        "user_id": user_id,
+        "activity": {
+            "ratings": n,
+            "mean_rating": activity.get("mean_rating"),
+            "first_at": activity.get("first_at"),
+            "last_at": activity.get("last_at"),
+            "days_since_last": (n > 0).then(|| round(a.last_days_ago)),
+            "mean_gap_days": a.mean_gap_days().map(round),
+        },
+        "taste": taste,
+        "segment": a.segment(),
+        "churn_risk": a.churn_risk().map(round),
+        "campaigns": campaigns,
+        "feedback": feedback,
+        // Mean sentiment of the user's feedback needs the text model (bert_score).
+        "sentiment": Value::Null,
+        "next": next,
+    })))
+}

@@ -1,0 +1,44 @@
+# pg_persona: the two commands of the README, and their parts.
+#   make demo   install what is missing, build, install the extension, start the local cluster,
+#               load the demo data and run every SQL function on it
+#   make test   the whole test suite: core unit tests, #[pg_test] tests, SQL regression tests
+SHELL := /bin/bash
+PG_MAJOR := 15
+PG_CONFIG := /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND := 1
+
+.PHONY: setup build install start demo test test-core test-pg test-regress bench clean
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	cargo build --release --workspace
+
+# Stops the cluster while the shared library is replaced, then starts it again.
+install: setup
+	bash scripts/install.sh
+
+start:
+	bash scripts/cluster.sh start
+
+demo: install
+	bash scripts/demo.sh
+
+test: setup test-core test-pg test-regress
+
+test-core:
+	cargo test -p persona-core --release
+
+test-pg:
+	cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata /var/lib/postgresql/pgrx-test/data
+
+# Regression tests run against the real install in the system cluster.
+test-regress: install
+	bash scripts/regress.sh
+
+bench:
+	bash benches/run.sh
+
+clean:
+	cargo clean

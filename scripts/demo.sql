@@ -1,0 +1,58 @@
+-- pg_persona demo: every SQL function on the bundled demo data. Run by `make demo`.
+\pset footer off
+\echo '== CREATE EXTENSION pg_persona'
+CREATE EXTENSION pg_persona;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_persona';
+
+\echo '== persona.load_demo(): deterministic users, items, ratings, a campaign and feedback'
+SELECT jsonb_pretty(persona.load_demo());
+
+\echo '== cf_train(): the default algorithm (SVD++) on persona.ratings, 10% held out'
+SELECT jsonb_pretty(cf_train() - 'params');
+
+\echo '== cf_train(algorithm => ...): every algorithm, each as its own model'
+SELECT a.algorithm, r ->> 'version' AS version, r -> 'holdout' ->> 'rmse' AS rmse,
+       r -> 'holdout' -> 'ranking' ->> 'ndcg_at_k' AS ndcg_at_10, r ->> 'train_seconds' AS train_seconds
+  FROM unnest(ARRAY['baseline', 'svd', 'knn_user', 'knn_item', 'als']) AS a(algorithm),
+       LATERAL cf_train(algorithm => a.algorithm, model => 'demo_' || a.algorithm) AS r;
+
+\echo '== persona.cf_models: stored models, one active version each'
+SELECT model, active_version, algorithm, n_users, n_items, n_ratings, bytes, versions FROM persona.cf_models ORDER BY model;
+
+\echo '== cf_predict(user, item)'
+SELECT u AS user_id, i AS item_id, round(cf_predict(u, i)::numeric, 3) AS predicted
+  FROM (VALUES (1, 1), (1, 2), (2, 3), (999999, 1)) v(u, i);
+
+\echo '== cf_recommend(user, k): top 5 unseen items for user 1'
+SELECT r.rank, r.item_id, i.title, i.category, round(r.score::numeric, 3) AS score
+  FROM cf_recommend(1, 5) r JOIN persona.items i USING (item_id) ORDER BY r.rank;
+
+\echo '== cf_similar_items(item, k) with the item-based k-NN model'
+SELECT s.rank, s.item_id, i.title, round(s.similarity::numeric, 3) AS similarity
+  FROM cf_similar_items(1, 5, 'demo_knn_item') s JOIN persona.items i USING (item_id) ORDER BY s.rank;
+
+\echo '== cf_similar_users(user, k)'
+SELECT * FROM cf_similar_users(1, 5);
+
+\echo '== cf_evaluate(): per-user 25% split, implicit ALS, top-10 ranking'
+SELECT jsonb_pretty(cf_evaluate(algorithm => 'als', options => '{"split": "user", "test_fraction": 0.25}') - 'params');
+
+\echo '== cf_deploy(model, version): roll back to version 1'
+SELECT cf_train(algorithm => 'svd') ->> 'version' AS new_version;
+SELECT cf_deploy('default', 1);
+
+\echo '== campaign_metrics(campaign)'
+SELECT jsonb_pretty(campaign_metrics('spring_outdoor'));
+
+\echo '== campaign_metrics_daily(campaign)'
+SELECT day, arm, users_exposed, exposures, clicks, conversions, revenue, round(ctr::numeric, 4) AS ctr
+  FROM campaign_metrics_daily('spring_outdoor') LIMIT 6;
+
+\echo '== campaign_audience(campaign, k): unexposed users with the highest affinity for the campaign items'
+SELECT * FROM campaign_audience('spring_outdoor', 5);
+
+\echo '== campaign_uplift(campaign): does cf affinity find the users the campaign moved?'
+SELECT jsonb_pretty(campaign_uplift('spring_outdoor'));
+
+\echo '== user_profile(user)'
+SELECT jsonb_pretty(user_profile(1, as_of => '2026-05-01'));

@@ -1,0 +1,50 @@
+-- Campaign evaluation on the demo campaign, and its edge cases.
+SELECT jsonb_pretty(campaign_metrics('spring_outdoor') - 'arms' - 'comparisons' - 'srm');
+SELECT a ->> 'arm' AS arm, a ->> 'users_exposed' AS users_exposed, a ->> 'exposures' AS exposures,
+       a ->> 'clicks' AS clicks, a ->> 'users_converted' AS users_converted, a ->> 'revenue' AS revenue
+  FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'arms') a;
+SELECT jsonb_pretty(campaign_metrics('spring_outdoor') -> 'srm');
+SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(c) k) AS comparison_keys
+  FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'comparisons') c;
+
+-- The report agrees with a hand-written GROUP BY.
+SELECT arm, count(DISTINCT user_id) FILTER (WHERE event = 'exposure') AS users_exposed,
+       count(*) FILTER (WHERE event = 'exposure') AS exposures, count(*) FILTER (WHERE event = 'click') AS clicks,
+       count(DISTINCT user_id) FILTER (WHERE event = 'conversion') AS users_converted,
+       sum(value) FILTER (WHERE event = 'conversion') AS revenue
+  FROM persona.campaign_events WHERE campaign = 'spring_outdoor' GROUP BY arm ORDER BY arm = 'control' DESC, arm;
+
+-- Daily view.
+SELECT count(*) AS rows, count(DISTINCT arm) AS arms, sum(exposures) AS exposures, sum(clicks) AS clicks
+  FROM campaign_metrics_daily('spring_outdoor');
+
+-- Audience: k unexposed users, ranked by affinity.
+SELECT count(*) AS n, min(rank) AS first, max(rank) AS last FROM campaign_audience('spring_outdoor', 10);
+SELECT count(*) AS exposed_in_audience FROM campaign_audience('spring_outdoor', 50) a
+  JOIN persona.campaign_events e ON e.user_id = a.user_id AND e.campaign = 'spring_outdoor';
+
+-- Uplift metrics of a targeting score.
+SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(u) k) AS keys, u ->> 'users' AS users
+  FROM campaign_uplift('spring_outdoor') u;
+
+-- Edge cases: a campaign without control, one user, zero exposures, events without arm.
+INSERT INTO persona.campaigns (campaign, cost) VALUES ('solo', 100), ('tiny', NULL), ('empty', 10);
+INSERT INTO persona.campaign_events (campaign, user_id, arm, event, value) VALUES
+  ('solo', 1, 'treatment', 'exposure', NULL), ('solo', 2, 'treatment', 'exposure', NULL),
+  ('solo', 2, 'treatment', 'conversion', 20), ('solo', 3, NULL, 'exposure', NULL),
+  ('tiny', 1, 'control', 'exposure', NULL), ('tiny', 2, 'treatment', 'exposure', NULL),
+  ('tiny', 2, 'treatment', 'conversion', 5), ('tiny', 3, 'treatment', 'conversion', 7);
+SELECT campaign_metrics('solo') -> 'control_arm' AS control, jsonb_array_length(campaign_metrics('solo') -> 'comparisons') AS comparisons,
+       jsonb_array_length(campaign_metrics('solo') -> 'data_warnings') > 0 AS warns_about_missing_arm;
+SELECT c -> 'conversion_rate' ->> 'p_value' AS p_value, c -> 'revenue_per_user' ->> 't' AS welch_t
+  FROM jsonb_array_elements(campaign_metrics('tiny') -> 'comparisons') c;
+SELECT w ->> 'code' AS warning FROM jsonb_array_elements(campaign_metrics('tiny') -> 'data_warnings') w;
+SELECT jsonb_array_length(campaign_metrics('empty') -> 'arms') AS arms;
+
+-- Mistakes.
+SELECT regress.error_of($$SELECT campaign_metrics('no_such_campaign')$$);
+SELECT regress.error_of($$SELECT * FROM campaign_audience('solo', 5)$$);
+SELECT regress.error_of($$SELECT * FROM campaign_audience('spring_outdoor', 0)$$);
+UPDATE persona.campaigns SET planned_split = '{"treatment": -1}' WHERE campaign = 'solo';
+SELECT regress.error_of($$SELECT campaign_metrics('solo')$$);
+SET persona.significance_level = 0.9;

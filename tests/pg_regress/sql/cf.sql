@@ -1,0 +1,81 @@
+-- Collaborative filtering: train, predict, recommend, similar, evaluate, versions.
+SELECT r ->> 'model' AS model, r ->> 'version' AS version, r ->> 'algorithm' AS algorithm,
+       r ->> 'rows_read' AS rows_read, r ->> 'rows_held_out' AS held_out, r ->> 'ratings_used' AS used,
+       r -> 'rating_range' AS rating_range,
+       (r -> 'holdout' ->> 'rmse')::float8 BETWEEN 0.5 AND 1.0 AS rmse_plausible,
+       (r -> 'holdout' -> 'ranking' ->> 'k')::int AS k
+  FROM cf_train() r;
+
+-- Every algorithm trains and predicts within the rating scale.
+SELECT a AS algorithm, r ->> 'version' AS version,
+       (SELECT bool_and(cf_predict(u, i, 'm_' || a) BETWEEN 1 AND 5) FROM generate_series(1, 20) u, generate_series(1, 10) i) AS in_scale
+  FROM unnest(ARRAY['baseline', 'svd', 'svdpp', 'knn_user', 'knn_item']) a,
+       LATERAL cf_train(algorithm => a, model => 'm_' || a) r;
+
+-- Implicit ALS: scores rank items; they are not ratings.
+SELECT r ->> 'algorithm' AS algorithm, r -> 'rating_range' AS rating_range, r -> 'holdout' -> 'rmse' AS rmse,
+       (r -> 'holdout' -> 'ranking' ->> 'precision_at_k')::float8 > 0.05 AS finds_relevant_items
+  FROM cf_train(algorithm => 'als', model => 'clicks', options => '{"rating_column": null, "factors": 16}') r;
+
+-- Predictions are deterministic for a seed and stable across calls.
+SELECT round(cf_predict(1, 1)::numeric, 4) = round(cf_predict(1, 1)::numeric, 4) AS stable;
+
+-- Unknown users or items fall back to the global mean plus known biases, not an error.
+SELECT cf_predict(123456789, 1, 'm_baseline') = cf_predict(987654321, 1, 'm_baseline') AS unknown_users_agree,
+       cf_predict(123456789, 987654321, 'm_baseline') BETWEEN 1 AND 5 AS unknown_both_in_scale;
+
+-- NULL in, NULL out.
+SELECT cf_predict(NULL, 1) IS NULL AS null_user, cf_predict(1, NULL) IS NULL AS null_item;
+
+-- Top-N: k rows, ranks 1..k, scores descending, nothing the user already rated.
+SELECT count(*) AS n, min(rank) AS first, max(rank) AS last,
+       bool_and(score <= prev) AS descending
+  FROM (SELECT rank, score, lag(score, 1, 'Infinity') OVER (ORDER BY rank) AS prev FROM cf_recommend(1, 10)) r;
+SELECT count(*) AS already_rated FROM cf_recommend(1, 100) r JOIN persona.ratings x ON x.user_id = 1 AND x.item_id = r.item_id;
+SELECT count(*) > 0 AS includes_rated FROM cf_recommend(1, 200, exclude_seen => false) r
+  JOIN persona.ratings x ON x.user_id = 1 AND x.item_id = r.item_id;
+SELECT count(*) AS for_unknown_user FROM cf_recommend(424242, 5);
+
+-- Similar items and users.
+SELECT count(*) AS n, bool_and(item_id <> 1) AS excludes_itself FROM cf_similar_items(1, 5, 'm_knn_item');
+SELECT count(*) AS n, bool_and(user_id <> 1) AS excludes_itself FROM cf_similar_users(1, 5, 'm_knn_user');
+SELECT count(*) AS n FROM cf_similar_items(1, 5);
+SELECT count(*) AS unknown_item FROM cf_similar_items(987654, 5);
+
+-- Evaluation stores nothing and reports every metric.
+SELECT count(*) AS versions_before FROM persona.cf_model_versions;
+SELECT e ->> 'split' AS split, e ->> 'test_fraction' AS test_fraction,
+       (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(e -> 'holdout') k) AS holdout_keys,
+       (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(e -> 'holdout' -> 'ranking') k) AS ranking_keys
+  FROM cf_evaluate(algorithm => 'svd', options => '{"split": "user", "test_fraction": 0.25}') e;
+SELECT count(*) AS versions_after FROM persona.cf_model_versions;
+-- ... or against a test relation the user gives.
+CREATE TABLE regress.test_part AS SELECT * FROM persona.ratings WHERE user_id % 10 = 0 AND item_id % 3 = 0;
+CREATE TABLE regress.train_part AS SELECT * FROM persona.ratings EXCEPT ALL SELECT * FROM regress.test_part;
+SELECT e ->> 'split' AS split, (e ->> 'rows_held_out')::int = (SELECT count(*) FROM regress.test_part) AS all_test_rows_scored
+  FROM cf_evaluate('regress.train_part', 'baseline', '{}', 'regress.test_part') e;
+
+-- Versions: retraining adds a version and activates it; cf_deploy rolls back.
+SELECT cf_train(algorithm => 'baseline') ->> 'version' AS version;
+SELECT model, active_version, algorithm, versions FROM persona.cf_models WHERE model = 'default';
+SELECT cf_deploy('default', 1);
+SELECT model, active_version, algorithm, versions FROM persona.cf_models WHERE model = 'default';
+
+-- Every model is listed.
+SELECT model, active_version, algorithm, n_users > 0 AS has_users, bytes > 0 AS has_bytes FROM persona.cf_models ORDER BY model;
+
+-- Duplicates are merged into their mean, NULL ratings skipped and counted.
+CREATE TABLE regress.dups (user_id int, item_id int, rating numeric);
+INSERT INTO regress.dups VALUES (1, 1, 4), (1, 1, 2), (1, 2, NULL), (2, 1, 5), (2, 2, 1), (NULL, 3, 3);
+SELECT r ->> 'rows_read' AS rows_read, r ->> 'ratings_used' AS used, r ->> 'duplicates_merged' AS merged,
+       r ->> 'skipped_null' AS skipped_null
+  FROM cf_train('regress.dups', 'baseline', 'dups', '{"test_fraction": 0}') r;
+
+-- Ratings outside a declared scale are skipped and counted.
+SELECT r ->> 'skipped_out_of_range' AS out_of_range, r -> 'rating_range' AS rating_range
+  FROM cf_train('regress.dups', 'baseline', 'dups', '{"test_fraction": 0, "min_rating": 2, "max_rating": 4}') r;
+
+-- Other column names.
+CREATE VIEW regress.clicks AS SELECT user_id AS customer, item_id AS product, 1 AS clicks FROM persona.ratings;
+SELECT r ->> 'ratings_used' AS used FROM cf_train('regress.clicks', 'als', 'clicks2',
+  '{"user_column": "customer", "item_column": "product", "rating_column": "clicks", "test_fraction": 0, "iterations": 2}') r;

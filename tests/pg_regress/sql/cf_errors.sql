@@ -1,0 +1,54 @@
+-- Every user mistake of the cf API: SQLSTATE, message, hint. Nothing is stored by a failed call.
+SELECT count(*) AS versions_before FROM persona.cf_model_versions;
+
+-- Unknown model, algorithm, option, split.
+SELECT regress.error_of($$SELECT cf_predict(1, 1, 'nope')$$);
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'deep_magic')$$);
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"factorz": 10}')$$);
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"factors": 0}')$$);
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'als', options => '{"alpha": "high"}')$$);
+SELECT regress.error_of($$SELECT cf_train(options => '{"split": "weird"}')$$);
+SELECT regress.error_of($$SELECT cf_train(options => '{"test_fraction": 1.5}')$$);
+SELECT regress.error_of($$SELECT cf_train(options => '[1, 2]')$$);
+SELECT regress.error_of($$SELECT cf_train(model => '')$$);
+
+-- Source problems: missing relation, empty, missing or mistyped columns.
+SELECT regress.error_of($$SELECT cf_train('regress.no_such_table')$$);
+CREATE TABLE regress.empty (user_id bigint, item_id bigint, rating real);
+SELECT regress.error_of($$SELECT cf_train('regress.empty')$$);
+CREATE TABLE regress.nulls (user_id bigint, item_id bigint, rating real);
+INSERT INTO regress.nulls VALUES (1, 1, NULL), (2, 2, NULL);
+SELECT regress.error_of($$SELECT cf_train('regress.nulls')$$);
+CREATE TABLE regress.wrong_names (customer bigint, product bigint, stars real);
+SELECT regress.error_of($$SELECT cf_train('regress.wrong_names')$$);
+CREATE TABLE regress.wrong_types (user_id text, item_id bigint, rating real);
+SELECT regress.error_of($$SELECT cf_train('regress.wrong_types')$$);
+CREATE TABLE regress.text_rating (user_id bigint, item_id bigint, rating text);
+SELECT regress.error_of($$SELECT cf_train('regress.text_rating')$$);
+SELECT regress.error_of($$SELECT cf_train('regress.wrong_names', options => '{"user_column": 7}')$$);
+
+-- k must be positive.
+SELECT regress.error_of($$SELECT * FROM cf_recommend(1, 0)$$);
+SELECT regress.error_of($$SELECT * FROM cf_similar_items(1, -3)$$);
+
+-- Deploying a version that does not exist.
+SELECT regress.error_of($$SELECT cf_deploy('default', 99)$$);
+SELECT regress.error_of($$SELECT cf_deploy('nope', 1)$$);
+
+-- A job larger than persona.max_training_memory is refused before it starts.
+SET persona.max_training_memory = '16MB';
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"factors": 4000}')$$);
+RESET persona.max_training_memory;
+
+-- A role without SELECT on the source gets permission denied; the previous version stays active.
+CREATE ROLE persona_regress_reader;
+GRANT USAGE ON SCHEMA regress TO persona_regress_reader;
+SET ROLE persona_regress_reader;
+SELECT regress.error_of($$SELECT cf_train('persona.ratings')$$);
+-- ... but may use the stored models.
+SELECT cf_predict(1, 1) BETWEEN 1 AND 5 AS can_predict;
+RESET ROLE;
+DROP OWNED BY persona_regress_reader;
+DROP ROLE persona_regress_reader;
+
+SELECT count(*) AS versions_after FROM persona.cf_model_versions;

@@ -104,5 +104,6 @@ SELECT pg_catalog.pg_extension_config_dump('persona.ratings', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.campaigns', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.campaign_events', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.feedback', '');
+SELECT pg_catalog.pg_extension_config_dump('persona.feedback_feedback_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.cf_model_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.cf_active', '');

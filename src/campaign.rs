@@ -35,7 +35,9 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     let row = client
         .select(
             "SELECT COALESCE(events, 'persona.campaign_events'::regclass)::oid, control_arm, planned_split, cost::float8, \
-                    COALESCE(items, '{}'), starts_at::text, ends_at::text, channel \
+                    COALESCE(items, '{}'), \
+                    pg_catalog.to_char(starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    pg_catalog.to_char(ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), channel \
              FROM persona.campaigns WHERE campaign = $1",
             Some(1),
             &[campaign.into()],
@@ -136,7 +138,8 @@ fn arm_aggregates(
                 count(*) FILTER (WHERE exposures > 0), sum(exposures)::bigint, sum(clicks)::bigint, \
                 count(*) FILTER (WHERE clicks > 0), sum(conversions)::bigint, count(*) FILTER (WHERE conversions > 0), \
                 sum(revenue), COALESCE(sum(revenue * revenue) FILTER (WHERE exposures > 0), 0), \
-                min(first_at)::text, max(last_at)::text \
+                pg_catalog.to_char(min(first_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                pg_catalog.to_char(max(last_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
            FROM per_user GROUP BY arm ORDER BY arm = $2 DESC, arm",
         info.events
     );

@@ -242,13 +242,17 @@ fn fit(
     }
     b.reserve(train_idx.len());
     rows.fill(&mut b, &train_idx);
-    let d = b.build().unwrap_or_else(|e| {
+    let mut d = b.build().unwrap_or_else(|e| {
         raise_hint(
             ERRCODE_DATA_EXCEPTION,
             e.to_string(),
             "The source must hold rows with non-NULL user, item and rating values.",
         )
     });
+    // A declared scale is the model's scale: predictions are clipped to it, not to what was seen.
+    if let Some((lo, hi)) = spec.scale {
+        (d.min_rating, d.max_rating) = (lo, hi);
+    }
     let need = estimate_bytes(&d, algo, &spec.algo_options)
         .or_raise_hint("See the README's table of algorithm options.");
     let limit = settings::max_training_bytes();
@@ -295,7 +299,7 @@ fn fit(
         "users": d.n_users(),
         "items": d.n_items(),
         "ratings_used": d.n_ratings(),
-        "rows_read": rows.len(),
+        "rows_read": rows.len() as u64 + rows.null_rows(),
         "rows_held_out": test.map_or(test_idx.len(), |t| t.len()),
         "skipped_null": d.counts.skipped_null + rows.null_rows(),
         "skipped_out_of_range": d.counts.skipped_out_of_range,

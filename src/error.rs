@@ -36,6 +36,11 @@ pub fn core(e: CoreError, hint: Option<&str>) -> ! {
             "canceling statement due to user request",
             None,
         ),
+        CoreError::Runtime(m) => raise(
+            ERRCODE_SYSTEM_ERROR,
+            m,
+            Some(hint.unwrap_or_else(|| "Check persona.onnxruntime_library and that ONNX Runtime >= 1.17 is installed (make setup).".into())),
+        ),
         CoreError::CorruptModel(m) => raise(
             ERRCODE_DATA_CORRUPTED,
             m,

@@ -15,6 +15,7 @@ pub mod cf;
 pub mod demo;
 pub mod profile;
 pub mod stats;
+pub mod text;
 
 /// Errors the core reports to its caller. The extension maps each kind to a SQLSTATE.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -34,6 +35,10 @@ pub enum CoreError {
     /// A stored model cannot be decoded (corrupt bytes, unknown format version). Maps to XX001-like data_corrupted.
     #[error("{0}")]
     CorruptModel(String),
+    /// ONNX Runtime is unavailable (library missing, too old, not loaded) or failed while running
+    /// a model. Maps to 58000 (system_error).
+    #[error("{0}")]
+    Runtime(String),
 }
 
 pub type Result<T> = std::result::Result<T, CoreError>;

@@ -1,0 +1,317 @@
+//! Tokenisation and batching, independent of the inference engine.
+//!
+//! As in Hugging Face text-embeddings-inference, the texts of one call are tokenised first, then
+//! sorted by token count (longest first) and cut into batches bounded both by a number of texts
+//! and by a token budget (texts × padded length), each batch padded to its own longest text. The
+//! backend sees only [`PaddedBatch`]es; the caller puts the results back in input order.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use tokenizers::{
+    PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+use crate::{CoreError, Result};
+
+/// Largest `max_length` accepted: far beyond any BERT-family position table, well below sizes
+/// whose padded batches could overflow anything.
+pub const MAX_SEQUENCE_LENGTH: usize = 8192;
+
+/// A text after tokenisation: ids and token type ids, truncated, unpadded, never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids, special tokens included.
+    pub ids: Vec<i64>,
+    /// Segment ids (all 0 for a single text with BERT's template).
+    pub type_ids: Vec<i64>,
+}
+
+impl Encoded {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    /// Whether there are no tokens (never the case for what [`TextEncoder::encode`] returns).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A Hugging Face tokenizer configured for the runtime: truncation at `max_length` (special
+/// tokens included), no padding (batches are padded here), special tokens added.
+pub struct TextEncoder {
+    tokenizer: Tokenizer,
+    max_length: usize,
+    pad_id: u32,
+    fallback_id: u32,
+    vocab_size: usize,
+}
+
+impl std::fmt::Debug for TextEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextEncoder")
+            .field("max_length", &self.max_length)
+            .field("pad_id", &self.pad_id)
+            .field("vocab_size", &self.vocab_size)
+            .finish()
+    }
+}
+
+/// Pad tokens of the common families, tried in this order when the tokenizer has no padding
+/// setting of its own.
+const PAD_TOKENS: [&str; 3] = ["[PAD]", "<pad>", "<|pad|>"];
+const UNK_TOKENS: [&str; 3] = ["[UNK]", "<unk>", "<|unk|>"];
+
+impl TextEncoder {
+    /// Parses a `tokenizer.json` and overrides its truncation (to `max_length`) and padding (off).
+    ///
+    /// The pad id is the one of the file's own padding setting if it has one, else the id of
+    /// `[PAD]`, `<pad>` or `<|pad|>`, else 0. (It matters for RoBERTa-style graphs, which derive
+    /// position ids from the non-pad tokens.)
+    pub fn from_bytes(tokenizer_json: &[u8], max_length: usize) -> Result<TextEncoder> {
+        if !(2..=MAX_SEQUENCE_LENGTH).contains(&max_length) {
+            return Err(CoreError::InvalidParameter(format!(
+                "max_length must be between 2 and {MAX_SEQUENCE_LENGTH}, got {max_length}"
+            )));
+        }
+        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json)
+            .map_err(|e| CoreError::CorruptModel(format!("cannot parse tokenizer.json: {e}")))?;
+        let pad_id = tokenizer
+            .get_padding()
+            .map(|p| p.pad_id)
+            .or_else(|| PAD_TOKENS.iter().find_map(|t| tokenizer.token_to_id(t)))
+            .unwrap_or(0);
+        let fallback_id = UNK_TOKENS
+            .iter()
+            .find_map(|t| tokenizer.token_to_id(t))
+            .unwrap_or(pad_id);
+        let added = tokenizer
+            .get_post_processor()
+            .map(|p| tokenizers::PostProcessor::added_tokens(p, false))
+            .unwrap_or(0);
+        if max_length <= added {
+            return Err(CoreError::InvalidParameter(format!(
+                "max_length {max_length} leaves no room for text: the tokenizer adds {added} special tokens"
+            )));
+        }
+        tokenizer.with_padding(None::<PaddingParams>);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| CoreError::InvalidParameter(format!("cannot set truncation: {e}")))?;
+        let vocab_size = tokenizer.get_vocab_size(true);
+        Ok(TextEncoder {
+            tokenizer,
+            max_length,
+            pad_id,
+            fallback_id,
+            vocab_size,
+        })
+    }
+
+    /// Truncation length, special tokens included.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// The id used for padding.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Number of ids the tokenizer can produce (model vocabulary plus added tokens).
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The largest id the tokenizer can produce (`vocab_size - 1`, or 0 for an empty vocabulary).
+    pub fn max_id(&self) -> u32 {
+        let from_vocab = self.vocab_size.saturating_sub(1);
+        // Added tokens may sit at ids past the model vocabulary's size: look at them too.
+        let from_added = self
+            .tokenizer
+            .get_added_tokens_decoder()
+            .keys()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        u32::try_from(from_vocab)
+            .unwrap_or(u32::MAX)
+            .max(from_added)
+    }
+
+    /// Tokenises one text: special tokens added, truncated to `max_length`.
+    ///
+    /// Any Unicode is accepted (unknown characters become the unknown token). The empty text
+    /// gives the special tokens alone (`[CLS] [SEP]` for BERT); should a tokenizer produce no
+    /// token at all, the sequence is the single unknown token (or pad token), so that every text
+    /// gets a result.
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        let encoding = catch_unwind(AssertUnwindSafe(|| self.tokenizer.encode_fast(text, true)))
+            .map_err(|_| CoreError::InvalidData("the tokenizer failed on a text".into()))?
+            .map_err(|e| CoreError::InvalidData(format!("cannot tokenise a text: {e}")))?;
+        let mut ids: Vec<i64> = encoding.get_ids().iter().map(|&i| i64::from(i)).collect();
+        let mut type_ids: Vec<i64> = encoding
+            .get_type_ids()
+            .iter()
+            .map(|&i| i64::from(i))
+            .collect();
+        // Defensive: truncation is configured, but never hand the graph more than max_length.
+        ids.truncate(self.max_length);
+        type_ids.resize(ids.len(), 0);
+        if ids.is_empty() {
+            ids.push(i64::from(self.fallback_id));
+            type_ids.push(0);
+        }
+        Ok(Encoded { ids, type_ids })
+    }
+}
+
+/// Cuts texts into batches: indices sorted by token count, longest first (ties in input order),
+/// then filled greedily while the batch has at most `max_batch` texts and `texts × longest` stays
+/// within `max_tokens` (a text longer than the budget gets a batch of its own). With
+/// `equal_lengths`, a batch also never mixes lengths (for graphs without an attention mask,
+/// which cannot ignore padding).
+///
+/// Returns the batches as lists of indices into `lengths`. Deterministic.
+pub fn plan_batches(
+    lengths: &[usize],
+    max_batch: usize,
+    max_tokens: usize,
+    equal_lengths: bool,
+) -> Vec<Vec<usize>> {
+    let max_batch = max_batch.max(1);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut longest = 0usize;
+    for i in order {
+        let len = lengths[i].max(1);
+        let fits = !current.is_empty()
+            && current.len() < max_batch
+            && (current.len() + 1).saturating_mul(longest) <= max_tokens
+            && (!equal_lengths || len == longest);
+        if !fits && !current.is_empty() {
+            batches.push(std::mem::take(&mut current));
+        }
+        if current.is_empty() {
+            longest = len;
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// One batch as the graph sees it: row-major `[rows, seq]` tensors, right-padded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaddedBatch {
+    /// Number of texts.
+    pub rows: usize,
+    /// Padded length (the longest text of the batch).
+    pub seq: usize,
+    /// Token ids, `pad_id` after each text's end.
+    pub input_ids: Vec<i64>,
+    /// 1 on real tokens, 0 on padding.
+    pub attention_mask: Vec<i64>,
+    /// Segment ids, 0 on padding.
+    pub token_type_ids: Vec<i64>,
+    /// Each row's real length.
+    pub lengths: Vec<usize>,
+}
+
+impl PaddedBatch {
+    /// Pads the given encodings to the longest of them.
+    pub fn new(items: &[&Encoded], pad_id: u32) -> PaddedBatch {
+        let rows = items.len();
+        let seq = items.iter().map(|e| e.len()).max().unwrap_or(0);
+        let n = rows * seq;
+        let mut input_ids = vec![i64::from(pad_id); n];
+        let mut attention_mask = vec![0i64; n];
+        let mut token_type_ids = vec![0i64; n];
+        let mut lengths = Vec::with_capacity(rows);
+        for (r, e) in items.iter().enumerate() {
+            let base = r * seq;
+            let len = e.len();
+            input_ids[base..base + len].copy_from_slice(&e.ids);
+            attention_mask[base..base + len].fill(1);
+            // Segment ids beyond the ids are ignored, missing ones are 0.
+            for (dst, src) in token_type_ids[base..base + len].iter_mut().zip(&e.type_ids) {
+                *dst = *src;
+            }
+            lengths.push(len);
+        }
+        PaddedBatch {
+            rows,
+            seq,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            lengths,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_sorted_bounded_and_complete() {
+        let lengths = [5, 30, 2, 30, 7, 7, 1, 12];
+        let batches = plan_batches(&lengths, 3, 64, false);
+        // Every index once.
+        let mut all: Vec<usize> = batches.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..lengths.len()).collect::<Vec<_>>());
+        for b in &batches {
+            assert!(b.len() <= 3);
+            let longest = b.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(b.len() * longest <= 64 || b.len() == 1, "{b:?}");
+            // Longest first within a batch.
+            assert_eq!(lengths[b[0]], longest);
+        }
+        assert_eq!(batches[0], vec![1, 3]); // 3 × 30 would exceed 64 tokens
+        assert_eq!(batches[1], vec![7, 4, 5]);
+        assert_eq!(batches[2], vec![0, 2, 6]);
+    }
+
+    #[test]
+    fn oversized_text_gets_own_batch_and_equal_lengths_split() {
+        assert_eq!(
+            plan_batches(&[100, 3, 3], 8, 10, false),
+            vec![vec![0], vec![1, 2]]
+        );
+        assert_eq!(
+            plan_batches(&[4, 3, 4, 3], 8, 1000, true),
+            vec![vec![0, 2], vec![1, 3]]
+        );
+        assert!(plan_batches(&[], 8, 10, false).is_empty());
+        // A zero batch size is treated as one.
+        assert_eq!(plan_batches(&[1, 1], 0, 10, false).len(), 2);
+    }
+
+    #[test]
+    fn padding_layout() {
+        let a = Encoded {
+            ids: vec![2, 7, 3],
+            type_ids: vec![0, 0, 0],
+        };
+        let b = Encoded {
+            ids: vec![2, 3],
+            type_ids: vec![0, 0],
+        };
+        let batch = PaddedBatch::new(&[&a, &b], 9);
+        assert_eq!((batch.rows, batch.seq), (2, 3));
+        assert_eq!(batch.input_ids, vec![2, 7, 3, 2, 3, 9]);
+        assert_eq!(batch.attention_mask, vec![1, 1, 1, 1, 1, 0]);
+        assert_eq!(batch.lengths, vec![3, 2]);
+    }
+}

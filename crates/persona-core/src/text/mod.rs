@@ -1,0 +1,892 @@
+//! Transformer text models on ONNX Runtime: sentence embeddings, classification and scoring.
+//!
+//! A [`TextModel`] is an ONNX graph (a BERT-family encoder or a fine-tuned classifier, as
+//! exported by Hugging Face Optimum) plus its `tokenizer.json` and a [`ModelSpec`] saying how
+//! to read it. It backs the SQL functions `bert_embed`, `bert_score`, `bert_classify` and
+//! `bert_train_classifier`.
+//!
+//! # Pieces
+//!
+//! | piece | what |
+//! |---|---|
+//! | [`init_runtime`] | loads `libonnxruntime.so` (≥ 1.17) from a path, once per process, lazily |
+//! | [`batch`] | tokenisation and batching: sort by length, bound by texts and tokens, pad per batch |
+//! | [`backend`] | the engine: [`GraphIo`] (what the graph declares), [`Backend`], [`OrtBackend`] |
+//! | [`head`] | a linear softmax [`Head`] on frozen embeddings: training, evaluation |
+//!
+//! # Graphs
+//!
+//! Inputs are detected from the session and only those declared are fed: `input_ids`
+//! (required), `attention_mask`, `token_type_ids` (int64 `[batch, seq]`; DistilBERT and RoBERTa
+//! exports have no `token_type_ids`). The output read is `logits` (float `[batch, labels]`) for
+//! a classifier without a head, else `last_hidden_state` (or `token_embeddings`, float
+//! `[batch, seq, dim]`), pooled with the attention mask ([`Pooling::Mean`]) or at the first
+//! token ([`Pooling::Cls`]) and L2-normalised. Any other input, or the lack of the needed
+//! output, is a [`CoreError::InvalidData`] naming what the graph declares; other outputs are
+//! ignored.
+//!
+//! Loading runs the graph once on a probe of `max_length` copies of the tokenizer's largest
+//! id. This finds, at load time and with a clear message, a tokenizer whose vocabulary is
+//! larger than the model's embedding table and a `max_length` longer than its position table
+//! (ONNX Runtime's CPU kernels bounds-check `Gather` indices and fail the run; they never read
+//! out of bounds), and it measures the output width (hidden size or number of labels).
+//!
+//! # Texts
+//!
+//! Any Unicode is accepted. The empty text is scored like any other (BERT's tokenizer gives
+//! `[CLS] [SEP]`). Texts longer than [`ModelSpec::max_length`] tokens (special tokens
+//! included) are truncated at the end. The `tokenizer.json`'s own truncation and padding
+//! settings are overridden. Results do not depend on batching: a text scored alone or among
+//! others of any lengths gives the same numbers up to floating-point noise (~1e-6).
+
+pub mod backend;
+pub mod batch;
+pub mod head;
+pub mod math;
+mod runtime;
+
+use serde::{Deserialize, Serialize};
+
+pub use backend::{Backend, BatchOutput, GraphIo, InputKind, OrtBackend, OutputKind, PortInfo};
+pub use batch::{plan_batches, Encoded, PaddedBatch, TextEncoder};
+pub use head::{
+    evaluate_head, holdout_split, train_softmax_head, Head, HeadEvaluation, HeadTrainOptions,
+    TrainedHead,
+};
+pub use runtime::{init_runtime, runtime_info, RuntimeInfo};
+
+use crate::cf::{Monitor, NoMonitor, Progress};
+use crate::{CoreError, Result};
+
+/// Default truncation length: 256 tokens, special tokens included. It is the length
+/// all-MiniLM-L6-v2 was trained with (sentence-transformers' `max_seq_length`); BERT's position
+/// table allows 512, at a cost quadratic in length.
+pub const DEFAULT_MAX_LENGTH: usize = 256;
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// An encoder giving sentence embeddings (and class scores when it carries a [`Head`]).
+    #[default]
+    Embedding,
+    /// A classifier: a graph with a `logits` output, or an encoder with a [`Head`].
+    Classification,
+}
+
+/// How token states become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean over the real tokens (attention mask 1), as sentence-transformers does.
+    #[default]
+    Mean,
+    /// The first token's state (`[CLS]`).
+    Cls,
+}
+
+/// How to use a graph: stored with the model (as JSON) by the SQL layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelSpec {
+    /// Embedding or classification.
+    pub task: Task,
+    /// Pooling of token states (encoders only).
+    pub pooling: Pooling,
+    /// Truncation length in tokens, special tokens included (default [`DEFAULT_MAX_LENGTH`]).
+    /// Must fit the model's position table (512 for BERT, 514 − 2 for RoBERTa).
+    pub max_length: usize,
+    /// Label names of a `logits` graph, in logit order (empty: `LABEL_0`, `LABEL_1`, … as in
+    /// Hugging Face configs). With a head, empty or equal to the head's labels.
+    pub labels: Vec<String>,
+    /// The label whose probability [`TextModel::score`] returns. `None`: the label named
+    /// `positive` or `pos` (any case) if exactly one is, else label 1 when there are two labels.
+    pub positive_label: Option<usize>,
+    /// A trained linear head on the pooled embedding (how the default `sentiment` model is the
+    /// `minilm` encoder plus a head).
+    pub head: Option<Head>,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec {
+            task: Task::Embedding,
+            pooling: Pooling::Mean,
+            max_length: DEFAULT_MAX_LENGTH,
+            labels: Vec::new(),
+            positive_label: None,
+            head: None,
+        }
+    }
+}
+
+/// Execution settings of a [`TextModel`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionOptions {
+    /// ONNX Runtime intra-op threads (0: ONNX Runtime's default, one per core). Default 1: each
+    /// PostgreSQL backend has its own session, so more threads multiply with connections.
+    pub threads: usize,
+    /// Most texts per inference run. Default 32.
+    pub batch_size: usize,
+    /// Most tokens per inference run, counted as texts × padded length (a text longer than
+    /// this runs alone). Bounds memory: attention takes `heads × texts × length²` floats.
+    /// Default 8192.
+    pub max_batch_tokens: usize,
+    /// Let idle ONNX Runtime worker threads spin-wait (lower latency, burns CPU). Default off.
+    pub spin: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            threads: 1,
+            batch_size: 32,
+            max_batch_tokens: 8192,
+            spin: false,
+        }
+    }
+}
+
+/// The outcome of [`TextModel::classify`] for one text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Classification {
+    /// Index of the most probable label.
+    pub index: usize,
+    /// Its name.
+    pub label: String,
+    /// Its probability.
+    pub score: f32,
+    /// Probabilities of all labels, in [`TextModel::labels`] order.
+    pub probabilities: Vec<f32>,
+}
+
+/// A loaded text model: tokenizer, inference backend and how to read the graph.
+pub struct TextModel {
+    encoder: TextEncoder,
+    backend: Box<dyn Backend>,
+    spec: ModelSpec,
+    opts: SessionOptions,
+    width: usize,
+    labels: Vec<String>,
+    positive: Option<usize>,
+}
+
+impl std::fmt::Debug for TextModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextModel")
+            .field("io", self.backend.io())
+            .field("width", &self.width)
+            .field("labels", &self.labels)
+            .field("positive", &self.positive)
+            .field("max_length", &self.encoder.max_length())
+            .finish()
+    }
+}
+
+impl TextModel {
+    /// Loads a model from the bytes of its ONNX graph and `tokenizer.json`. ONNX Runtime must
+    /// have been loaded with [`init_runtime`].
+    ///
+    /// Errors: [`CoreError::Runtime`] (runtime not loaded, session creation failed),
+    /// [`CoreError::CorruptModel`] (ONNX bytes or tokenizer JSON unreadable),
+    /// [`CoreError::InvalidData`] (graph inputs/outputs unusable, tokenizer ids beyond the
+    /// embedding table, `max_length` beyond the position table), [`CoreError::InvalidParameter`]
+    /// (spec or options inconsistent with the graph: label count, head shape, positive label).
+    pub fn from_bytes(
+        onnx: &[u8],
+        tokenizer_json: &[u8],
+        spec: ModelSpec,
+        opts: SessionOptions,
+    ) -> Result<TextModel> {
+        check_options(&opts)?;
+        let encoder = TextEncoder::from_bytes(tokenizer_json, spec.max_length)?;
+        let backend = OrtBackend::from_bytes(onnx, spec.task, spec.head.is_some(), &opts)?;
+        TextModel::with_backend(Box::new(backend), encoder, spec, opts)
+    }
+
+    /// Assembles a model from any [`Backend`] and a configured [`TextEncoder`] (whose
+    /// `max_length` wins over the spec's), then probes the backend as described in the
+    /// [module documentation](self).
+    pub fn with_backend(
+        backend: Box<dyn Backend>,
+        encoder: TextEncoder,
+        mut spec: ModelSpec,
+        opts: SessionOptions,
+    ) -> Result<TextModel> {
+        check_options(&opts)?;
+        spec.max_length = encoder.max_length();
+        let width = probe(backend.as_ref(), &encoder)?;
+        let (labels, positive) = resolve_labels(&spec, backend.io().output, width)?;
+        Ok(TextModel {
+            encoder,
+            backend,
+            spec,
+            opts,
+            width,
+            labels,
+            positive,
+        })
+    }
+
+    /// The spec in force (its `max_length` is the tokenizer's).
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// What the graph takes and gives.
+    pub fn io(&self) -> &GraphIo {
+        self.backend.io()
+    }
+
+    /// The embedding dimension, for encoders (`None` for a `logits` graph).
+    pub fn dim(&self) -> Option<usize> {
+        (self.backend.io().output == OutputKind::Hidden).then_some(self.width)
+    }
+
+    /// Label names, in logit order (empty for an encoder without a head).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The label [`TextModel::score`] reports, when there is one.
+    pub fn positive_label(&self) -> Option<usize> {
+        self.positive
+    }
+
+    /// The tokenizer as configured.
+    pub fn encoder(&self) -> &TextEncoder {
+        &self.encoder
+    }
+
+    /// Replaces the head (`None` removes it), e.g. after [`train_softmax_head`] on this
+    /// model's embeddings. Only for encoders; the spec's labels become the head's, and its
+    /// positive label is kept when still valid, else chosen again.
+    pub fn set_head(&mut self, head: Option<Head>) -> Result<()> {
+        if self.backend.io().output != OutputKind::Hidden {
+            return Err(CoreError::InvalidParameter(
+                "a head needs an encoder graph (output last_hidden_state); this one outputs logits"
+                    .into(),
+            ));
+        }
+        let mut spec = self.spec.clone();
+        spec.labels = head.as_ref().map(|h| h.labels.clone()).unwrap_or_default();
+        if let (Some(p), Some(h)) = (spec.positive_label, head.as_ref()) {
+            if p >= h.n_labels() {
+                spec.positive_label = None;
+            }
+        }
+        spec.head = head;
+        if spec.head.is_none() {
+            spec.positive_label = None;
+            spec.task = Task::Embedding;
+        }
+        let (labels, positive) = resolve_labels(&spec, OutputKind::Hidden, self.width)?;
+        self.spec = spec;
+        self.labels = labels;
+        self.positive = positive;
+        Ok(())
+    }
+
+    /// Token ids of a text as the model sees it (special tokens added, truncated).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<i64>> {
+        Ok(self.encoder.encode(text)?.ids)
+    }
+
+    /// Sentence embeddings: pooled token states, L2-normalised, one per text in input order.
+    /// Errors for a `logits`-only graph.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed_with(texts, &mut NoMonitor)
+    }
+
+    /// [`TextModel::embed`], calling `monitor` before each inference batch (to check for
+    /// cancellation); an error from it stops the call.
+    pub fn embed_with(&self, texts: &[&str], monitor: &mut dyn Monitor) -> Result<Vec<Vec<f32>>> {
+        if self.backend.io().output != OutputKind::Hidden {
+            return Err(CoreError::InvalidParameter(
+                "this model is a classifier graph (output logits) and gives no embeddings".into(),
+            ));
+        }
+        self.infer(texts, monitor)
+    }
+
+    /// Class logits, one vector per text: the graph's `logits`, or the head applied to the
+    /// embedding. Errors for an encoder without a head.
+    pub fn logits(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.logits_with(texts, &mut NoMonitor)
+    }
+
+    /// [`TextModel::logits`] with a monitor (see [`TextModel::embed_with`]).
+    pub fn logits_with(&self, texts: &[&str], monitor: &mut dyn Monitor) -> Result<Vec<Vec<f32>>> {
+        match (self.backend.io().output, &self.spec.head) {
+            (OutputKind::Logits, _) => self.infer(texts, monitor),
+            (OutputKind::Hidden, Some(head)) => self
+                .infer(texts, monitor)?
+                .iter()
+                .map(|e| head.logits(e))
+                .collect(),
+            (OutputKind::Hidden, None) => Err(CoreError::InvalidParameter(
+                "this model is an encoder without a classification head: it gives embeddings, \
+                 not class scores (train a head first)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Class probabilities (softmax of [`TextModel::logits`]).
+    pub fn probabilities(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.probabilities_with(texts, &mut NoMonitor)
+    }
+
+    /// [`TextModel::probabilities`] with a monitor.
+    pub fn probabilities_with(
+        &self,
+        texts: &[&str],
+        monitor: &mut dyn Monitor,
+    ) -> Result<Vec<Vec<f32>>> {
+        Ok(self
+            .logits_with(texts, monitor)?
+            .iter()
+            .map(|l| math::softmax(l))
+            .collect())
+    }
+
+    /// The probability of the positive label for each text. Errors when the model has no
+    /// positive label (more than two labels and none designated).
+    pub fn score(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        self.score_with(texts, &mut NoMonitor)
+    }
+
+    /// [`TextModel::score`] with a monitor.
+    pub fn score_with(&self, texts: &[&str], monitor: &mut dyn Monitor) -> Result<Vec<f32>> {
+        let positive = self.positive.ok_or_else(|| {
+            CoreError::InvalidParameter(format!(
+                "the model has {} labels and no positive label; set positive_label to score",
+                self.labels.len()
+            ))
+        })?;
+        self.probabilities_with(texts, monitor)?
+            .iter()
+            .map(|p| {
+                p.get(positive).copied().ok_or_else(|| {
+                    CoreError::Runtime("the model returned fewer logits than labels".into())
+                })
+            })
+            .collect()
+    }
+
+    /// The most probable label of each text, with all probabilities.
+    pub fn classify(&self, texts: &[&str]) -> Result<Vec<Classification>> {
+        self.classify_with(texts, &mut NoMonitor)
+    }
+
+    /// [`TextModel::classify`] with a monitor.
+    pub fn classify_with(
+        &self,
+        texts: &[&str],
+        monitor: &mut dyn Monitor,
+    ) -> Result<Vec<Classification>> {
+        self.probabilities_with(texts, monitor)?
+            .into_iter()
+            .map(|probabilities| {
+                let mut index = 0;
+                for (i, p) in probabilities.iter().enumerate() {
+                    if *p > probabilities[index] {
+                        index = i;
+                    }
+                }
+                let label = self.labels.get(index).cloned().ok_or_else(|| {
+                    CoreError::Runtime("the model returned more logits than labels".into())
+                })?;
+                Ok(Classification {
+                    index,
+                    label,
+                    score: probabilities[index],
+                    probabilities,
+                })
+            })
+            .collect()
+    }
+
+    /// Tokenises, batches, runs and un-batches: pooled normalised embeddings for an encoder,
+    /// raw logits for a classifier graph, in input order.
+    fn infer(&self, texts: &[&str], monitor: &mut dyn Monitor) -> Result<Vec<Vec<f32>>> {
+        let encoded = texts
+            .iter()
+            .map(|t| self.encoder.encode(t))
+            .collect::<Result<Vec<Encoded>>>()?;
+        let lengths: Vec<usize> = encoded.iter().map(Encoded::len).collect();
+        let io = self.backend.io();
+        let plan = plan_batches(
+            &lengths,
+            self.opts.batch_size,
+            self.opts.max_batch_tokens,
+            !io.has_attention_mask(),
+        );
+        let mut results: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+        for (step, members) in plan.iter().enumerate() {
+            monitor.step(&Progress::epoch("text inference", step, plan.len(), None))?;
+            let items: Vec<&Encoded> = members.iter().map(|&i| &encoded[i]).collect();
+            let batch = PaddedBatch::new(&items, self.encoder.pad_id());
+            let out = self.backend.run(&batch)?;
+            check_output(&out, &batch, io.output, self.width)?;
+            let block = out.seq * out.width;
+            for (row, &i) in members.iter().enumerate() {
+                let data = &out.data[row * block..(row + 1) * block];
+                results[i] = Some(match io.output {
+                    OutputKind::Logits => data.to_vec(),
+                    OutputKind::Hidden => {
+                        let pooled = match self.spec.pooling {
+                            Pooling::Mean => math::mean_pool(data, out.width, batch.lengths[row]),
+                            Pooling::Cls => {
+                                data[..out.width].iter().map(|&v| f64::from(v)).collect()
+                            }
+                        };
+                        math::l2_normalize(&pooled)
+                    }
+                });
+            }
+        }
+        results
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| CoreError::Runtime("a text was left out of every batch".into()))
+    }
+}
+
+fn check_options(opts: &SessionOptions) -> Result<()> {
+    if opts.batch_size == 0 || opts.max_batch_tokens == 0 {
+        return Err(CoreError::InvalidParameter(
+            "batch_size and max_batch_tokens must be at least 1".into(),
+        ));
+    }
+    if opts.threads > 1024 {
+        return Err(CoreError::InvalidParameter(format!(
+            "threads must be at most 1024, got {}",
+            opts.threads
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a backend's answer against the batch it was given (for any [`Backend`]).
+fn check_output(
+    out: &BatchOutput,
+    batch: &PaddedBatch,
+    kind: OutputKind,
+    width: usize,
+) -> Result<()> {
+    let seq = match kind {
+        OutputKind::Hidden => batch.seq,
+        OutputKind::Logits => 1,
+    };
+    if out.kind != kind
+        || out.rows != batch.rows
+        || out.seq != seq
+        || out.width != width
+        || out.data.len() != batch.rows * seq * width
+    {
+        return Err(CoreError::Runtime(format!(
+            "the backend returned {} × {} × {} values for a batch of {} × {} tokens (expected width {width})",
+            out.rows, out.seq, out.width, batch.rows, batch.seq
+        )));
+    }
+    if out.data.iter().any(|v| !v.is_finite()) {
+        return Err(CoreError::Runtime(
+            "the model produced non-finite values".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the graph on `max_length` copies of the tokenizer's largest id; on failure, tells a
+/// vocabulary problem from a length problem with a second, 1-token probe. Returns the output
+/// width.
+fn probe(backend: &dyn Backend, encoder: &TextEncoder) -> Result<usize> {
+    let max_id = i64::from(encoder.max_id());
+    let make = |len: usize| Encoded {
+        ids: vec![max_id; len],
+        type_ids: vec![0; len],
+    };
+    let long = make(encoder.max_length());
+    let batch = PaddedBatch::new(&[&long], encoder.pad_id());
+    let first = match backend.run(&batch) {
+        Ok(out) => return probe_width(backend, &out, &batch),
+        Err(e) => e,
+    };
+    let short = make(1);
+    let batch = PaddedBatch::new(&[&short], encoder.pad_id());
+    match backend.run(&batch) {
+        Ok(_) => Err(CoreError::InvalidData(format!(
+            "the model fails on texts of max_length = {} tokens (its position table may be \
+             shorter; lower max_length): {first}",
+            encoder.max_length()
+        ))),
+        Err(e) => Err(CoreError::InvalidData(format!(
+            "the model fails on the tokenizer's largest token id {max_id} (vocabulary of {} \
+             ids): the tokenizer does not match the model's embedding table: {e}",
+            encoder.vocab_size()
+        ))),
+    }
+}
+
+fn probe_width(backend: &dyn Backend, out: &BatchOutput, batch: &PaddedBatch) -> Result<usize> {
+    let io = backend.io();
+    check_output(out, batch, io.output, out.width)?;
+    if let Some(w) = io.declared_width {
+        if w != out.width {
+            return Err(CoreError::InvalidData(format!(
+                "the graph declares output \"{}\" of width {w} but returns {}",
+                io.output_name, out.width
+            )));
+        }
+    }
+    if out.width == 0 {
+        return Err(CoreError::InvalidData("the model's output is empty".into()));
+    }
+    Ok(out.width)
+}
+
+/// Label names and positive label of a spec on a graph whose output has `width` values.
+fn resolve_labels(
+    spec: &ModelSpec,
+    output: OutputKind,
+    width: usize,
+) -> Result<(Vec<String>, Option<usize>)> {
+    let labels = match (output, &spec.head) {
+        (OutputKind::Logits, head) => {
+            if head.is_some() {
+                return Err(CoreError::InvalidParameter(
+                    "a head needs an encoder graph (output last_hidden_state); this one outputs logits"
+                        .into(),
+                ));
+            }
+            if width < 2 {
+                return Err(CoreError::InvalidData(format!(
+                    "the classifier has {width} logit(s); at least two labels are needed"
+                )));
+            }
+            if spec.labels.is_empty() {
+                (0..width).map(|i| format!("LABEL_{i}")).collect()
+            } else if spec.labels.len() == width {
+                spec.labels.clone()
+            } else {
+                return Err(CoreError::InvalidParameter(format!(
+                    "{} labels given but the model has {width} logits",
+                    spec.labels.len()
+                )));
+            }
+        }
+        (OutputKind::Hidden, Some(head)) => {
+            head.validate(Some(width))?;
+            if !spec.labels.is_empty() && spec.labels != head.labels {
+                return Err(CoreError::InvalidParameter(
+                    "the spec's labels differ from its head's labels".into(),
+                ));
+            }
+            head.labels.clone()
+        }
+        (OutputKind::Hidden, None) => {
+            if spec.task == Task::Classification {
+                return Err(CoreError::InvalidParameter(
+                    "a classification model needs a logits output or a trained head".into(),
+                ));
+            }
+            Vec::new()
+        }
+    };
+    let positive = match spec.positive_label {
+        Some(p) if p < labels.len() => Some(p),
+        Some(p) => {
+            return Err(CoreError::InvalidParameter(format!(
+                "positive_label {p} is out of range: there are {} labels",
+                labels.len()
+            )))
+        }
+        None => {
+            let named: Vec<usize> = labels
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| {
+                    l.eq_ignore_ascii_case("positive") || l.eq_ignore_ascii_case("pos")
+                })
+                .map(|(i, _)| i)
+                .collect();
+            match (named.as_slice(), labels.len()) {
+                ([i], _) => Some(*i),
+                (_, 2) => Some(1),
+                _ => None,
+            }
+        }
+    };
+    Ok((labels, positive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fake encoder: each token's state is a function of its id and position only, except
+    /// that it adds the mean id of the *real* tokens of its row (so a backend that let padding
+    /// leak would change results). Ids above `vocab` fail, like a bounds-checked Gather.
+    struct FakeBackend {
+        io: GraphIo,
+        vocab: i64,
+        max_pos: usize,
+        runs: AtomicUsize,
+    }
+
+    impl FakeBackend {
+        fn new(output: OutputKind) -> FakeBackend {
+            FakeBackend {
+                io: GraphIo {
+                    inputs: vec![InputKind::InputIds, InputKind::AttentionMask],
+                    output_name: "x".into(),
+                    output,
+                    declared_width: None,
+                },
+                vocab: 1000,
+                max_pos: 512,
+                runs: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Backend for FakeBackend {
+        fn io(&self) -> &GraphIo {
+            &self.io
+        }
+        fn run(&self, b: &PaddedBatch) -> Result<BatchOutput> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            if b.seq > self.max_pos {
+                return Err(CoreError::Runtime("position out of range".into()));
+            }
+            if b.input_ids.iter().any(|&i| i >= self.vocab) {
+                return Err(CoreError::Runtime("index out of range".into()));
+            }
+            let w = 3;
+            let mut data = Vec::new();
+            for r in 0..b.rows {
+                let row = &b.input_ids[r * b.seq..(r + 1) * b.seq];
+                let mask = &b.attention_mask[r * b.seq..(r + 1) * b.seq];
+                let n: i64 = mask.iter().sum();
+                let mean = row.iter().zip(mask).map(|(i, m)| i * m).sum::<i64>() as f32 / n as f32;
+                match self.io.output {
+                    OutputKind::Hidden => {
+                        for (p, &id) in row.iter().enumerate() {
+                            data.extend([id as f32, p as f32 + 1.0, mean]);
+                        }
+                    }
+                    OutputKind::Logits => data.extend([mean, -mean, 0.5]),
+                }
+            }
+            let seq = if self.io.output == OutputKind::Hidden {
+                b.seq
+            } else {
+                1
+            };
+            Ok(BatchOutput {
+                kind: self.io.output,
+                rows: b.rows,
+                seq,
+                width: w,
+                data,
+            })
+        }
+    }
+
+    const TOKENIZER: &[u8] = include_bytes!("../../tests/data/text/tokenizer.json");
+
+    fn model(output: OutputKind, spec: ModelSpec, opts: SessionOptions) -> Result<TextModel> {
+        let encoder = TextEncoder::from_bytes(TOKENIZER, spec.max_length)?;
+        TextModel::with_backend(Box::new(FakeBackend::new(output)), encoder, spec, opts)
+    }
+
+    fn small_batches() -> SessionOptions {
+        SessionOptions {
+            batch_size: 2,
+            max_batch_tokens: 20,
+            ..Default::default()
+        }
+    }
+
+    const TEXTS: [&str; 6] = [
+        "the movie was very good",
+        "",
+        "bad",
+        "this this this this this this this this this",
+        "great film",
+        "ok",
+    ];
+
+    #[test]
+    fn batching_restores_order_and_is_invisible() {
+        let spec = ModelSpec {
+            max_length: 16,
+            ..Default::default()
+        };
+        let m = model(OutputKind::Hidden, spec, small_batches()).unwrap();
+        let all = m.embed(&TEXTS).unwrap();
+        for (i, t) in TEXTS.iter().enumerate() {
+            let alone = m.embed(&[t]).unwrap();
+            assert_eq!(alone[0], all[i], "text {i}");
+            let norm: f32 = all[i].iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5);
+        }
+        assert!(m.embed(&[]).unwrap().is_empty());
+        // Mean pooling of the fake: position mean is (len+1)/2, the mean-id column is constant.
+        let ids = m.tokenize("bad").unwrap();
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn monitor_is_called_per_batch_and_can_cancel() {
+        struct Count(usize);
+        impl Monitor for Count {
+            fn step(&mut self, p: &Progress) -> Result<()> {
+                self.0 += 1;
+                if p.step == 1 {
+                    return Err(CoreError::Cancelled);
+                }
+                Ok(())
+            }
+        }
+        let m = model(OutputKind::Hidden, ModelSpec::default(), small_batches()).unwrap();
+        let mut c = Count(0);
+        assert_eq!(
+            m.embed_with(&TEXTS, &mut c).unwrap_err(),
+            CoreError::Cancelled
+        );
+        assert_eq!(c.0, 2);
+    }
+
+    #[test]
+    fn logits_graph_labels_and_scores() {
+        let spec = ModelSpec {
+            task: Task::Classification,
+            labels: vec!["neg".into(), "positive".into(), "other".into()],
+            ..Default::default()
+        };
+        let m = model(OutputKind::Logits, spec, SessionOptions::default()).unwrap();
+        assert_eq!(m.positive_label(), Some(1));
+        assert_eq!(m.dim(), None);
+        assert!(m.embed(&["x"]).is_err());
+        let p = m.probabilities(&TEXTS).unwrap();
+        let s = m.score(&TEXTS).unwrap();
+        for (pi, si) in p.iter().zip(&s) {
+            assert_eq!(pi[1], *si);
+            assert!((pi.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        let c = m.classify(&["bad"]).unwrap();
+        assert_eq!(c[0].label, "neg");
+        // Wrong number of labels.
+        let spec = ModelSpec {
+            labels: vec!["a".into(), "b".into()],
+            ..Default::default()
+        };
+        assert!(model(OutputKind::Logits, spec, SessionOptions::default()).is_err());
+        // Three default labels: no positive label, score is an error, classify works.
+        let m = model(
+            OutputKind::Logits,
+            ModelSpec::default(),
+            SessionOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(m.labels()[2], "LABEL_2");
+        assert!(m.score(&["x"]).is_err());
+        assert!(m.classify(&["x"]).is_ok());
+    }
+
+    #[test]
+    fn head_on_encoder() {
+        let head = Head {
+            weights: vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            bias: vec![0.0, 0.1],
+            labels: vec!["NEGATIVE".into(), "POSITIVE".into()],
+        };
+        let spec = ModelSpec {
+            task: Task::Classification,
+            head: Some(head.clone()),
+            ..Default::default()
+        };
+        let mut m = model(OutputKind::Hidden, spec, SessionOptions::default()).unwrap();
+        assert_eq!(m.positive_label(), Some(1));
+        let emb = m.embed(&TEXTS).unwrap();
+        let logits = m.logits(&TEXTS).unwrap();
+        for (e, l) in emb.iter().zip(&logits) {
+            assert_eq!(*l, head.logits(e).unwrap());
+        }
+        // Wrong head dimension.
+        let bad = Head {
+            weights: vec![1.0; 4],
+            ..head.clone()
+        };
+        assert!(m.set_head(Some(bad)).is_err());
+        m.set_head(None).unwrap();
+        assert!(m.logits(&["x"]).is_err());
+        m.set_head(Some(head)).unwrap();
+        assert_eq!(m.labels().len(), 2);
+        // Classification without head or logits.
+        let spec = ModelSpec {
+            task: Task::Classification,
+            ..Default::default()
+        };
+        assert!(model(OutputKind::Hidden, spec, SessionOptions::default()).is_err());
+    }
+
+    #[test]
+    fn probe_reports_vocabulary_and_length_problems() {
+        let encoder = TextEncoder::from_bytes(TOKENIZER, 16).unwrap();
+        let mut small_vocab = FakeBackend::new(OutputKind::Hidden);
+        small_vocab.vocab = 10;
+        let e = TextModel::with_backend(
+            Box::new(small_vocab),
+            encoder,
+            ModelSpec::default(),
+            SessionOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("largest token id"), "{e}");
+        let encoder = TextEncoder::from_bytes(TOKENIZER, 600).unwrap();
+        let e = TextModel::with_backend(
+            Box::new(FakeBackend::new(OutputKind::Hidden)),
+            encoder,
+            ModelSpec::default(),
+            SessionOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_length = 600"), "{e}");
+    }
+
+    #[test]
+    fn spec_serde_defaults() {
+        let s: ModelSpec =
+            serde_json::from_str(r#"{"task":"classification","pooling":"cls"}"#).unwrap();
+        assert_eq!(s.max_length, DEFAULT_MAX_LENGTH);
+        assert_eq!(s.pooling, Pooling::Cls);
+        let round: ModelSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(round, s);
+        assert!(serde_json::from_str::<ModelSpec>(r#"{"task":"regression"}"#).is_err());
+    }
+
+    #[test]
+    fn bad_options_and_tokenizer() {
+        assert!(model(
+            OutputKind::Hidden,
+            ModelSpec::default(),
+            SessionOptions {
+                batch_size: 0,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(matches!(
+            TextEncoder::from_bytes(b"{not json", 16),
+            Err(CoreError::CorruptModel(_))
+        ));
+        assert!(TextEncoder::from_bytes(TOKENIZER, 1).is_err());
+        assert!(TextEncoder::from_bytes(TOKENIZER, 2).is_err()); // [CLS] [SEP] leave no room
+        assert!(TextEncoder::from_bytes(TOKENIZER, 100_000).is_err());
+    }
+}

@@ -22,10 +22,13 @@ struct Cache {
     resolved: HashMap<String, i32>,
     /// Model name → (version, decoded model).
     models: HashMap<String, (i32, Rc<CfModel>)>,
+    /// The model used last in transaction `lxid`: `cf_predict` over many rows asks for the same
+    /// name again and again, and this answers without hashing the name.
+    last: Option<(String, Rc<CfModel>)>,
 }
 
 thread_local! {
-    static CACHE: RefCell<Cache> = RefCell::new(Cache { lxid: 0, resolved: HashMap::new(), models: HashMap::new() });
+    static CACHE: RefCell<Cache> = RefCell::new(Cache { lxid: 0, resolved: HashMap::new(), models: HashMap::new(), last: None });
 }
 
 fn current_lxid() -> u32 {
@@ -36,11 +39,22 @@ fn current_lxid() -> u32 {
 /// The active model called `name`, from the cache when its version is still the active one.
 pub fn active(name: &str) -> Rc<CfModel> {
     let lxid = current_lxid();
+    let fast = CACHE.with(|c| {
+        let c = c.borrow();
+        match &c.last {
+            Some((n, m)) if c.lxid == lxid && n == name => Some(m.clone()),
+            _ => None,
+        }
+    });
+    if let Some(m) = fast {
+        return m;
+    }
     let hit = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.lxid != lxid {
             c.lxid = lxid;
             c.resolved.clear();
+            c.last = None;
         }
         let v = *c.resolved.get(name)?;
         c.models
@@ -49,6 +63,7 @@ pub fn active(name: &str) -> Rc<CfModel> {
             .map(|(_, m)| m.clone())
     });
     if let Some(m) = hit {
+        CACHE.with(|c| c.borrow_mut().last = Some((name.to_string(), m.clone())));
         return m;
     }
     let version = active_version(name);
@@ -71,14 +86,20 @@ pub fn active(name: &str) -> Rc<CfModel> {
             m
         }
     };
-    CACHE.with(|c| c.borrow_mut().resolved.insert(name.to_string(), version));
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.resolved.insert(name.to_string(), version);
+        c.last = Some((name.to_string(), model.clone()));
+    });
     model
 }
 
 /// Forgets what this transaction resolved for `name` (after training or deploying it).
 pub fn invalidate(name: &str) {
     CACHE.with(|c| {
-        c.borrow_mut().resolved.remove(name);
+        let mut c = c.borrow_mut();
+        c.resolved.remove(name);
+        c.last = None;
     });
 }
 

@@ -196,6 +196,8 @@ mod tests {
         let p = AlsParams {
             factors: 4,
             iterations: 10,
+            reg: 0.1,
+            alpha: 20.0,
             ..Default::default()
         };
         let f = train_als(&d, &p, &Threads::current(), &mut NoMonitor).unwrap();

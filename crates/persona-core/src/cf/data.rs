@@ -2,8 +2,7 @@
 //! the ratings stored twice in compressed sparse rows (by user and by item) so that every algorithm
 //! can walk a user's or an item's ratings without a hash lookup.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Result};
@@ -13,7 +12,9 @@ use crate::{CoreError, Result};
 #[serde(from = "Vec<i64>", into = "Vec<i64>")]
 pub struct IdMap {
     ids: Vec<i64>,
-    index: HashMap<i64, u32>,
+    /// FxHash: ids are integers chosen by the user, not by an attacker; the lookup sits on the
+    /// per-row path of `cf_predict`.
+    index: FxHashMap<i64, u32>,
 }
 
 impl From<Vec<i64>> for IdMap {

@@ -45,15 +45,15 @@ pub struct MfParams {
 }
 
 impl MfParams {
-    /// pg_persona's `svd` defaults: 20 factors, 40 epochs, lr 0.007, reg 0.08 (RMSE 0.916 on
+    /// pg_persona's `svd` defaults: 20 factors, 25 epochs, lr 0.01, reg 0.07 (RMSE 0.917 on
     /// ml-100k u1..u5 against 0.938 with Surprise's defaults of 100 factors, 20 epochs, lr 0.005,
     /// reg 0.02, which [`MfParams::surprise_svd`] reproduces).
     pub fn svd() -> MfParams {
         MfParams {
             factors: 20,
-            epochs: 40,
-            lr: 0.007,
-            reg: 0.08,
+            epochs: 25,
+            lr: 0.01,
+            reg: 0.07,
             lr_bias: 0.005,
             reg_bias: 0.02,
             lr_implicit: 0.005,

@@ -1,0 +1,147 @@
+"""pg_persona benchmarks against their references, in one run on one machine. See benches/run.sh."""
+import json
+import os
+import platform
+import statistics
+import time
+
+import psycopg
+
+ML = os.environ.get("ML100K", "")
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+conn = psycopg.connect(dbname="persona_bench", autocommit=True)
+conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
+conn.execute("SET max_parallel_workers_per_gather = 0")
+results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
+
+
+def best(fn, repeat=5):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+def q(sql, *args):
+    cur = conn.execute(sql, args or None)
+    return cur.fetchall() if cur.description else []
+
+
+def section(name):
+    print(f"\n== {name}", flush=True)
+
+
+# 1. Training on ml-100k u1 against Surprise ------------------------------------------------------
+if os.path.exists(f"{ML}/u1.base"):
+    section("CF training on ml-100k u1.base (943 users, 1,682 items, 80,000 ratings), scored on u1.test")
+    q("CREATE TABLE u1_base (user_id int, item_id int, rating real, ts bigint)")
+    q("CREATE TABLE u1_test (user_id int, item_id int, rating real, ts bigint)")
+    with conn.cursor() as cur:
+        for table, path in (("u1_base", f"{ML}/u1.base"), ("u1_test", f"{ML}/u1.test")):
+            with open(path) as f, cur.copy(f"COPY {table} FROM STDIN") as copy:
+                for line in f:
+                    copy.write(line)
+    q("ANALYZE u1_base"); q("ANALYZE u1_test")
+
+    from surprise import SVD, SVDpp, Dataset, Reader, accuracy
+
+    reader = Reader(line_format="user item rating timestamp", sep="\t")
+    trainset = Dataset.load_from_file(f"{ML}/u1.base", reader).build_full_trainset()
+    testset = [tuple(line.split("\t")[:3]) for line in open(f"{ML}/u1.test")]
+    testset = [(u, i, float(r)) for u, i, r in testset]
+
+    def surprise(cls, repeat):
+        algo = cls(random_state=0)
+        t, med = best(lambda: algo.fit(trainset), repeat)
+        rmse = accuracy.rmse(algo.test(testset), verbose=False)
+        return t, rmse
+
+    def persona(algorithm, repeat=5):
+        model = f"bench_{algorithm}"
+        sql = f"SELECT cf_train('u1_base', '{algorithm}', '{model}', '{{\"test_fraction\": 0}}')"
+        t, med = best(lambda: q(sql), repeat)
+        rmse = q(f"SELECT sqrt(avg((cf_predict(user_id, item_id, '{model}') - rating)^2)) FROM u1_test")[0][0]
+        return t, rmse
+
+    s_svd = surprise(SVD, 3)
+    s_svdpp = surprise(SVDpp, 1)
+    p = {a: persona(a) for a in ("svd", "svdpp", "baseline", "knn_item", "knn_user")}
+    rows = [
+        ("Surprise SVD", *s_svd, None),
+        ("Surprise SVDpp", *s_svdpp, None),
+        ("pg_persona svd", *p["svd"], s_svd[0] / p["svd"][0]),
+        ("pg_persona svdpp (default)", *p["svdpp"], s_svdpp[0] / p["svdpp"][0]),
+        ("pg_persona baseline", *p["baseline"], None),
+        ("pg_persona knn_item", *p["knn_item"], None),
+        ("pg_persona knn_user", *p["knn_user"], None),
+    ]
+    print(f"{'model':32} {'fit s':>8} {'RMSE u1':>8} {'speed-up':>9}")
+    for name, t, rmse, ratio in rows:
+        print(f"{name:32} {t:8.3f} {rmse:8.4f} {('%.1fx' % ratio) if ratio else '':>9}")
+    results["training"] = {name: {"seconds": t, "rmse_u1": rmse, "speedup": ratio} for name, t, rmse, ratio in rows}
+    results["training"]["note"] = "pg_persona times are SELECT cf_train(...) end to end: reading the table, training, storing the model"
+
+    # 2. cf_predict over 100,000 rows ------------------------------------------------------------
+    section("SELECT cf_predict(user_id, item_id) over 100,000 rows vs a trivial expression")
+    q("CREATE TABLE pairs AS SELECT user_id, item_id FROM u1_base UNION ALL SELECT user_id, item_id FROM u1_test")
+    q("ANALYZE pairs")
+    n = q("SELECT count(*) FROM pairs")[0][0]
+    q("SELECT sum(cf_predict(user_id, item_id, 'bench_svdpp')) FROM pairs")  # warm the model cache
+    t_base, _ = best(lambda: q("SELECT sum(user_id * 0.5::real + item_id) FROM pairs"), 7)
+    t_pred, _ = best(lambda: q("SELECT sum(cf_predict(user_id, item_id, 'bench_svdpp')) FROM pairs"), 7)
+    t_pred_default, _ = best(lambda: q("SELECT sum(cf_predict(user_id, item_id)) FROM pairs"), 1) if q("SELECT 1 FROM persona.cf_active WHERE model='default'") else (None, None)
+    print(f"rows {n}: trivial expression {t_base*1000:.1f} ms, cf_predict {t_pred*1000:.1f} ms, ratio {t_pred/t_base:.2f}x")
+    results["predict_100k"] = {"rows": n, "trivial_ms": t_base * 1000, "cf_predict_ms": t_pred * 1000, "ratio": t_pred / t_base}
+else:
+    print(f"SKIPPED: ml-100k not found at '{ML}' (MovieLens is read from ../shared/data; set ML100K)")
+
+# 3. cf_recommend over a 100,000-item catalogue at 64 factors -----------------------------------------
+section("cf_recommend(user, 10) over a 100,000-item catalogue, 64 factors")
+users = int(20000 * SCALE)
+q(f"""CREATE TABLE big_ratings AS
+      SELECT u AS user_id, ((u * 7919 + k * 104729) % 100000) + 1 AS item_id, 1 + ((u + k) % 5)::real AS rating
+        FROM generate_series(1, {users}) u, generate_series(1, 20) k""")
+q("INSERT INTO big_ratings SELECT 1, i, 3 FROM generate_series(1, 100000) i WHERE i % 97 = 0")
+items = q("SELECT count(DISTINCT item_id) FROM big_ratings")[0][0]
+summary = q("""SELECT cf_train('big_ratings', 'svd', 'catalogue', '{"factors": 64, "epochs": 3, "test_fraction": 0}')""")[0][0]
+q("SELECT * FROM cf_recommend(1, 10, 'catalogue')")  # load the model into the backend cache
+calls = 200
+t, med = best(lambda: q(f"SELECT count(*) FROM generate_series(1, {calls}) u, LATERAL cf_recommend(u, 10, 'catalogue')"), 3)
+one, _ = best(lambda: q("SELECT * FROM cf_recommend(42, 10, 'catalogue')"), 20)
+print(f"catalogue {items} items, {summary['users']} users: {t/calls*1000:.2f} ms per call inside one query, {one*1000:.2f} ms per single-statement call (client round trip included)")
+results["recommend_100k_items"] = {"items": items, "ms_per_call": t / calls * 1000, "ms_single_statement": one * 1000}
+
+# 4. campaign_metrics over 10 million events -----------------------------------------------------------
+section("campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY")
+n_events = int(10_000_000 * SCALE)
+q("INSERT INTO persona.campaigns (campaign, cost, planned_split) VALUES ('big', 50000, '{\"treatment\": 0.5, \"control\": 0.5}')")
+q(f"""INSERT INTO persona.campaign_events (campaign, user_id, arm, event, value, occurred_at)
+      SELECT 'big', u, CASE WHEN u % 2 = 0 THEN 'treatment' ELSE 'control' END,
+             CASE WHEN g % 20 = 0 THEN 'click' WHEN g % 97 = 0 THEN 'conversion' ELSE 'exposure' END,
+             CASE WHEN g % 97 = 0 THEN (g % 50)::numeric END,
+             timestamptz '2026-03-01' + (g % 1209600) * interval '1 second'
+        FROM generate_series(1, {n_events}) g, LATERAL (SELECT (g * 2654435761::bigint) % {n_events // 5} AS u) x""")
+q("VACUUM ANALYZE persona.campaign_events")
+q("RESET max_parallel_workers_per_gather")
+hand = """
+WITH per_user AS (
+  SELECT COALESCE(arm, '') AS arm, user_id,
+         count(*) FILTER (WHERE event = 'exposure') AS exposures, count(*) FILTER (WHERE event = 'click') AS clicks,
+         count(*) FILTER (WHERE event = 'conversion') AS conversions,
+         COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8 AS revenue,
+         min(occurred_at) AS first_at, max(occurred_at) AS last_at
+    FROM persona.campaign_events WHERE campaign = 'big' GROUP BY 1, 2)
+SELECT arm, count(*) FILTER (WHERE exposures > 0), sum(exposures), sum(clicks), count(*) FILTER (WHERE clicks > 0),
+       sum(conversions), count(*) FILTER (WHERE conversions > 0), sum(revenue),
+       sum(revenue * revenue) FILTER (WHERE exposures > 0), min(first_at), max(last_at)
+  FROM per_user GROUP BY arm"""
+t_hand, _ = best(lambda: q(hand), 3)
+t_fn, _ = best(lambda: q("SELECT campaign_metrics('big')"), 3)
+print(f"events {n_events}: hand-written GROUP BY {t_hand:.2f} s, campaign_metrics {t_fn:.2f} s, ratio {t_fn/t_hand:.2f}x")
+results["campaign_10m"] = {"events": n_events, "group_by_s": t_hand, "campaign_metrics_s": t_fn, "ratio": t_fn / t_hand}
+
+with open("/tmp/persona-bench-results.json", "w") as f:
+    json.dump(results, f, indent=2, default=float)
+print("\n" + json.dumps(results, indent=2, default=float))

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Benchmarks, each side by side with its reference in the same run (see README "Performance"):
+#   - CF training on ml-100k u1 (read from a table) vs Surprise SVD / SVDpp fits on the same fold
+#   - cf_predict over 100,000 rows vs a trivial arithmetic expression on the same columns
+#   - cf_recommend(user, 10) over a 100,000-item catalogue at 64 factors
+#   - campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY
+# MovieLens is read from ../shared/data/ml-100k (ML100K=...); without it those parts are skipped
+# with a message. Needs the extension installed (make install). Results: benches/results.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/cluster.sh start
+# The benchmark runs as the postgres OS user (peer authentication), so it uses Debian's Python
+# (readable by every user) in a virtual environment of its own.
+for p in python3-venv python3-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || \
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
+done
+VENV=.cache/bench-venv
+if [[ ! -x $VENV/bin/python ]] || [[ "$(readlink -f $VENV/bin/python)" != /usr/bin/* ]]; then
+  rm -rf "$VENV"
+  /usr/bin/python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.2.*" "numpy<2" "scikit-surprise==1.1.4"
+runuser -u postgres -- psql -X -q -d postgres -c "DROP DATABASE IF EXISTS persona_bench" -c "CREATE DATABASE persona_bench"
+chmod -R a+rX "$VENV"
+export ML100K=$(realpath "${ML100K:-../shared/data/ml-100k}" 2>/dev/null || echo /nonexistent)
+runuser -u postgres -- env ML100K="$ML100K" BENCH_SCALE="${BENCH_SCALE:-1}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt

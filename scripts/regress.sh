@@ -12,7 +12,11 @@ chown -R postgres:postgres "$work"
 status=0
 (cd "$work" && runuser -u postgres -- "$PG_REGRESS" \
    --inputdir=. --outputdir=. --bindir=/usr/lib/postgresql/15/bin \
-   --dbname=persona_regress --schedule=schedule) || status=$?
+   --dbname=persona_regress --schedule=schedule) | tee "$work/summary.txt" || status=$?
+# A closing line in the plain "N passed, N failed" form, for CI logs.
+total=$(grep -c '^test ' "$work/summary.txt" || true)
+failed=$(grep -c '^test .*FAILED' "$work/summary.txt" || true)
+echo "regression: $((total - failed)) passed, $failed failed"
 if [[ $status -ne 0 ]]; then
   [[ -f "$work/regression.diffs" ]] && cat "$work/regression.diffs"
   echo "regression tests failed; results in $work" >&2

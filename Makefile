@@ -7,7 +7,7 @@ PG_MAJOR := 15
 PG_CONFIG := /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
 export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND := 1
 
-.PHONY: setup build install start demo test test-core test-pg test-regress bench clean
+.PHONY: setup build install start demo test test-core test-pg test-regress bench sentiment clean
 
 setup:
 	bash scripts/setup.sh
@@ -39,6 +39,11 @@ test-regress: install
 
 bench:
 	bash benches/run.sh
+
+# Retrains the default sentiment head (models/sentiment_head.json) on SST-2's training phrases
+# with bert_train_classifier (~10 minutes on 2 cores); reinstall afterwards to ship it.
+sentiment: install
+	bash scripts/train_sentiment.sh
 
 clean:
 	cargo clean

@@ -8,6 +8,28 @@ PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/r
 bash scripts/cluster.sh start
 work=$(mktemp -d /tmp/persona-regress.XXXXXX)
 cp -r tests/pg_regress/. "$work/"
+# Test data of the text-model tests (bert.sql), read there through \getenv abs_srcdir PG_ABS_SRCDIR:
+# the tiny ONNX graphs and tokenizers of persona-core's tests, a stub ONNX Runtime that reports
+# version 1.10 (too old), and a model directory with one model, a symbolic link that escapes it
+# and a model directory whose model.onnx links out of it.
+data=$work/data
+mkdir -p "$data/models/tiny" "$data/outside"
+cp crates/persona-core/tests/data/text/*.onnx crates/persona-core/tests/data/text/*.json "$data/"
+cp "$data/encoder.onnx" "$data/models/tiny/model.onnx"
+cp "$data/tokenizer.json" "$data/models/tiny/"
+cp "$data/encoder.onnx" "$data/tokenizer.json" "$data/outside/"
+ln -s ../outside "$data/models/escape"
+mkdir -p "$data/models/linked"
+ln -s ../../outside/encoder.onnx "$data/models/linked/model.onnx"
+cp "$data/tokenizer.json" "$data/models/linked/"
+cat > "$data/old_ort.c" <<'C'
+typedef struct { const void *(*GetApi)(unsigned); const char *(*GetVersionString)(void); } OrtApiBase;
+static const void *get_api(unsigned v) { (void)v; return 0; }
+static const char *version(void) { return "1.10.0"; }
+static const OrtApiBase base = { get_api, version };
+const OrtApiBase *OrtGetApiBase(void) { return &base; }
+C
+cc -shared -fPIC -o "$data/libonnxruntime_old.so" "$data/old_ort.c"
 chown -R postgres:postgres "$work"
 status=0
 (cd "$work" && runuser -u postgres -- "$PG_REGRESS" \

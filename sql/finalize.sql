@@ -26,7 +26,50 @@ COMMENT ON FUNCTION cf_train(regclass, text, text, jsonb) IS
 COMMENT ON FUNCTION cf_evaluate(regclass, text, jsonb, regclass) IS
   'Train on part of a relation and report RMSE, MAE, precision/recall/NDCG/MAP@k and coverage on the held-out part; stores nothing';
 
+-- bert_train_classifier takes a regclass like cf_train, resolved and permission-checked by
+-- PostgreSQL, then handed over by OID.
+CREATE FUNCTION bert_train_classifier(
+    name    text,
+    source  regclass,
+    encoder text  DEFAULT 'minilm',
+    options jsonb DEFAULT '{}'
+) RETURNS jsonb
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT persona.bert_train_classifier_impl($1, $2::pg_catalog.oid, $3, $4) $$;
+
+COMMENT ON FUNCTION bert_train_classifier(text, regclass, text, jsonb) IS
+  'Train a softmax classification head on a text encoder''s embeddings of a relation''s (text, label) rows, report held-out accuracy, macro-F1 and ROC AUC, and register it as a text model for bert_score and bert_classify';
+COMMENT ON FUNCTION bert_score(text, text) IS
+  'Probability of the positive label of a text under a classification model (default: sentiment)';
+COMMENT ON FUNCTION bert_score(text[], text) IS
+  'Probabilities of the positive label of many texts in one batched call';
+COMMENT ON FUNCTION bert_classify(text, text) IS
+  'Most probable label of a text, its probability and every label''s probability, as jsonb';
+COMMENT ON FUNCTION bert_embed(text, text) IS
+  'L2-normalised sentence embedding of a text (default model: minilm, 384 dimensions)';
+COMMENT ON FUNCTION bert_embed(text[], text) IS
+  'Sentence embeddings of many texts in one batched call, one row per element';
+COMMENT ON FUNCTION bert_register_model(text, bytea, text, text, jsonb) IS
+  'Register an ONNX text model (embedding or classification) from its bytes and tokenizer.json';
+COMMENT ON FUNCTION bert_register_model_file(text, text, text, jsonb) IS
+  'Register an ONNX text model from a directory under persona.model_dir (superusers and pg_read_server_files only)';
+COMMENT ON FUNCTION bert_drop_model(text, boolean) IS
+  'Drop a text model (with cascade, also the classifiers trained on it)';
+COMMENT ON FUNCTION bert_register_defaults(boolean) IS
+  'Register the default text models minilm and sentiment from persona.model_dir';
+
+-- The default text models (minilm, sentiment). Never fails: without the model files or ONNX
+-- Runtime, a WARNING says how to register them later (CREATE EXTENSION hides NOTICEs).
+DO $$
+BEGIN
+  PERFORM bert_register_defaults();
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'pg_persona: the default text models were not registered: %', SQLERRM
+    USING HINT = 'Fix the cause, then run SELECT bert_register_defaults();';
+END $$;
+
 -- Any role may use stored models (prediction reads them); training needs INSERT/UPDATE, which
 -- only the extension owner has until a DBA grants it. User data tables stay private.
 GRANT USAGE ON SCHEMA persona TO PUBLIC;
 GRANT SELECT ON persona.cf_model_versions, persona.cf_active, persona.cf_models TO PUBLIC;
+GRANT SELECT ON persona.bert_model_store, persona.bert_models TO PUBLIC;

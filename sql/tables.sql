@@ -97,6 +97,55 @@ SELECT v.model,
   FROM persona.cf_active a
   JOIN persona.cf_model_versions v ON v.model = a.model AND v.version = a.version;
 
+-- Text models (bert_* functions): ONNX graphs, their tokenizers and how to read them, stored in
+-- the database so they are backed up and replicated with it. A model with an encoder (a trained
+-- classification head on another model's embeddings, like the default "sentiment" on "minilm")
+-- stores only its spec and uses the encoder's graph and tokenizer. Every registration or
+-- replacement takes a new version number, which is how backends notice that a cached ONNX
+-- Runtime session is stale.
+CREATE SEQUENCE persona.bert_model_version_seq;
+CREATE TABLE persona.bert_model_store (
+    name           text PRIMARY KEY
+                   CHECK (name ~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]*$' AND pg_catalog.length(name) <= 63),
+    task           text NOT NULL CHECK (task IN ('embedding', 'classification')),
+    encoder        text REFERENCES persona.bert_model_store (name),
+    spec           jsonb NOT NULL,  -- pooling, max_length, labels, positive_label, head
+    dim            integer,         -- embedding dimension; NULL for a logits-only classifier
+    labels         text[],          -- class labels in logit order; NULL for an encoder
+    positive_label text,            -- the label bert_score returns the probability of
+    onnx           bytea,           -- the ONNX graph; NULL when encoder is set
+    tokenizer      text,            -- tokenizer.json; NULL when encoder is set
+    source         jsonb,           -- where it came from: file paths, or bert_train_classifier's report
+    builtin        boolean NOT NULL DEFAULT false, -- registered by bert_register_defaults()
+    version        bigint NOT NULL DEFAULT pg_catalog.nextval('persona.bert_model_version_seq'),
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by     name NOT NULL DEFAULT CURRENT_USER,
+    CHECK ((encoder IS NULL) = (onnx IS NOT NULL)),
+    CHECK ((onnx IS NULL) = (tokenizer IS NULL)),
+    CHECK (encoder IS DISTINCT FROM name)
+);
+ALTER TABLE persona.bert_model_store ALTER COLUMN onnx SET STORAGE EXTERNAL; -- weights barely compress
+CREATE INDEX bert_model_store_encoder_idx ON persona.bert_model_store (encoder);
+
+CREATE VIEW persona.bert_models AS
+SELECT m.name,
+       m.task,
+       m.encoder,
+       m.dim,
+       m.labels,
+       m.positive_label,
+       m.spec ->> 'pooling' AS pooling,
+       (m.spec ->> 'max_length')::integer AS max_length,
+       coalesce(pg_catalog.jsonb_typeof(m.spec -> 'head') = 'object', false) AS has_head,
+       coalesce(pg_catalog.octet_length(m.onnx), pg_catalog.octet_length(e.onnx)) AS onnx_bytes,
+       m.source -> 'holdout' AS holdout_metrics,
+       m.builtin,
+       m.version,
+       m.created_at,
+       m.created_by
+  FROM persona.bert_model_store m
+  LEFT JOIN persona.bert_model_store e ON e.name = m.encoder;
+
 -- User data and models are dumped by pg_dump (the tables themselves belong to the extension).
 SELECT pg_catalog.pg_extension_config_dump('persona.users', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.items', '');
@@ -107,3 +156,6 @@ SELECT pg_catalog.pg_extension_config_dump('persona.feedback', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.feedback_feedback_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.cf_model_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.cf_active', '');
+-- The default text models are registered again by CREATE EXTENSION, so only the others are dumped.
+SELECT pg_catalog.pg_extension_config_dump('persona.bert_model_store', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('persona.bert_model_version_seq', '');

@@ -8,15 +8,20 @@
 //! |---|---|
 //! | [`cf`] | `cf_train`, `cf_predict`, `cf_recommend`, `cf_similar_items`, `cf_similar_users`, `cf_evaluate`, `cf_deploy` |
 //! | [`campaign`] | `campaign_metrics`, `campaign_metrics_daily`, `campaign_audience`, `campaign_uplift` |
+//! | [`bert`] | `bert_score`, `bert_classify`, `bert_embed`, `bert_register_model`, `bert_drop_model`, `bert_register_defaults` |
+//! | [`bert_train`] | `bert_train_classifier` |
 //! | [`profile`] | `user_profile` |
 //! | [`demo`] | `persona.load_demo` |
 //! | [`settings`] | every `persona.*` setting |
 //! | [`error`] | SQLSTATE mapping of core errors |
 //! | [`model_store`] | versioned model storage and the per-backend model cache |
 //! | [`source`] | reading a user's relation safely (quoted identifiers, caller's privileges, cursor batches) |
+//! | [`text_store`] | text-model storage, ONNX Runtime loading and the per-backend session cache |
 
 use pgrx::prelude::*;
 
+pub mod bert;
+pub mod bert_train;
 pub mod campaign;
 pub mod cf;
 pub mod demo;
@@ -25,6 +30,7 @@ pub mod model_store;
 pub mod profile;
 pub mod settings;
 pub mod source;
+pub mod text_store;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -1,9 +1,10 @@
 //! Every setting of pg_persona, in one place. All are prefixed `persona.` (the prefix is reserved)
 //! and documented in the README's settings table.
 
-use std::ffi::CStr;
+use std::ffi::{c_char, CStr, CString};
+use std::path::PathBuf;
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 /// `persona.training_threads`: threads a training may use; 0 means one per core.
 pub static TRAINING_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -11,6 +12,38 @@ pub static TRAINING_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_TRAINING_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(2048);
 /// `persona.significance_level`: α of the campaign significance tests.
 pub static SIGNIFICANCE_LEVEL: GucSetting<f64> = GucSetting::<f64>::new(0.05);
+
+/// `persona.device`: where text models run.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Device {
+    /// ONNX Runtime's CPU execution provider.
+    #[name = c"cpu"]
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider; an error when the library has none.
+    #[name = c"cuda"]
+    Cuda,
+    /// CUDA when the library has the provider and a session can be created on it, else CPU
+    /// (with one NOTICE per backend).
+    #[name = c"auto"]
+    Auto,
+}
+
+/// `persona.device`.
+pub static DEVICE: GucSetting<Device> = GucSetting::<Device>::new(Device::Cpu);
+/// `persona.inference_threads`: ONNX Runtime intra-op threads per backend and model (0: auto).
+pub static INFERENCE_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// `persona.batch_size`: most texts per inference run.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
+/// `persona.max_batch_tokens`: most tokens (texts × padded length) per inference run.
+pub static MAX_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(8192);
+/// `persona.max_sequence_length`: caps every text model's truncation length (0: the model's own).
+pub static MAX_SEQUENCE_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// `persona.onnxruntime_library`: path of libonnxruntime.so (boot value set in [`init`]).
+pub static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+/// `persona.model_dir`: the only directory model files may be registered from (boot value set in
+/// [`init`]).
+pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -43,7 +76,128 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_enum_guc(
+        c"persona.device",
+        c"Where text models run: cpu, cuda or auto.",
+        c"cuda uses ONNX Runtime's CUDA execution provider (needs the onnxruntime-gpu build of libonnxruntime, CUDA 13 and a GPU) and is an error without it; auto uses CUDA when it works and otherwise the CPU, with one NOTICE per backend. Takes effect for sessions created afterwards.",
+        &DEVICE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"persona.inference_threads",
+        c"ONNX Runtime threads per backend and text model (0: automatic).",
+        c"0 means one per CPU core in an ordinary backend. Inside a parallel query (a parallel worker, or the leader while it runs a parallel plan) each process gets this number (or the core count) divided by max_parallel_workers_per_gather + 1, at least 1, so the workers together do not oversubscribe the cores.",
+        &INFERENCE_THREADS,
+        0,
+        256,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"persona.batch_size",
+        c"Most texts per ONNX Runtime inference run.",
+        c"Texts of one call are sorted by length and cut into batches of at most this many texts and persona.max_batch_tokens tokens, each padded to its own longest text.",
+        &BATCH_SIZE,
+        1,
+        4096,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"persona.max_batch_tokens",
+        c"Most tokens (texts times padded length) per ONNX Runtime inference run.",
+        c"Bounds the memory of one run: attention needs heads x texts x length^2 floats. A single text longer than this runs alone.",
+        &MAX_BATCH_TOKENS,
+        1,
+        1 << 24,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"persona.max_sequence_length",
+        c"Caps the truncation length (in tokens) of every text model (0: each model's own max_length).",
+        c"Texts longer than the limit are truncated at the end, special tokens included. Lower it to trade accuracy on long texts for speed; it never raises a model's own max_length.",
+        &MAX_SEQUENCE_LENGTH,
+        0,
+        8192,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    define_path_guc(
+        c"persona.onnxruntime_library",
+        c"Path of the ONNX Runtime shared library (libonnxruntime.so, version 1.17 or newer).",
+        c"Loaded on a backend's first use of a text model, never at server start. The default is pg_persona/libonnxruntime.so in the server's package library directory (pg_config --pkglibdir), where scripts/setup.sh installs it. A backend keeps the library it loaded first: reconnect after changing this.",
+        &ONNXRUNTIME_LIBRARY,
+        default_library_path(),
+    );
+    define_path_guc(
+        c"persona.model_dir",
+        c"Directory that bert_register_model may read model files from.",
+        c"File paths given to bert_register_model must resolve (after following symbolic links) inside this directory. The default is extension/pg_persona/models in the server's share directory (pg_config --sharedir), where scripts/setup.sh installs the default models.",
+        &MODEL_DIR,
+        default_model_dir(),
+    );
     reserve_prefix(c"persona");
+}
+
+/// Defines a superuser-only string setting whose boot value is computed at run time (from the
+/// server's installation directories), which `GucSetting::new` cannot express.
+fn define_path_guc(
+    name: &'static CStr,
+    short: &'static CStr,
+    long: &'static CStr,
+    setting: &'static GucSetting<Option<CString>>,
+    boot: PathBuf,
+) {
+    let boot = CString::new(boot.to_string_lossy().into_owned()).unwrap_or_default();
+    // PostgreSQL keeps the boot value's pointer for RESET: it must live as long as the process.
+    let boot: &'static CStr = Box::leak(boot.into_boxed_c_str());
+    // SAFETY: called once from _PG_init on the backend's thread; the variable is a static whose
+    // value PostgreSQL manages from now on, and every string is 'static.
+    unsafe {
+        pg_sys::DefineCustomStringVariable(
+            name.as_ptr(),
+            short.as_ptr(),
+            long.as_ptr(),
+            setting.as_ptr(),
+            boot.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            0,
+            None,
+            None,
+            None,
+        );
+    }
+}
+
+/// A directory of the server's installation, from the running executable's location (as
+/// `pg_config` computes it, so relocated installations work).
+fn install_dir(get: unsafe fn(*const c_char, *mut c_char)) -> PathBuf {
+    let mut buf = [0 as c_char; pg_sys::MAXPGPATH as usize];
+    // SAFETY: my_exec_path is set at process start, before any library is loaded; `buf` has the
+    // MAXPGPATH bytes these functions write at most, NUL-terminated.
+    let dir = unsafe {
+        get(
+            std::ptr::addr_of!(pg_sys::my_exec_path).cast(),
+            buf.as_mut_ptr(),
+        );
+        CStr::from_ptr(buf.as_ptr())
+    };
+    PathBuf::from(dir.to_string_lossy().into_owned())
+}
+
+fn default_library_path() -> PathBuf {
+    install_dir(pg_sys::get_pkglib_path)
+        .join("pg_persona")
+        .join("libonnxruntime.so")
+}
+
+fn default_model_dir() -> PathBuf {
+    install_dir(pg_sys::get_share_path)
+        .join("extension")
+        .join("pg_persona")
+        .join("models")
 }
 
 fn reserve_prefix(prefix: &CStr) {
@@ -63,4 +217,72 @@ pub fn training_threads() -> usize {
 
 pub fn max_training_bytes() -> usize {
     MAX_TRAINING_MEMORY_MB.get().max(1) as usize * 1024 * 1024
+}
+
+fn path_setting(setting: &GucSetting<Option<CString>>, default: fn() -> PathBuf) -> PathBuf {
+    match setting.get() {
+        Some(s) if !s.as_bytes().is_empty() => PathBuf::from(s.to_string_lossy().into_owned()),
+        _ => default(),
+    }
+}
+
+/// The ONNX Runtime library to load (`persona.onnxruntime_library`).
+pub fn onnxruntime_library() -> PathBuf {
+    path_setting(&ONNXRUNTIME_LIBRARY, default_library_path)
+}
+
+/// The model directory (`persona.model_dir`).
+pub fn model_dir() -> PathBuf {
+    path_setting(&MODEL_DIR, default_model_dir)
+}
+
+/// The number of CPU cores, read once per process (it may come from cgroup files).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+/// Whether this process runs part of a parallel query: a parallel worker, or a leader while it
+/// executes a parallel plan.
+fn in_parallel_query() -> bool {
+    // SAFETY: plain reads of backend globals on the backend's thread.
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 || pg_sys::IsInParallelMode() }
+}
+
+/// ONNX Runtime intra-op threads for a session created now (`persona.inference_threads`, see its
+/// description).
+pub fn inference_threads() -> usize {
+    let wanted = match INFERENCE_THREADS.get() {
+        n if n > 0 => n as usize,
+        _ => cores(),
+    };
+    if in_parallel_query() {
+        // SAFETY: plain read of a GUC variable on the backend's thread.
+        let workers = unsafe { pg_sys::max_parallel_workers_per_gather }.max(0) as usize;
+        (wanted / (workers + 1)).max(1)
+    } else {
+        wanted
+    }
+}
+
+/// `persona.batch_size`.
+pub fn batch_size() -> usize {
+    BATCH_SIZE.get().max(1) as usize
+}
+
+/// `persona.max_batch_tokens`.
+pub fn max_batch_tokens() -> usize {
+    MAX_BATCH_TOKENS.get().max(1) as usize
+}
+
+/// `persona.max_sequence_length` (`None`: no cap).
+pub fn max_sequence_length() -> Option<usize> {
+    match MAX_SEQUENCE_LENGTH.get() {
+        n if n > 0 => Some(n as usize),
+        _ => None,
+    }
 }

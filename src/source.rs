@@ -20,6 +20,8 @@ pub enum ColumnKind {
     Text,
     /// A timestamp or date.
     Time,
+    /// A class label: text, a number, a boolean or an enum (read as its text form).
+    Label,
 }
 
 impl ColumnKind {
@@ -29,6 +31,7 @@ impl ColumnKind {
             ColumnKind::Number => category == "N",
             ColumnKind::Text => category == "S",
             ColumnKind::Time => category == "D",
+            ColumnKind::Label => matches!(category, "S" | "N" | "B" | "E"),
         }
     }
     fn describe(self) -> &'static str {
@@ -37,6 +40,7 @@ impl ColumnKind {
             ColumnKind::Number => "a numeric type",
             ColumnKind::Text => "a text type",
             ColumnKind::Time => "a date or timestamp type",
+            ColumnKind::Label => "a text, numeric, boolean or enum type",
         }
     }
 }
@@ -141,4 +145,22 @@ pub fn for_each_row(
             row(&r);
         }
     }
+}
+
+/// The first column of the first row of a read-only query (`None`: no row or NULL).
+///
+/// pgrx's `Spi::get_one*` run their query as a writing command, which assigns a transaction id:
+/// that fails in parallel workers and on hot standbys, and costs an XID per read-only
+/// transaction. Every read of the model tables goes through here or `client.select` instead.
+pub fn select_one<A: pgrx::FromDatum + pgrx::IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<Option<A>, pgrx::spi::SpiError> {
+    pgrx::spi::Spi::connect(|client| {
+        let t = client.select(query, Some(1), args)?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.first().get_one::<A>()
+    })
 }

@@ -93,6 +93,7 @@ fn text_minilm_throughput() {
         batch_size: 64,
         max_batch_tokens: 64 * 256,
         spin: false,
+        ..Default::default()
     };
     let m = load(&dir, 256, opts);
     let subjects = [

@@ -441,3 +441,28 @@ fn text_trained_head_round_trip() {
     let again = load("encoder.onnx", spec, SessionOptions::default()).unwrap();
     assert_eq!(again.score(&texts).unwrap(), scores);
 }
+
+#[test]
+fn text_cuda_without_provider_is_a_runtime_error() {
+    require_ort!("text_cuda_without_provider_is_a_runtime_error");
+    use persona_core::text::{cuda_available, Device};
+    let cuda = SessionOptions {
+        device: Device::Cuda,
+        ..Default::default()
+    };
+    if cuda_available().unwrap() {
+        // A GPU build of ONNX Runtime: a session either works or says why it cannot.
+        match load("encoder.onnx", encoder_spec(), cuda) {
+            Ok(m) => assert!(m.embed(&["good"]).is_ok()),
+            Err(e) => assert!(matches!(e, CoreError::Runtime(_)), "{e:?}"),
+        }
+        return;
+    }
+    let e = load("encoder.onnx", encoder_spec(), cuda).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Runtime(m) if m.contains("no CUDA execution provider")),
+        "{e:?}"
+    );
+    // The CPU session still works in the same process.
+    assert!(load("encoder.onnx", encoder_spec(), SessionOptions::default()).is_ok());
+}

@@ -9,7 +9,7 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
 use super::batch::PaddedBatch;
-use super::{SessionOptions, Task};
+use super::{Device, SessionOptions, Task};
 use crate::{CoreError, Result};
 
 /// A graph input the runtime knows how to feed.
@@ -235,7 +235,8 @@ pub trait Backend: Send + Sync {
     fn run(&self, batch: &PaddedBatch) -> Result<BatchOutput>;
 }
 
-/// A [`Backend`] on an ONNX Runtime session (CPU execution provider).
+/// A [`Backend`] on an ONNX Runtime session (CPU execution provider, or CUDA's with
+/// [`Device::Cuda`]).
 pub struct OrtBackend {
     session: Mutex<Session>,
     io: GraphIo,
@@ -290,6 +291,22 @@ impl OrtBackend {
             .map_err(option_error("the number of inter-op threads"))?
             .with_intra_op_spinning(opts.spin)
             .map_err(option_error("thread spinning"))?;
+        if opts.device == Device::Cuda {
+            if !super::runtime::cuda_available()? {
+                return Err(CoreError::Runtime(
+                    "this ONNX Runtime library has no CUDA execution provider (it is a CPU-only \
+                     build)"
+                        .into(),
+                ));
+            }
+            let cuda = ort::ep::CUDA::default().build().error_on_failure();
+            builder = builder.with_execution_providers([cuda]).map_err(|e| {
+                CoreError::Runtime(format!(
+                    "cannot use ONNX Runtime's CUDA execution provider: {}",
+                    e.to_string().trim_end()
+                ))
+            })?;
+        }
         let session = builder.commit_from_memory(onnx).map_err(|e| {
             CoreError::CorruptModel(format!(
                 "ONNX Runtime cannot load the model: {}",

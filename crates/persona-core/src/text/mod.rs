@@ -53,7 +53,7 @@ pub use head::{
     evaluate_head, holdout_split, train_softmax_head, Head, HeadEvaluation, HeadTrainOptions,
     TrainedHead,
 };
-pub use runtime::{init_runtime, runtime_info, RuntimeInfo};
+pub use runtime::{cuda_available, init_runtime, runtime_info, RuntimeInfo};
 
 use crate::cf::{Monitor, NoMonitor, Progress};
 use crate::{CoreError, Result};
@@ -135,6 +135,22 @@ pub struct SessionOptions {
     pub max_batch_tokens: usize,
     /// Let idle ONNX Runtime worker threads spin-wait (lower latency, burns CPU). Default off.
     pub spin: bool,
+    /// Where inference runs. Default [`Device::Cpu`].
+    pub device: Device,
+}
+
+/// The execution provider a session runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// ONNX Runtime's CPU execution provider.
+    #[default]
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider (device 0), with the CPU provider for the nodes
+    /// it does not cover. Needs a `libonnxruntime` built with CUDA (the `onnxruntime-gpu`
+    /// wheel), its `libonnxruntime_providers_cuda.so` next to it, the CUDA and cuDNN libraries
+    /// it was built against, and a GPU; see [`cuda_available`].
+    Cuda,
 }
 
 impl Default for SessionOptions {
@@ -144,6 +160,7 @@ impl Default for SessionOptions {
             batch_size: 32,
             max_batch_tokens: 8192,
             spin: false,
+            device: Device::Cpu,
         }
     }
 }

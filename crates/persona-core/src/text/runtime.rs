@@ -130,6 +130,25 @@ pub(crate) fn environment() -> Result<ort::environment::Environment> {
     })
 }
 
+/// Whether the loaded ONNX Runtime library was built with the CUDA execution provider (as the
+/// `onnxruntime-gpu` wheel's is). This says nothing about a GPU being present: creating a CUDA
+/// session can still fail, with a [`CoreError::Runtime`] saying why.
+///
+/// Errors ([`CoreError::Runtime`]): ONNX Runtime is not loaded ([`init_runtime`] first).
+pub fn cuda_available() -> Result<bool> {
+    use ort::ep::ExecutionProvider;
+    environment()?;
+    catch_unwind(ort::ep::CUDA::is_available)
+        .map_err(|_| {
+            CoreError::Runtime("ONNX Runtime failed to list its execution providers".into())
+        })?
+        .map_err(|e| {
+            CoreError::Runtime(format!(
+                "cannot list ONNX Runtime's execution providers: {e}"
+            ))
+        })
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     if a == b {
         return true;

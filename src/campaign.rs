@@ -44,8 +44,9 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
         )
         .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, format!("cannot read persona.campaigns: {e}"), None));
     if row.is_empty() {
-        let known = Spi::get_one::<String>(
+        let known = crate::source::select_one::<String>(
             "SELECT pg_catalog.string_agg(campaign, ', ' ORDER BY campaign) FROM (SELECT campaign FROM persona.campaigns ORDER BY campaign LIMIT 20) c",
+            &[],
         )
         .ok()
         .flatten();

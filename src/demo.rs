@@ -43,10 +43,11 @@ fn load_demo(
         "persona.items",
         "persona.users",
     ];
-    let has_data = Spi::get_one::<bool>(
+    let has_data = crate::source::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM persona.users) OR EXISTS (SELECT 1 FROM persona.items) \
          OR EXISTS (SELECT 1 FROM persona.ratings) OR EXISTS (SELECT 1 FROM persona.campaigns) \
          OR EXISTS (SELECT 1 FROM persona.campaign_events) OR EXISTS (SELECT 1 FROM persona.feedback)",
+        &[],
     )
     .ok()
     .flatten()

@@ -104,15 +104,16 @@ pub fn invalidate(name: &str) {
 }
 
 fn active_version(name: &str) -> i32 {
-    let v = Spi::get_one_with_args::<i32>(
+    let v = crate::source::select_one::<i32>(
         "SELECT version FROM persona.cf_active WHERE model = $1",
         &[name.into()],
     )
     .ok()
     .flatten();
     v.unwrap_or_else(|| {
-        let known = Spi::get_one::<String>(
+        let known = crate::source::select_one::<String>(
             "SELECT pg_catalog.string_agg(model, ', ' ORDER BY model) FROM persona.cf_active",
+            &[],
         )
         .ok()
         .flatten();
@@ -130,7 +131,7 @@ fn active_version(name: &str) -> i32 {
 }
 
 fn load(name: &str, version: i32) -> CfModel {
-    let bytes = Spi::get_one_with_args::<Vec<u8>>(
+    let bytes = crate::source::select_one::<Vec<u8>>(
         "SELECT data FROM persona.cf_model_versions WHERE model = $1 AND version = $2",
         &[name.into(), version.into()],
     )

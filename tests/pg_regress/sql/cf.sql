@@ -79,3 +79,16 @@ SELECT r ->> 'skipped_out_of_range' AS out_of_range, r -> 'rating_range' AS rati
 CREATE VIEW regress.clicks AS SELECT user_id AS customer, item_id AS product, 1 AS clicks FROM persona.ratings;
 SELECT r ->> 'ratings_used' AS used FROM cf_train('regress.clicks', 'als', 'clicks2',
   '{"user_column": "customer", "item_column": "product", "rating_column": "clicks", "test_fraction": 0, "iterations": 2}') r;
+
+-- Parallel query: cf_predict is PARALLEL SAFE and works inside parallel workers (model tables are
+-- read without assigning a transaction id).
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT sum(cf_predict(user_id, item_id)) FROM persona.ratings;
+SELECT count(*) AS rows, bool_and(cf_predict(user_id, item_id) BETWEEN 1 AND 5) AS in_scale FROM persona.ratings;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;

@@ -51,4 +51,10 @@ RESET ROLE;
 DROP OWNED BY persona_regress_reader;
 DROP ROLE persona_regress_reader;
 
+-- A training stopped by statement_timeout stores nothing; the active version stays.
+SET statement_timeout = '300ms';
+SELECT cf_train(algorithm => 'svdpp', options => '{"epochs": 10000, "factors": 300}');
+RESET statement_timeout;
+SELECT active_version, algorithm FROM persona.cf_models WHERE model = 'default';
+
 SELECT count(*) AS versions_after FROM persona.cf_model_versions;

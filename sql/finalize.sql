@@ -21,6 +21,13 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$ SELECT CASE WHEN $1 IS NULL OR $2 IS NULL OR $3 IS NULL THEN NULL
                   ELSE persona.cf_evaluate_impl($1::pg_catalog.oid, $2, $3, $4::pg_catalog.oid) END $$;
 
+-- cf_predict runs once per row over whole tables: a plain V1 C function (src/cf.rs).
+CREATE FUNCTION cf_predict(user_id bigint, item_id bigint, model text DEFAULT 'default') RETURNS real
+AS 'MODULE_PATHNAME', 'cf_predict_v1'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION cf_predict(bigint, bigint, text) IS
+  'Predicted rating of an item by a user, clipped to the training scale; unknown users or items get the global mean plus the known biases';
+
 COMMENT ON FUNCTION cf_train(regclass, text, text, jsonb) IS
   'Train a collaborative-filtering model on a relation (user_id, item_id, rating) and make it the active version of a model name';
 COMMENT ON FUNCTION cf_evaluate(regclass, text, jsonb, regclass) IS

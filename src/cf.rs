@@ -384,11 +384,35 @@ fn cf_evaluate_impl(
     JsonB(summary)
 }
 
-/// The predicted rating of `item_id` by `user_id`, clipped to the training scale. Unknown users
-/// or items get the global mean plus the biases that are known.
-#[pg_extern(stable, strict, parallel_safe)]
-fn cf_predict(user_id: i64, item_id: i64, model: default!(&str, "'default'")) -> f32 {
-    model_store::active(model).predict(user_id, item_id)
+/// `cf_predict(user_id bigint, item_id bigint, model text DEFAULT 'default') → real`: the predicted
+/// rating of `item_id` by `user_id`, clipped to the training scale. Unknown users or items get the
+/// global mean plus the biases that are known.
+///
+/// This is the one function called once per row over whole tables, so it is a plain V1 C
+/// function (declared in sql/finalize.sql) rather than a `#[pg_extern]`: the generic wrapper's
+/// argument and memory-context handling cost about as much as the prediction itself. `#[pg_guard]`
+/// still turns any Rust panic or PostgreSQL error into a proper ERROR. STRICT in SQL, so no
+/// argument is NULL here.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn cf_predict_v1(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: PostgreSQL calls this with a valid fcinfo holding (int8, int8, text), none NULL.
+    let (user, item, model) = unsafe {
+        (
+            pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0).value() as i64,
+            pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 1).value() as i64,
+            pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 2).unwrap_or("default"),
+        )
+    };
+    let p = model_store::with_active(model, |m| m.predict(user, item));
+    pg_sys::Datum::from(p.to_bits())
+}
+
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_cf_predict_v1() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
 }
 
 fn check_k(k: i32) -> usize {
@@ -502,3 +526,4 @@ fn cf_deploy(model: &str, version: i32) -> JsonB {
     model_store::activate(model, version);
     JsonB(json!({"model": model, "active_version": version}))
 }
+

@@ -36,6 +36,31 @@ fn current_lxid() -> u32 {
     unsafe { (*pg_sys::MyProc).lxid }
 }
 
+/// Runs `f` on the active model called `name` without touching its reference count: the path of
+/// per-row functions. Falls back to [`active`] when the name was not the last one used in this
+/// transaction.
+#[inline]
+pub fn with_active<R>(name: &str, f: impl FnOnce(&CfModel) -> R) -> R {
+    let lxid = current_lxid();
+    let hit = CACHE.with(|c| {
+        let c = c.borrow();
+        match &c.last {
+            Some((n, m)) if c.lxid == lxid && n == name => Some(f_ptr(m)),
+            _ => None,
+        }
+    });
+    match hit {
+        // SAFETY: the pointee is owned by `CACHE.last` (an Rc), which only changes when this
+        // backend resolves or invalidates a model, and `f` is pure Rust that does neither.
+        Some(ptr) => f(unsafe { &*ptr }),
+        None => f(&active(name)),
+    }
+}
+
+fn f_ptr(m: &Rc<CfModel>) -> *const CfModel {
+    Rc::as_ptr(m)
+}
+
 /// The active model called `name`, from the cache when its version is still the active one.
 pub fn active(name: &str) -> Rc<CfModel> {
     let lxid = current_lxid();

@@ -912,6 +912,23 @@ fn runtime_ready() -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Mean sentiment of `texts` under `persona.sentiment_model`, for campaign and user reports:
+/// `Ok(None)` without texts; `Err(reason)` when the model or ONNX Runtime is not available (the
+/// reports then carry a null and the reason instead of failing). Scoring errors are real errors.
+pub(crate) fn mean_sentiment(texts: &[&str]) -> Result<Option<f64>, String> {
+    if texts.is_empty() {
+        return Ok(None);
+    }
+    let name = settings::sentiment_model();
+    if existing(&name).is_none() {
+        return Err(format!("text model \"{name}\" (persona.sentiment_model) is not registered"));
+    }
+    runtime_ready()?;
+    let m = classifier(&name);
+    let s = scores(&m.model, &name, texts);
+    Ok(Some(s.iter().map(|&x| f64::from(x)).sum::<f64>() / s.len() as f64))
+}
+
 /// The shipped head as a spec, with its provenance (`None` when this build ships none).
 pub fn shipped_sentiment() -> Option<(ModelSpec, Value)> {
     let v: Value = serde_json::from_str(SENTIMENT_HEAD).ok()?;

@@ -213,15 +213,10 @@ fn campaign_metrics(campaign: &str) -> JsonB {
     let (info, arms, period, feedback) = Spi::connect(|client| {
         let info = campaign_info(&client, campaign);
         let (arms, period) = arm_aggregates(&client, &info, campaign);
-        let fb = client
-            .select(
-                "SELECT count(*) FROM persona.feedback WHERE campaign = $1",
-                Some(1),
-                &[campaign.into()],
-            )
-            .ok()
-            .and_then(|t| t.first().get_one::<i64>().ok().flatten())
-            .unwrap_or(0);
+        let fb: Vec<String> = client
+            .select("SELECT body FROM persona.feedback WHERE campaign = $1 AND body IS NOT NULL", None, &[campaign.into()])
+            .map(|t| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default();
         (info, arms, period, fb)
     });
     let control = arms
@@ -238,16 +233,25 @@ fn campaign_metrics(campaign: &str) -> JsonB {
         m.insert("period".into(), period);
         m.insert("cost".into(), json!(info.cost));
         m.insert("events_relation".into(), json!(info.events));
-        m.insert(
-            "satisfaction".into(),
-            json!({
-                "feedback_count": feedback,
-                // Mean sentiment of the feedback texts needs the text model (bert_score).
-                "mean_sentiment": Value::Null,
-            }),
-        );
+        let texts: Vec<&str> = feedback.iter().map(String::as_str).collect();
+        m.insert("satisfaction".into(), satisfaction(&texts));
     }
     JsonB(out)
+}
+
+/// `{"feedback_count", "mean_sentiment", "sentiment_model"}` for a set of feedback texts; the mean
+/// is null (with `sentiment_unavailable` saying why) when the text model cannot be used.
+pub(crate) fn satisfaction(texts: &[&str]) -> Value {
+    let model = crate::settings::sentiment_model();
+    match crate::bert::mean_sentiment(texts) {
+        Ok(mean) => json!({"feedback_count": texts.len(), "mean_sentiment": mean, "sentiment_model": model}),
+        Err(why) => json!({
+            "feedback_count": texts.len(),
+            "mean_sentiment": Value::Null,
+            "sentiment_model": model,
+            "sentiment_unavailable": why,
+        }),
+    }
 }
 
 /// Daily counts and rates per arm, for dashboards and reporting jobs.

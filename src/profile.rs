@@ -32,7 +32,7 @@ fn user_profile(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Option<JsonB> {
     let user_id = user_id?;
-    let (activity, taste, campaigns, feedback, has_model) = Spi::connect(|client| {
+    let (activity, taste, campaigns, feedback, bodies, has_model) = Spi::connect(|client| {
         let as_of = || -> pgrx::datum::DatumWithOid<'static> {
             match as_of {
                 Some(t) => t.into(),
@@ -76,6 +76,15 @@ fn user_profile(
                FROM persona.feedback WHERE user_id = $1 AND created_at <= COALESCE($2, now())",
             vec![user_id.into(), as_of()],
         );
+        let bodies: Vec<String> = client
+            .select(
+                "SELECT body FROM persona.feedback WHERE user_id = $1 AND body IS NOT NULL \
+                   AND created_at <= COALESCE($2, now())",
+                None,
+                &[user_id.into(), as_of()],
+            )
+            .map(|t| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default();
         let has_model = client
             .select(
                 "SELECT 1 FROM persona.cf_active WHERE model = $1",
@@ -84,7 +93,7 @@ fn user_profile(
             )
             .map(|t| !t.is_empty())
             .unwrap_or(false);
-        (activity, taste, campaigns, feedback, has_model)
+        (activity, taste, campaigns, feedback, bodies, has_model)
     });
     let n = activity.get("ratings").and_then(Value::as_u64).unwrap_or(0);
     let days = |k: &str| {
@@ -110,6 +119,10 @@ fn user_profile(
         Value::Null
     };
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    // Mean positive-label probability of the user's feedback texts (null without feedback, or
+    // when the sentiment model cannot be used).
+    let texts: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let sentiment = crate::bert::mean_sentiment(&texts).ok().flatten().map(round);
     Some(JsonB(json!({
         "user_id": user_id,
         "activity": {
@@ -125,8 +138,7 @@ fn user_profile(
         "churn_risk": a.churn_risk().map(round),
         "campaigns": campaigns,
         "feedback": feedback,
-        // Mean sentiment of the user's feedback needs the text model (bert_score).
-        "sentiment": Value::Null,
+        "sentiment": sentiment,
         "next": next,
     })))
 }

@@ -44,6 +44,9 @@ pub static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
 /// `persona.model_dir`: the only directory model files may be registered from (boot value set in
 /// [`init`]).
 pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// `persona.sentiment_model`: the text model whose scores campaign and user reports average.
+pub static SENTIMENT_MODEL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"sentiment"));
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -138,6 +141,14 @@ pub fn init() {
         &MODEL_DIR,
         default_model_dir(),
     );
+    GucRegistry::define_string_guc(
+        c"persona.sentiment_model",
+        c"Text model whose mean score is the sentiment of campaign_metrics and user_profile.",
+        c"A classification model registered with pg_persona (default: the built-in sentiment model). Its positive-label probability, averaged over the feedback texts, is reported as mean sentiment.",
+        &SENTIMENT_MODEL,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     reserve_prefix(c"persona");
 }
 
@@ -229,6 +240,15 @@ fn path_setting(setting: &GucSetting<Option<CString>>, default: fn() -> PathBuf)
 /// The ONNX Runtime library to load (`persona.onnxruntime_library`).
 pub fn onnxruntime_library() -> PathBuf {
     path_setting(&ONNXRUNTIME_LIBRARY, default_library_path)
+}
+
+/// The text model of campaign and user sentiment (`persona.sentiment_model`).
+pub fn sentiment_model() -> String {
+    SENTIMENT_MODEL
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sentiment".to_string())
 }
 
 /// The model directory (`persona.model_dir`).

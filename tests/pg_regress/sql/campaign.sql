@@ -1,5 +1,13 @@
 -- Campaign evaluation on the demo campaign, and its edge cases.
-SELECT jsonb_pretty(campaign_metrics('spring_outdoor') - 'arms' - 'comparisons' - 'srm');
+SELECT jsonb_pretty(campaign_metrics('spring_outdoor') - 'arms' - 'comparisons' - 'srm' #- '{satisfaction,mean_sentiment}');
+-- Satisfaction: the mean sentiment of the campaign's feedback equals the per-row bert_score mean.
+SELECT round((campaign_metrics('spring_outdoor') -> 'satisfaction' ->> 'mean_sentiment')::numeric, 4) AS mean_sentiment,
+       round(avg(bert_score(body))::numeric, 4) AS per_row_mean
+  FROM persona.feedback WHERE campaign = 'spring_outdoor';
+-- Another sentiment model that does not exist: the report still comes, with the reason.
+SET persona.sentiment_model = 'no_such_model';
+SELECT campaign_metrics('spring_outdoor') -> 'satisfaction' AS satisfaction;
+RESET persona.sentiment_model;
 SELECT a ->> 'arm' AS arm, a ->> 'users_exposed' AS users_exposed, a ->> 'exposures' AS exposures,
        a ->> 'clicks' AS clicks, a ->> 'users_converted' AS users_converted, a ->> 'revenue' AS revenue
   FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'arms') a;

@@ -103,7 +103,7 @@ users = int(20000 * SCALE)
 q(f"""CREATE TABLE big_ratings AS
       SELECT u AS user_id, ((u * 7919 + k * 104729) % 100000) + 1 AS item_id, 1 + ((u + k) % 5)::real AS rating
         FROM generate_series(1, {users}) u, generate_series(1, 20) k""")
-q("INSERT INTO big_ratings SELECT 1, i, 3 FROM generate_series(1, 100000) i WHERE i % 97 = 0")
+q(f"INSERT INTO big_ratings SELECT 1 + i % {users}, i, 3 FROM generate_series(1, 100000) i")  # every item rated at least once
 items = q("SELECT count(DISTINCT item_id) FROM big_ratings")[0][0]
 summary = q("""SELECT cf_train('big_ratings', 'svd', 'catalogue', '{"factors": 64, "epochs": 3, "test_fraction": 0}')""")[0][0]
 q("SELECT * FROM cf_recommend(1, 10, 'catalogue')")  # load the model into the backend cache
@@ -141,6 +141,86 @@ t_hand, _ = best(lambda: q(hand), 3)
 t_fn, _ = best(lambda: q("SELECT campaign_metrics('big')"), 3)
 print(f"events {n_events}: hand-written GROUP BY {t_hand:.2f} s, campaign_metrics {t_fn:.2f} s, ratio {t_fn/t_hand:.2f}x")
 results["campaign_10m"] = {"events": n_events, "group_by_s": t_hand, "campaign_metrics_s": t_fn, "ratio": t_fn / t_hand}
+
+# 5. Text scoring against Python onnxruntime + tokenizers ------------------------------------------------
+section("bert_score on 10,000 sentences vs Python onnxruntime + tokenizers (same model, batches of 64, 2 threads)")
+SST2 = os.environ.get("SST2", "")
+MODELS = os.environ.get("PERSONA_MODELS", "/usr/share/postgresql/15/extension/pg_persona/models")
+if os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.exists(SST2):
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    texts = []
+    for line in open(SST2, encoding="utf-8").read().split("\n")[1:]:
+        t = line.split("\t")[0].strip()
+        if len(t.split()) >= 5:
+            texts.append(t)
+        if len(texts) == 10_000:
+            break
+    head = json.load(open(os.environ["SENTIMENT_HEAD"]))["head"]
+    W = np.array(head["weights"], dtype=np.float32).reshape(len(head["labels"]), -1)
+    b = np.array(head["bias"], dtype=np.float32)
+    pos = head["labels"].index("positive")
+
+    tok = Tokenizer.from_file(f"{MODELS}/minilm/tokenizer.json")
+    tok.enable_truncation(256)
+    tok.enable_padding()  # pad to the longest text of each batch
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(f"{MODELS}/minilm/model.onnx", so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+
+    def python_scores(batch=64):
+        out = []
+        for k in range(0, len(texts), batch):
+            enc = tok.encode_batch(texts[k:k + batch])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            h = sess.run(None, {n: feed[n] for n in names})[0]
+            m = mask[..., None].astype(np.float32)
+            e = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+            e /= np.linalg.norm(e, axis=1, keepdims=True)
+            z = e @ W.T + b
+            z = np.exp(z - z.max(1, keepdims=True))
+            out.extend((z[:, pos] / z.sum(1)).tolist())
+        return out
+
+    t_py, _ = best(python_scores, 2)
+    py = python_scores()
+    q("CREATE TABLE sentences (id int PRIMARY KEY, body text)")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO sentences VALUES (%s, %s)", list(enumerate(texts)))
+    q("ANALYZE sentences")
+    # First call in a new backend: loads ONNX Runtime and creates the session.
+    fresh = psycopg.connect(dbname="persona_bench", autocommit=True)
+    t0 = time.perf_counter(); fresh.execute("SELECT bert_score('a first sentence')").fetchall(); first = time.perf_counter() - t0
+    t0 = time.perf_counter(); fresh.execute("SELECT bert_score('a second sentence')").fetchall(); second = time.perf_counter() - t0
+    fresh.close()
+    q("SET persona.inference_threads = 2")
+    q("SET persona.batch_size = 64")
+    q("SELECT bert_score('warm up')")
+    t_arr, _ = best(lambda: q("SELECT bert_score(array_agg(body ORDER BY id)) FROM sentences"), 2)
+    t_row, _ = best(lambda: q("SELECT sum(bert_score(body)) FROM sentences"), 1)
+    sql = q("SELECT bert_score(array_agg(body ORDER BY id)) FROM sentences")[0][0]
+    diff = max(abs(a - b) for a, b in zip(sql, py))
+    n = len(texts)
+    print(f"{n} sentences: Python {n/t_py:.0f}/s, SQL array form {n/t_arr:.0f}/s ({t_py/t_arr:.2f}x), "
+          f"SQL per row {n/t_row:.0f}/s ({t_py/t_row:.2f}x); max |score difference| {diff:.2e}; "
+          f"first call in a new backend {first*1000:.0f} ms, second {second*1000:.1f} ms")
+    results["bert_10k"] = {"sentences": n, "python_per_s": n / t_py, "sql_array_per_s": n / t_arr,
+                           "sql_row_per_s": n / t_row, "array_ratio": t_py / t_arr, "row_ratio": t_py / t_row,
+                           "max_abs_diff_vs_python": diff, "first_call_ms": first * 1000, "second_call_ms": second * 1000}
+    q("RESET max_parallel_workers_per_gather")
+    q("SET parallel_setup_cost = 0"); q("SET parallel_tuple_cost = 0"); q("SET min_parallel_table_scan_size = 0")
+    q("SET persona.inference_threads = 0")
+    plan = q("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT sum(bert_score(body)) FROM sentences")
+    print("\n".join(r[0] for r in plan))
+    results["bert_parallel_plan"] = [r[0] for r in plan]
+else:
+    print(f"SKIPPED: needs the minilm model in {MODELS} and SST-2 phrases at '{SST2}' (set SST2)")
 
 with open("/tmp/persona-bench-results.json", "w") as f:
     json.dump(results, f, indent=2, default=float)

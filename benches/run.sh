@@ -20,8 +20,10 @@ if [[ ! -x $VENV/bin/python ]] || [[ "$(readlink -f $VENV/bin/python)" != /usr/b
   rm -rf "$VENV"
   /usr/bin/python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.2.*" "numpy<2" "scikit-surprise==1.1.4"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.2.*" "numpy<2" "scikit-surprise==1.1.4" "onnxruntime==1.32.0" "tokenizers==0.22.*"
 runuser -u postgres -- psql -X -q -d postgres -c "DROP DATABASE IF EXISTS persona_bench" -c "CREATE DATABASE persona_bench"
 chmod -R a+rX "$VENV"
 export ML100K=$(realpath "${ML100K:-../shared/data/ml-100k}" 2>/dev/null || echo /nonexistent)
-runuser -u postgres -- env ML100K="$ML100K" BENCH_SCALE="${BENCH_SCALE:-1}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
+export SST2=$(realpath "${SST2:-../shared/data/sst2-train/train.tsv}" 2>/dev/null || echo /nonexistent)
+export SENTIMENT_HEAD=$PWD/models/sentiment_head.json
+runuser -u postgres -- env ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt

@@ -92,3 +92,13 @@ RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
+
+-- Another session's training is seen at this session's next transaction, without reconnecting
+-- (the model is cached per backend, its version resolved once per transaction).
+CREATE EXTENSION dblink;
+SELECT cf_train(algorithm => 'baseline', model => 'shared') ->> 'version' AS version;
+SELECT round(cf_predict(1, 1, 'shared')::numeric, 3) = round(cf_predict(1, 1, 'm_baseline')::numeric, 3) AS cached_v1;
+SELECT r FROM dblink('dbname=' || current_database(),
+                     $$SELECT cf_train(algorithm => 'svdpp', model => 'shared') ->> 'version'$$) AS t(r text);
+SELECT round(cf_predict(1, 1, 'shared')::numeric, 3) = round(cf_predict(1, 1, 'm_svdpp')::numeric, 3) AS sees_v2;
+DROP EXTENSION dblink;

@@ -56,3 +56,26 @@ SELECT jsonb_pretty(campaign_uplift('spring_outdoor'));
 
 \echo '== user_profile(user)'
 SELECT jsonb_pretty(user_profile(1, as_of => '2026-05-01'));
+
+\echo '== persona.bert_models: text models registered by CREATE EXTENSION'
+SELECT * FROM persona.bert_models;
+
+\echo '== bert_score(text) and bert_classify(text): the default sentiment model'
+SELECT body, round(bert_score(body)::numeric, 3) AS positive FROM persona.feedback ORDER BY feedback_id LIMIT 5;
+SELECT bert_classify('The tent leaked on the first night. Very disappointed.');
+
+\echo '== bert_score(text[]): one batched call'
+SELECT bert_score(ARRAY['I love it', 'Terrible, it broke', NULL, '']);
+
+\echo '== bert_embed(text) and bert_embed(text[]): 384-dimensional unit vectors'
+SELECT array_length(bert_embed('waterproof hiking boots'), 1) AS dims,
+       round(sqrt((SELECT sum(x::float8 * x) FROM unnest(bert_embed($$waterproof hiking boots$$)) x))::numeric, 4) AS norm;
+SELECT ord, array_length(embedding, 1) AS dims FROM bert_embed(ARRAY['tent', 'novel']);
+
+\echo '== bert_train_classifier(): a category classifier on the item descriptions, in SQL'
+CREATE TABLE item_text AS SELECT description AS text, category AS label FROM persona.items;
+SELECT jsonb_pretty(bert_train_classifier('item_category', 'item_text', options => '{"holdout_fraction": 0.25}') #- '{train,confusion}' #- '{holdout,confusion}');
+SELECT bert_classify('A compact camping stove for outdoor lovers.', 'item_category') ->> 'label' AS predicted_category;
+
+\echo '== bert_register_model(...) / bert_register_model_file(...) / bert_drop_model(...)'
+SELECT bert_drop_model('item_category');

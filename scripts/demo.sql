@@ -77,5 +77,10 @@ CREATE TABLE item_text AS SELECT description AS text, category AS label FROM per
 SELECT jsonb_pretty(bert_train_classifier('item_category', 'item_text', options => '{"holdout_fraction": 0.25}') #- '{train,confusion}' #- '{holdout,confusion}');
 SELECT bert_classify('A compact camping stove for outdoor lovers.', 'item_category') ->> 'label' AS predicted_category;
 
-\echo '== bert_register_model(...) / bert_register_model_file(...) / bert_drop_model(...)'
-SELECT bert_drop_model('item_category');
+\echo '== bert_register_model_file(...) from persona.model_dir, bert_register_model(...) from bytes, bert_drop_model(...)'
+SELECT bert_register_model_file('minilm_copy', 'minilm', 'embedding') ->> 'name' AS registered;
+SELECT bert_register_model('minilm_bytes', (SELECT onnx FROM persona.bert_model_store WHERE name = 'minilm'),
+                           (SELECT tokenizer FROM persona.bert_model_store WHERE name = 'minilm'), 'embedding') ->> 'name' AS registered;
+SELECT bert_embed('same model, same vector', 'minilm_bytes') = bert_embed('same model, same vector') AS identical;
+SELECT bert_drop_model('minilm_copy'), bert_drop_model('minilm_bytes'), bert_drop_model('item_category');
+SELECT bert_register_defaults(replace => false);

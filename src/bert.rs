@@ -921,12 +921,16 @@ pub(crate) fn mean_sentiment(texts: &[&str]) -> Result<Option<f64>, String> {
     }
     let name = settings::sentiment_model();
     if existing(&name).is_none() {
-        return Err(format!("text model \"{name}\" (persona.sentiment_model) is not registered"));
+        return Err(format!(
+            "text model \"{name}\" (persona.sentiment_model) is not registered"
+        ));
     }
     runtime_ready()?;
     let m = classifier(&name);
     let s = scores(&m.model, &name, texts);
-    Ok(Some(s.iter().map(|&x| f64::from(x)).sum::<f64>() / s.len() as f64))
+    Ok(Some(
+        s.iter().map(|&x| f64::from(x)).sum::<f64>() / s.len() as f64,
+    ))
 }
 
 /// The shipped head as a spec, with its provenance (`None` when this build ships none).

@@ -211,11 +211,18 @@ fn arm_aggregates(
 #[pg_extern(stable, strict, parallel_safe)]
 fn campaign_metrics(campaign: &str) -> JsonB {
     let (info, arms, period, feedback) = Spi::connect(|client| {
-        let info = campaign_info(&client, campaign);
-        let (arms, period) = arm_aggregates(&client, &info, campaign);
+        let info = campaign_info(client, campaign);
+        let (arms, period) = arm_aggregates(client, &info, campaign);
         let fb: Vec<String> = client
-            .select("SELECT body FROM persona.feedback WHERE campaign = $1 AND body IS NOT NULL", None, &[campaign.into()])
-            .map(|t| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .select(
+                "SELECT body FROM persona.feedback WHERE campaign = $1 AND body IS NOT NULL",
+                None,
+                &[campaign.into()],
+            )
+            .map(|t| {
+                t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                    .collect()
+            })
             .unwrap_or_default();
         (info, arms, period, fb)
     });
@@ -244,7 +251,9 @@ fn campaign_metrics(campaign: &str) -> JsonB {
 pub(crate) fn satisfaction(texts: &[&str]) -> Value {
     let model = crate::settings::sentiment_model();
     match crate::bert::mean_sentiment(texts) {
-        Ok(mean) => json!({"feedback_count": texts.len(), "mean_sentiment": mean, "sentiment_model": model}),
+        Ok(mean) => {
+            json!({"feedback_count": texts.len(), "mean_sentiment": mean, "sentiment_model": model})
+        }
         Err(why) => json!({
             "feedback_count": texts.len(),
             "mean_sentiment": Value::Null,
@@ -274,7 +283,7 @@ fn campaign_metrics_daily(
     ),
 > {
     let rows = Spi::connect(|client| {
-        let info = campaign_info(&client, campaign);
+        let info = campaign_info(client, campaign);
         let sql = format!(
             "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, COALESCE(arm, '') AS arm, \
                     count(DISTINCT user_id) FILTER (WHERE event = 'exposure'), \
@@ -366,7 +375,7 @@ fn campaign_audience(
         );
     }
     let (items, exposed) = Spi::connect(|client| {
-        let info = campaign_info(&client, campaign);
+        let info = campaign_info(client, campaign);
         let items = items.unwrap_or(info.items.clone());
         if items.is_empty() {
             raise_hint(
@@ -408,7 +417,7 @@ fn campaign_uplift(
     k: default!(f64, 0.3),
 ) -> JsonB {
     let (info, users, score_rows) = Spi::connect(|client| {
-        let info = campaign_info(&client, campaign);
+        let info = campaign_info(client, campaign);
         let sql = format!(
             "SELECT user_id, bool_or(arm = $2), bool_or(event = 'conversion') FROM {} \
               WHERE campaign = $1 AND arm IS NOT NULL GROUP BY user_id \
@@ -433,9 +442,9 @@ fn campaign_uplift(
             })
             .unwrap_or_default();
         let score_rows: Option<Vec<(i64, f64)>> = scores.map(|oid| {
-            let rel = qualified_name(&client, oid);
+            let rel = qualified_name(client, oid);
             check_columns(
-                &client,
+                client,
                 oid,
                 &rel,
                 &[

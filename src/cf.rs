@@ -142,7 +142,7 @@ fn parse_options(options: &Value, default_fraction: f64) -> SourceSpec {
 /// Reads `(user, item, rating)` rows of `source` as the calling role.
 fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
     Spi::connect(|client| {
-        let relname = qualified_name(&client, source);
+        let relname = qualified_name(client, source);
         let mut wanted = vec![
             (spec.user_col.as_str(), ColumnKind::Id, "user_column"),
             (spec.item_col.as_str(), ColumnKind::Id, "item_column"),
@@ -150,7 +150,7 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
         if let Some(r) = &spec.rating_col {
             wanted.push((r.as_str(), ColumnKind::Number, "rating_column"));
         }
-        check_columns(&client, source, &relname, &wanted);
+        check_columns(client, source, &relname, &wanted);
         let rating = spec
             .rating_col
             .as_deref()
@@ -163,7 +163,7 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
             relname
         );
         let mut rows = Rows::default();
-        for_each_row(&client, &query, 50_000, |t| {
+        for_each_row(client, &query, 50_000, |t| {
             let u: Option<i64> = t.get(1).ok().flatten();
             let i: Option<i64> = t.get(2).ok().flatten();
             let r: Option<f32> = t.get(3).ok().flatten();
@@ -526,4 +526,3 @@ fn cf_deploy(model: &str, version: i32) -> JsonB {
     model_store::activate(model, version);
     JsonB(json!({"model": model, "active_version": version}))
 }
-

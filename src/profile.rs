@@ -40,7 +40,7 @@ fn user_profile(
             }
         };
         let activity = one_json(
-            &client,
+            client,
             "SELECT pg_catalog.jsonb_build_object( \
                  'ratings', count(*), 'mean_rating', round(avg(rating)::numeric, 3), \
                  'first_days_ago', extract(epoch FROM COALESCE($2, now()) - min(rated_at)) / 86400, \
@@ -50,7 +50,7 @@ fn user_profile(
             vec![user_id.into(), as_of()],
         );
         let taste = one_json(
-            &client,
+            client,
             "SELECT COALESCE(pg_catalog.jsonb_agg(t ORDER BY t.ratings DESC, t.mean_rating DESC, t.category), '[]') FROM ( \
                  SELECT i.category, count(*) AS ratings, round(avg(r.rating)::numeric, 3) AS mean_rating \
                    FROM persona.ratings r JOIN persona.items i USING (item_id) \
@@ -59,7 +59,7 @@ fn user_profile(
             vec![user_id.into(), as_of()],
         );
         let campaigns = one_json(
-            &client,
+            client,
             "SELECT COALESCE(pg_catalog.jsonb_agg(c ORDER BY c.campaign), '[]') FROM ( \
                  SELECT campaign, min(arm) AS arm, \
                         count(*) FILTER (WHERE event = 'exposure') AS exposures, \
@@ -71,7 +71,7 @@ fn user_profile(
             vec![user_id.into(), as_of()],
         );
         let feedback = one_json(
-            &client,
+            client,
             "SELECT pg_catalog.jsonb_build_object('count', count(*), 'last_at', max(created_at)) \
                FROM persona.feedback WHERE user_id = $1 AND created_at <= COALESCE($2, now())",
             vec![user_id.into(), as_of()],
@@ -83,7 +83,10 @@ fn user_profile(
                 None,
                 &[user_id.into(), as_of()],
             )
-            .map(|t| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .map(|t| {
+                t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                    .collect()
+            })
             .unwrap_or_default();
         let has_model = client
             .select(
@@ -122,7 +125,10 @@ fn user_profile(
     // Mean positive-label probability of the user's feedback texts (null without feedback, or
     // when the sentiment model cannot be used).
     let texts: Vec<&str> = bodies.iter().map(String::as_str).collect();
-    let sentiment = crate::bert::mean_sentiment(&texts).ok().flatten().map(round);
+    let sentiment = crate::bert::mean_sentiment(&texts)
+        .ok()
+        .flatten()
+        .map(round);
     Some(JsonB(json!({
         "user_id": user_id,
         "activity": {

@@ -31,9 +31,9 @@ use persona_core::CoreError;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::{self, *};
 
-pub use crate::source::select_one;
 use crate::error::{raise, raise_hint};
 use crate::settings::{self, Device};
+pub use crate::source::select_one;
 
 /// Where a core error happened, which decides its SQLSTATE and hint.
 #[derive(Debug, Clone, Copy)]

@@ -8,40 +8,83 @@ use persona_core::cf::{train, Algorithm, Dataset, NoMonitor, Threads};
 use persona_core::demo::{generate, DemoConfig};
 
 fn data() -> (String, Dataset) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/ml-100k/u1.base");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/ml-100k/u1.base"
+    );
     if let Ok(text) = std::fs::read_to_string(path) {
         let rows: Vec<(i64, i64, f32)> = text
             .lines()
             .filter_map(|l| {
                 let mut f = l.split('\t');
-                Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+                Some((
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                ))
             })
             .collect();
-        return ("ml-100k u1.base".into(), Dataset::from_triples(&rows).expect("ratings"));
+        return (
+            "ml-100k u1.base".into(),
+            Dataset::from_triples(&rows).expect("ratings"),
+        );
     }
     eprintln!("ml-100k not found at {path}: benchmarking on the demo data set instead");
-    let d = generate(&DemoConfig { users: 2000, items: 1000, seed: 1 });
-    let rows: Vec<(i64, i64, f32)> = d.ratings.iter().map(|r| (r.user_id, r.item_id, r.rating)).collect();
-    ("demo 2000x1000".into(), Dataset::from_triples(&rows).expect("ratings"))
+    let d = generate(&DemoConfig {
+        users: 2000,
+        items: 1000,
+        seed: 1,
+    });
+    let rows: Vec<(i64, i64, f32)> = d
+        .ratings
+        .iter()
+        .map(|r| (r.user_id, r.item_id, r.rating))
+        .collect();
+    (
+        "demo 2000x1000".into(),
+        Dataset::from_triples(&rows).expect("ratings"),
+    )
 }
 
 fn bench(c: &mut Criterion) {
     let (name, d) = data();
     let mut g = c.benchmark_group(format!("train {name}"));
     g.sample_size(10);
-    for algo in [Algorithm::Baseline, Algorithm::Svd, Algorithm::Svdpp, Algorithm::KnnItem, Algorithm::Als] {
+    for algo in [
+        Algorithm::Baseline,
+        Algorithm::Svd,
+        Algorithm::Svdpp,
+        Algorithm::KnnItem,
+        Algorithm::Als,
+    ] {
         g.bench_function(algo.name(), |b| {
             b.iter(|| train(&d, algo, "{}", &Threads::current(), &mut NoMonitor).expect("trains"))
         });
     }
     g.finish();
-    let m = train(&d, Algorithm::Svd, "{}", &Threads::current(), &mut NoMonitor).expect("trains");
+    let m = train(
+        &d,
+        Algorithm::Svd,
+        "{}",
+        &Threads::current(),
+        &mut NoMonitor,
+    )
+    .expect("trains");
     let users: Vec<i64> = d.users.ids().iter().take(100).copied().collect();
     c.bench_function(&format!("recommend top-10 x100 users, {name}"), |b| {
-        b.iter(|| users.iter().map(|&u| m.recommend(u, 10, true).len()).sum::<usize>())
+        b.iter(|| {
+            users
+                .iter()
+                .map(|&u| m.recommend(u, 10, true).len())
+                .sum::<usize>()
+        })
     });
     c.bench_function(&format!("predict x10000, {name}"), |b| {
-        b.iter(|| (0..10_000i64).map(|n| m.predict(1 + n % 900, 1 + n % 1600)).sum::<f32>())
+        b.iter(|| {
+            (0..10_000i64)
+                .map(|n| m.predict(1 + n % 900, 1 + n % 1600))
+                .sum::<f32>()
+        })
     });
 }
 

@@ -10,8 +10,14 @@ use persona_core::cf::{train, Algorithm, DatasetBuilder, NoMonitor, Threads};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = args.get(1).cloned().unwrap_or_else(|| "../shared/data/ml-100k".into());
-    let algo: Algorithm = args.get(2).map(|s| s.parse().expect("algorithm")).unwrap_or(Algorithm::Als);
+    let dir = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "../shared/data/ml-100k".into());
+    let algo: Algorithm = args
+        .get(2)
+        .map(|s| s.parse().expect("algorithm"))
+        .unwrap_or(Algorithm::Als);
     let params = args.get(3).cloned().unwrap_or_else(|| "{}".into());
     let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(42);
     let path = format!("{dir}/u.data");
@@ -23,7 +29,11 @@ fn main() {
     for l in text.lines() {
         let f: Vec<&str> = l.split('\t').collect();
         if f.len() >= 3 {
-            rows.push(f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().ok());
+            rows.push(
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().ok(),
+            );
         }
     }
     let (tr, te) = split_rows(&rows, SplitKind::PerUser, 0.25, seed);

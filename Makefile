@@ -30,7 +30,10 @@ test: setup test-core test-pg test-regress
 test-core:
 	cargo test -p persona-core --release
 
+# cargo pgrx test copies its debug build over the system's shared library: stop the system
+# cluster first so no running backend has the file mapped (test-regress reinstalls the release build).
 test-pg:
+	bash scripts/cluster.sh stop
 	cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata /var/lib/postgresql/pgrx-test/data
 
 # Regression tests run against the real install in the system cluster.

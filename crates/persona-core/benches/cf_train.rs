@@ -13,17 +13,7 @@ fn data() -> (String, Dataset) {
         "/../../../shared/data/ml-100k/u1.base"
     );
     if let Ok(text) = std::fs::read_to_string(path) {
-        let rows: Vec<(i64, i64, f32)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                Some((
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                ))
-            })
-            .collect();
+        let rows = persona_core::cf::parse_tab_ratings(&text);
         return (
             "ml-100k u1.base".into(),
             Dataset::from_triples(&rows).expect("ratings"),

@@ -6,20 +6,12 @@
 //! DIR defaults to ../shared/data/ml-100k (MovieLens may not be redistributed: read it by path).
 use std::time::Instant;
 
-use persona_core::cf::{train, Algorithm, Dataset, DatasetBuilder, NoMonitor, Threads};
+use persona_core::cf::{
+    parse_tab_ratings, train, Algorithm, Dataset, DatasetBuilder, NoMonitor, Threads,
+};
 
 fn read(path: &str) -> Vec<(i64, i64, f32)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            Some((
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-                f.next()?.parse().ok()?,
-            ))
-        })
-        .collect()
+    parse_tab_ratings(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}")))
 }
 
 fn main() {

@@ -26,15 +26,8 @@ fn main() {
         return;
     };
     let mut rows = Rows::default();
-    for l in text.lines() {
-        let f: Vec<&str> = l.split('\t').collect();
-        if f.len() >= 3 {
-            rows.push(
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].parse().ok(),
-            );
-        }
+    for (u, i, r) in persona_core::cf::parse_tab_ratings(&text) {
+        rows.push(u, i, Some(r));
     }
     let (tr, te) = split_rows(&rows, SplitKind::PerUser, 0.25, seed);
     let mut b = DatasetBuilder::new();

@@ -295,6 +295,21 @@ impl DatasetBuilder {
     }
 }
 
+/// Parses MovieLens-style `user<TAB>item<TAB>rating[<TAB>...]` lines (ml-100k's `u.data` and
+/// `uN.base/test`), skipping lines that do not parse. For tests, examples and benchmarks.
+pub fn parse_tab_ratings(text: &str) -> Vec<(i64, i64, f32)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +338,12 @@ mod tests {
         assert!((d.global_mean - (3.0 + 2.0 + 5.0) / 3.0).abs() < 1e-6);
         assert_eq!((d.min_rating, d.max_rating), (2.0, 5.0));
         assert_eq!(d.triples().count(), 3);
+    }
+
+    #[test]
+    fn parses_tab_separated_ratings() {
+        let rows = parse_tab_ratings("1\t2\t3\t881250949\nbad line\n4\t5\t4.5\n");
+        assert_eq!(rows, vec![(1, 2, 3.0), (4, 5, 4.5)]);
     }
 
     #[test]

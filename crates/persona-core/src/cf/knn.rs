@@ -1296,17 +1296,7 @@ mod tests {
     // ---- MovieLens 100k benchmark (ignored; needs the data) ----
 
     fn read_ml(path: &std::path::Path) -> Vec<(i64, i64, f32)> {
-        let text = std::fs::read_to_string(path).unwrap();
-        text.lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                Some((
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                    f.next()?.parse().ok()?,
-                ))
-            })
-            .collect()
+        crate::cf::parse_tab_ratings(&std::fs::read_to_string(path).unwrap())
     }
 
     #[test]

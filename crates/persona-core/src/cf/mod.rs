@@ -5,7 +5,7 @@ pub mod knn;
 pub mod metrics;
 pub mod split;
 
-pub use data::{BuildCounts, Csr, Dataset, DatasetBuilder, IdMap};
+pub use data::{parse_tab_ratings, BuildCounts, Csr, Dataset, DatasetBuilder, IdMap};
 pub mod baseline;
 pub mod mf;
 

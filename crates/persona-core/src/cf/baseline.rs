@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::data::Dataset;
+use rayon::prelude::*;
+
+use super::data::{Csr, Dataset};
 
 /// Hyper-parameters of the ALS bias fit (Surprise's defaults).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -32,32 +34,35 @@ pub struct Biases {
 }
 
 impl Biases {
-    /// Fits biases by ALS: each sweep solves every b_u with b_i fixed, then every b_i with b_u fixed.
+    /// Fits biases by ALS as Surprise's `BaselineOnly` does: each sweep solves every b_i with the
+    /// b_u fixed, then every b_u with the b_i fixed, b_x = Σ (r − μ − b_other) / (reg_x + n_x),
+    /// summed in f64, rows in parallel on rayon's current pool. Shared by the `baseline`
+    /// algorithm and the baseline-centred k-NN models.
     pub fn fit(d: &Dataset, p: &BaselineParams) -> Biases {
-        let mu = d.global_mean;
-        let mut bu = vec![0f32; d.n_users()];
-        let mut bi = vec![0f32; d.n_items()];
-        for _ in 0..p.epochs {
-            for (u, b) in bu.iter_mut().enumerate() {
-                let (items, r) = d.by_user.row(u as u32);
-                let s: f32 = items
+        let mu = f64::from(d.global_mean);
+        let mut bu = vec![0f64; d.n_users()];
+        let mut bi = vec![0f64; d.n_items()];
+        fn step(bias: &mut [f64], csr: &Csr, other: &[f64], mu: f64, reg: f64) {
+            bias.par_iter_mut().enumerate().for_each(|(x, b)| {
+                let (cols, vals) = csr.row(x as u32);
+                let dev: f64 = cols
                     .iter()
-                    .zip(r)
-                    .map(|(&i, &r)| r - mu - bi[i as usize])
+                    .zip(vals)
+                    .map(|(&y, &r)| f64::from(r) - mu - other[y as usize])
                     .sum();
-                *b = s / (p.reg_u + items.len() as f32);
-            }
-            for (i, b) in bi.iter_mut().enumerate() {
-                let (users, r) = d.by_item.row(i as u32);
-                let s: f32 = users
-                    .iter()
-                    .zip(r)
-                    .map(|(&u, &r)| r - mu - bu[u as usize])
-                    .sum();
-                *b = s / (p.reg_i + users.len() as f32);
-            }
+                let den = reg + cols.len() as f64;
+                *b = if den > 0.0 { dev / den } else { 0.0 };
+            });
         }
-        Biases { bu, bi }
+        for _ in 0..p.epochs {
+            step(&mut bi, &d.by_item, &bu, mu, f64::from(p.reg_i));
+            step(&mut bu, &d.by_user, &bi, mu, f64::from(p.reg_u));
+        }
+        let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+        Biases {
+            bu: to_f32(bu),
+            bi: to_f32(bi),
+        }
     }
 
     /// μ + the biases that are known; an unknown user or item contributes 0.

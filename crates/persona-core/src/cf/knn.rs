@@ -29,15 +29,9 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::cf::baseline::{BaselineParams, Biases};
 use crate::cf::data::{Csr, Dataset, IdMap};
 use crate::{CoreError, Result};
-
-/// Surprise's default user regularisation for the ALS baselines.
-pub const BASELINE_REG_USER: f64 = 15.0;
-/// Surprise's default item regularisation for the ALS baselines.
-pub const BASELINE_REG_ITEM: f64 = 10.0;
-/// Surprise's default number of ALS epochs for the baselines.
-pub const BASELINE_EPOCHS: usize = 10;
 
 /// Whether neighbours are users or items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,34 +138,6 @@ impl KnnParams {
     fn needs_baselines(&self) -> bool {
         self.centering == Centering::Baseline || self.similarity == Similarity::PearsonBaseline
     }
-}
-
-/// Surprise's ALS baselines: `b_u` and `b_i` such that `μ + b_u + b_i` approximates the ratings,
-/// alternating `epochs` times between items (first) and users, with regularisations `reg_u` and
-/// `reg_i`. Returns `(user_biases, item_biases)`, indexed like the data set.
-pub fn als_baselines(ds: &Dataset, reg_u: f64, reg_i: f64, epochs: usize) -> (Vec<f32>, Vec<f32>) {
-    let mu = f64::from(ds.global_mean);
-    let mut bu = vec![0f64; ds.n_users()];
-    let mut bi = vec![0f64; ds.n_items()];
-    // One half-step: bias[x] = Σ (r − μ − other[y]) / (reg + n_x).
-    fn step(bias: &mut [f64], csr: &Csr, other: &[f64], mu: f64, reg: f64) {
-        bias.par_iter_mut().enumerate().for_each(|(x, b)| {
-            let (cols, vals) = csr.row(x as u32);
-            let dev: f64 = cols
-                .iter()
-                .zip(vals)
-                .map(|(&y, &r)| f64::from(r) - mu - other[y as usize])
-                .sum();
-            let den = reg + cols.len() as f64;
-            *b = if den > 0.0 { dev / den } else { 0.0 };
-        });
-    }
-    for _ in 0..epochs {
-        step(&mut bi, &ds.by_item, &bu, mu, reg_i);
-        step(&mut bu, &ds.by_user, &bi, mu, reg_u);
-    }
-    let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
-    (to_f32(bu), to_f32(bi))
 }
 
 /// The weighted average `Σ sim·r / Σ sim` of `(similarity, rating)` pairs, over the pairs with a
@@ -313,7 +279,8 @@ impl KnnModel {
         params.validate()?;
         let mu = f64::from(ds.global_mean);
         let (bu, bi) = if params.needs_baselines() {
-            als_baselines(ds, BASELINE_REG_USER, BASELINE_REG_ITEM, BASELINE_EPOCHS)
+            let b = Biases::fit(ds, &BaselineParams::default());
+            (b.bu, b.bi)
         } else {
             (Vec::new(), Vec::new())
         };
@@ -990,10 +957,17 @@ mod tests {
     }
 
     #[test]
-    fn als_baselines_one_epoch_by_hand() {
+    fn baselines_one_epoch_by_hand() {
         // u1: i1 4, i2 5; u2: i1 2. μ = 11/3.
         let ds = Dataset::from_triples(&[(1, 1, 4.0), (1, 2, 5.0), (2, 1, 2.0)]).unwrap();
-        let (bu, bi) = als_baselines(&ds, 15.0, 10.0, 1);
+        let Biases { bu, bi } = Biases::fit(
+            &ds,
+            &BaselineParams {
+                reg_u: 15.0,
+                reg_i: 10.0,
+                epochs: 1,
+            },
+        );
         let mu = 11.0 / 3.0;
         let bi1 = ((4.0 - mu) + (2.0 - mu)) / (10.0 + 2.0);
         let bi2 = (5.0 - mu) / (10.0 + 1.0);
@@ -1013,7 +987,7 @@ mod tests {
             &params(Based::User, Similarity::Cosine, Centering::Baseline),
         )
         .unwrap();
-        let (bu, bi) = als_baselines(&ds, BASELINE_REG_USER, BASELINE_REG_ITEM, BASELINE_EPOCHS);
+        let Biases { bu, bi } = Biases::fit(&ds, &BaselineParams::default());
         let (u1, c) = ix(&ds, 1, 30);
         let (u2, u3) = (
             ds.users.get(2).unwrap() as usize,
@@ -1037,7 +1011,7 @@ mod tests {
             Based::Item => (&ds.by_item, ds.n_users()),
         };
         let n = rows.n_rows();
-        let (bu, bi) = als_baselines(ds, BASELINE_REG_USER, BASELINE_REG_ITEM, BASELINE_EPOCHS);
+        let Biases { bu, bi } = Biases::fit(ds, &BaselineParams::default());
         let (bx, by) = match p.based_on {
             Based::User => (bu, bi),
             Based::Item => (bi, bu),

@@ -13,17 +13,28 @@
 //! optimum in a few dozen iterations for embedding sizes of a few hundred; full-batch Newton
 //! would need a `(K·D)²` Hessian (14 M entries for 10 labels on 384 dimensions) and plain
 //! gradient descent needs step-size tuning and far more iterations. The result is deterministic:
-//! no randomness is involved (the seed of [`holdout_split`] only chooses the held-out rows).
+//! no randomness is involved (the seed of [`holdout_split`] only chooses the held-out rows), and
+//! the loss and gradient are summed over fixed blocks of examples in a fixed order, so the
+//! parallel evaluation ([`train_softmax_head_with`] on a [`Threads`] pool) gives the same head
+//! bit for bit on any number of threads.
+
+use std::cell::{Cell, RefCell};
 
 use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::math::{log_softmax_f64, softmax};
+use crate::cf::{Monitor, NoMonitor, Progress, Threads};
 use crate::{CoreError, Result};
+
+/// Examples per block of the loss/gradient sum: the unit of parallel work, and the fixed
+/// grouping that keeps the sum's rounding independent of the thread count.
+const BLOCK: usize = 1024;
 
 /// A trained linear classifier over pooled, L2-normalised embeddings:
 /// `logits = weights · embedding + bias`.
@@ -164,76 +175,161 @@ pub struct TrainedHead {
     pub converged: bool,
 }
 
-struct Problem {
-    x: Vec<f64>,
-    y: Vec<usize>,
+struct Problem<'a, E> {
+    x: &'a [E],
+    y: &'a [usize],
+    /// Example weights divided by their sum.
     w: Vec<f64>,
-    w_sum: f64,
-    n: usize,
     d: usize,
     k: usize,
     l2: f64,
+    threads: &'a Threads,
+    monitor: RefCell<&'a mut dyn Monitor>,
+    max_iterations: u64,
+    evaluations: Cell<usize>,
+    /// The monitor's error, kept here because argmin turns an error inside the line search
+    /// into an ordinary termination.
+    stopped: &'a RefCell<Option<CoreError>>,
+    /// The last point evaluated with its loss and gradient: argmin asks for the cost and the
+    /// gradient of the same point separately, and one pass gives both.
+    last: RefCell<Option<Evaluated>>,
 }
 
-impl Problem {
-    /// Loss and gradient at `theta = [W (k×d, row-major), b (k)]`.
-    fn eval(&self, theta: &[f64], want_grad: bool) -> (f64, Vec<f64>) {
+/// A point of the parameter space with its loss and gradient.
+type Evaluated = (Vec<f64>, f64, Vec<f64>);
+
+/// `Σ w[j]·x[j]` with eight independent accumulators, so the sum pipelines and vectorises
+/// (a single running `f64` sum is bound by the adder's latency). Fixed order: deterministic.
+fn dot(w: &[f64], x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (wc, xc) = (w.chunks_exact(8), x.chunks_exact(8));
+    let (wr, xr) = (wc.remainder(), xc.remainder());
+    for (a, b) in wc.zip(xc) {
+        for j in 0..8 {
+            acc[j] += a[j] * f64::from(b[j]);
+        }
+    }
+    let tail: f64 = wr.iter().zip(xr).map(|(a, &b)| a * f64::from(b)).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+impl<E: AsRef<[f32]> + Sync> Problem<'_, E> {
+    /// Loss and gradient at `theta`, from the last evaluation when it was at the same point.
+    fn loss_and_gradient(
+        &self,
+        theta: &[f64],
+    ) -> std::result::Result<(f64, Vec<f64>), argmin::core::Error> {
+        if let Some((p, loss, grad)) = self.last.borrow().as_ref() {
+            if p.as_slice() == theta {
+                return Ok((*loss, grad.clone()));
+            }
+        }
+        let (loss, grad) = self.eval(theta, true)?;
+        *self.last.borrow_mut() = Some((theta.to_vec(), loss, grad.clone()));
+        Ok((loss, grad))
+    }
+
+    /// Loss and gradient at `theta = [W (k×d, row-major), b (k)]`; the monitor is called first
+    /// (on the caller's thread), and its error stops the optimisation.
+    fn eval(
+        &self,
+        theta: &[f64],
+        want_grad: bool,
+    ) -> std::result::Result<(f64, Vec<f64>), argmin::core::Error> {
+        if let Some(e) = self.stopped.borrow().as_ref() {
+            return Err(e.clone().into());
+        }
+        let evaluations = self.evaluations.get();
+        self.evaluations.set(evaluations + 1);
+        let step = self.monitor.borrow_mut().step(&Progress::epoch(
+            "head training",
+            evaluations,
+            2 * self.max_iterations as usize,
+            None,
+        ));
+        if let Err(e) = step {
+            *self.stopped.borrow_mut() = Some(e.clone());
+            return Err(e.into());
+        }
         let (d, k) = (self.d, self.k);
+        let (x, y, w) = (self.x, self.y, self.w.as_slice());
         let (wm, b) = theta.split_at(k * d);
+        let block = |start: usize| -> (f64, Vec<f64>) {
+            let mut grad = if want_grad {
+                vec![0.0; theta.len()]
+            } else {
+                Vec::new()
+            };
+            let mut loss = 0.0;
+            let mut z = vec![0.0; k];
+            for i in start..(start + BLOCK).min(x.len()) {
+                let xi = x[i].as_ref();
+                for (c, zc) in z.iter_mut().enumerate() {
+                    let row = &wm[c * d..(c + 1) * d];
+                    *zc = b[c] + dot(row, xi);
+                }
+                let logp = log_softmax_f64(&z);
+                let wi = w[i];
+                loss -= wi * logp[y[i]];
+                if want_grad {
+                    for c in 0..k {
+                        let delta = wi * (logp[c].exp() - if c == y[i] { 1.0 } else { 0.0 });
+                        let g = &mut grad[c * d..(c + 1) * d];
+                        for (gj, &xj) in g.iter_mut().zip(xi) {
+                            *gj += delta * f64::from(xj);
+                        }
+                        grad[k * d + c] += delta;
+                    }
+                }
+            }
+            (loss, grad)
+        };
+        let starts: Vec<usize> = (0..x.len()).step_by(BLOCK).collect();
+        let parts: Vec<(f64, Vec<f64>)> = self
+            .threads
+            .run(|| starts.par_iter().map(|&s| block(s)).collect());
+        // Summed in block order: the same rounding on any number of threads.
+        let mut loss = 0.5 * self.l2 * wm.iter().map(|v| v * v).sum::<f64>();
         let mut grad = if want_grad {
-            vec![0.0; theta.len()]
+            let mut g = vec![0.0; theta.len()];
+            for (gj, v) in g[..k * d].iter_mut().zip(wm) {
+                *gj = self.l2 * v;
+            }
+            g
         } else {
             Vec::new()
         };
-        let mut loss = 0.0;
-        let mut z = vec![0.0; k];
-        for i in 0..self.n {
-            let xi = &self.x[i * d..(i + 1) * d];
-            for (c, zc) in z.iter_mut().enumerate() {
-                let row = &wm[c * d..(c + 1) * d];
-                *zc = b[c] + row.iter().zip(xi).map(|(a, x)| a * x).sum::<f64>();
-            }
-            let logp = log_softmax_f64(&z);
-            let wi = self.w[i] / self.w_sum;
-            loss -= wi * logp[self.y[i]];
-            if want_grad {
-                for c in 0..k {
-                    let delta = wi * (logp[c].exp() - if c == self.y[i] { 1.0 } else { 0.0 });
-                    let g = &mut grad[c * d..(c + 1) * d];
-                    for (gj, xj) in g.iter_mut().zip(xi) {
-                        *gj += delta * xj;
-                    }
-                    grad[k * d + c] += delta;
-                }
+        for (l, g) in parts {
+            loss += l;
+            for (a, b) in grad.iter_mut().zip(&g) {
+                *a += b;
             }
         }
-        loss += 0.5 * self.l2 * wm.iter().map(|v| v * v).sum::<f64>();
-        if want_grad {
-            for (g, v) in grad[..k * d].iter_mut().zip(wm) {
-                *g += self.l2 * v;
-            }
-        }
-        (loss, grad)
+        Ok((loss, grad))
     }
 }
 
-impl CostFunction for Problem {
+impl<E: AsRef<[f32]> + Sync> CostFunction for Problem<'_, E> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, p: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
-        Ok(self.eval(p, false).0)
+        Ok(self.loss_and_gradient(p)?.0)
     }
 }
 
-impl Gradient for Problem {
+impl<E: AsRef<[f32]> + Sync> Gradient for Problem<'_, E> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Vec<f64>, argmin::core::Error> {
-        Ok(self.eval(p, true).1)
+        Ok(self.loss_and_gradient(p)?.1)
     }
 }
 
-fn check_examples(embeddings: &[Vec<f32>], labels: &[usize], n_labels: usize) -> Result<usize> {
+fn check_examples<E: AsRef<[f32]>>(
+    embeddings: &[E],
+    labels: &[usize],
+    n_labels: usize,
+) -> Result<usize> {
     if embeddings.is_empty() {
         return Err(CoreError::InvalidData("no examples".into()));
     }
@@ -244,11 +340,12 @@ fn check_examples(embeddings: &[Vec<f32>], labels: &[usize], n_labels: usize) ->
             labels.len()
         )));
     }
-    let d = embeddings[0].len();
+    let d = embeddings[0].as_ref().len();
     if d == 0 {
         return Err(CoreError::InvalidData("empty embeddings".into()));
     }
     for (i, e) in embeddings.iter().enumerate() {
+        let e = e.as_ref();
         if e.len() != d {
             return Err(CoreError::InvalidData(format!(
                 "embedding {i} has {} dimensions, the first has {d}",
@@ -270,16 +367,37 @@ fn check_examples(embeddings: &[Vec<f32>], labels: &[usize], n_labels: usize) ->
 }
 
 /// Trains a softmax head on `embeddings` (one per example, all the same length) with labels
-/// `labels[i] < label_names.len()`.
+/// `labels[i] < label_names.len()`, on the calling thread.
 ///
 /// Errors: fewer than two label names, no examples, mismatched lengths, non-finite values, a
 /// label out of range, fewer than two distinct labels among the examples, a non-positive `l2`,
 /// or an optimiser failure.
-pub fn train_softmax_head(
-    embeddings: &[Vec<f32>],
+pub fn train_softmax_head<E: AsRef<[f32]> + Sync>(
+    embeddings: &[E],
     labels: &[usize],
     label_names: &[String],
     opts: &HeadTrainOptions,
+) -> Result<TrainedHead> {
+    train_softmax_head_with(
+        embeddings,
+        labels,
+        label_names,
+        opts,
+        &Threads::current(),
+        &mut NoMonitor,
+    )
+}
+
+/// [`train_softmax_head`] with the loss and gradient summed on `threads` (the same result on
+/// any number of them), and `monitor` called on the caller's thread before each evaluation of
+/// the objective (two or three per L-BFGS iteration); its error stops training and is returned.
+pub fn train_softmax_head_with<E: AsRef<[f32]> + Sync>(
+    embeddings: &[E],
+    labels: &[usize],
+    label_names: &[String],
+    opts: &HeadTrainOptions,
+    threads: &Threads,
+    monitor: &mut dyn Monitor,
 ) -> Result<TrainedHead> {
     let k = label_names.len();
     if k < 2 {
@@ -321,18 +439,21 @@ pub fn train_softmax_head(
             }
         })
         .collect();
+    let w_sum: f64 = w.iter().sum();
+    let stopped = RefCell::new(None);
     let problem = Problem {
-        x: embeddings
-            .iter()
-            .flat_map(|e| e.iter().map(|&v| f64::from(v)))
-            .collect(),
-        y: labels.to_vec(),
-        w_sum: w.iter().sum(),
-        w,
-        n,
+        x: embeddings,
+        y: labels,
+        w: w.iter().map(|v| v / w_sum).collect(),
         d,
         k,
         l2: opts.l2,
+        threads,
+        monitor: RefCell::new(monitor),
+        max_iterations: opts.max_iterations,
+        evaluations: Cell::new(0),
+        stopped: &stopped,
+        last: RefCell::new(None),
     };
     let optimiser_error = |e: argmin::core::Error| {
         CoreError::InvalidData(format!("the head's optimisation failed: {e}"))
@@ -346,7 +467,14 @@ pub fn train_softmax_head(
         .configure(|state| state.param(init).max_iters(opts.max_iterations))
         .timer(false)
         .run()
-        .map_err(optimiser_error)?;
+        .map_err(|e| match e.downcast::<CoreError>() {
+            Ok(core) => core,
+            Err(e) => optimiser_error(e),
+        });
+    if let Some(e) = stopped.replace(None) {
+        return Err(e);
+    }
+    let result = result?;
     let state = result.state();
     let theta = state
         .get_best_param()
@@ -395,9 +523,9 @@ pub struct HeadEvaluation {
 
 /// Evaluates `head` on `embeddings` with true `labels`. `positive` is the label whose
 /// probability ranks the examples for the ROC AUC (default 1), used only with two labels.
-pub fn evaluate_head(
+pub fn evaluate_head<E: AsRef<[f32]>>(
     head: &Head,
-    embeddings: &[Vec<f32>],
+    embeddings: &[E],
     labels: &[usize],
     positive: Option<usize>,
 ) -> Result<HeadEvaluation> {
@@ -414,7 +542,7 @@ pub fn evaluate_head(
     let mut log_loss = 0.0;
     let mut scored: Vec<(f64, bool)> = Vec::with_capacity(labels.len());
     for (e, &y) in embeddings.iter().zip(labels) {
-        let logits = head.logits(e)?;
+        let logits = head.logits(e.as_ref())?;
         let z: Vec<f64> = logits.iter().map(|&v| f64::from(v)).collect();
         let logp = log_softmax_f64(&z);
         let pred = argmax(&z);
@@ -576,31 +704,72 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         let (x, y) = blobs(5, 3, 0.3);
+        let threads = Threads::current();
+        let mut monitor = NoMonitor;
         let p = Problem {
-            x: x.iter()
-                .flat_map(|e| e.iter().map(|&v| f64::from(v)))
-                .collect(),
-            w: vec![1.0; y.len()],
-            w_sum: y.len() as f64,
-            y,
-            n: 15,
+            x: &x,
+            y: &y,
+            w: vec![1.0 / 15.0; 15],
             d: 16,
             k: 3,
             l2: 0.1,
+            threads: &threads,
+            monitor: RefCell::new(&mut monitor),
+            max_iterations: 1,
+            evaluations: Cell::new(0),
+            stopped: &RefCell::new(None),
+            last: RefCell::new(None),
         };
         let theta: Vec<f64> = (0..51)
             .map(|i| ((i * 7) % 11) as f64 / 10.0 - 0.5)
             .collect();
-        let (_, g) = p.eval(&theta, true);
+        let (_, g) = p.eval(&theta, true).unwrap();
         for j in [0, 5, 17, 40, 48, 50] {
             let h = 1e-6;
             let mut a = theta.clone();
             a[j] += h;
             let mut b = theta.clone();
             b[j] -= h;
-            let fd = (p.eval(&a, false).0 - p.eval(&b, false).0) / (2.0 * h);
+            let fd = (p.eval(&a, false).unwrap().0 - p.eval(&b, false).unwrap().0) / (2.0 * h);
             assert!((fd - g[j]).abs() < 1e-6, "{j}: {fd} vs {}", g[j]);
         }
+    }
+
+    #[test]
+    fn same_head_on_any_number_of_threads_and_cancel_stops_it() {
+        // More examples than one block, so the parallel sum really has several parts.
+        let (x, y) = blobs(1200, 9, 0.5);
+        let opts = HeadTrainOptions::default();
+        let fit = |n: usize| {
+            train_softmax_head_with(
+                &x,
+                &y,
+                &names(3),
+                &opts,
+                &Threads::new(n).unwrap(),
+                &mut NoMonitor,
+            )
+            .unwrap()
+        };
+        let one = fit(1);
+        assert_eq!(one, fit(3));
+        assert_eq!(one, train_softmax_head(&x, &y, &names(3), &opts).unwrap());
+
+        struct StopAt(usize, usize);
+        impl Monitor for StopAt {
+            fn step(&mut self, _: &Progress) -> Result<()> {
+                self.0 += 1;
+                if self.0 > self.1 {
+                    Err(CoreError::Cancelled)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let mut stop = StopAt(0, 4);
+        let err = train_softmax_head_with(&x, &y, &names(3), &opts, &Threads::current(), &mut stop);
+        assert_eq!(err.unwrap_err(), CoreError::Cancelled);
+        assert_eq!(stop.0, 5, "no evaluation after the monitor said stop");
     }
 
     #[test]
@@ -661,7 +830,7 @@ mod tests {
             ..Default::default()
         };
         assert!(train_softmax_head(&x, &y, &names(3), &zero).is_err());
-        assert!(train_softmax_head(&[], &[], &names(3), &opts).is_err());
+        assert!(train_softmax_head::<Vec<f32>>(&[], &[], &names(3), &opts).is_err());
     }
 
     #[test]

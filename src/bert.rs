@@ -259,9 +259,34 @@ impl<'a> Options<'a> {
     }
 
     pub(crate) fn pooling(&self) -> Option<Pooling> {
-        self.get("pooling").map(|v| {
-            serde_json::from_value(v.clone())
-                .unwrap_or_else(|_| self.bad("pooling", "\"mean\" or \"cls\"", v))
+        self.get("pooling").map(|v| self.pooling_value(v, false))
+    }
+
+    /// `pooling` as one name or a non-empty list of names (duplicates dropped, order kept).
+    pub(crate) fn poolings(&self) -> Option<Vec<Pooling>> {
+        self.get("pooling").map(|v| match v {
+            Value::Array(a) if !a.is_empty() => {
+                let mut out: Vec<Pooling> = Vec::new();
+                for p in a.iter().map(|x| self.pooling_value(x, true)) {
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+                out
+            }
+            _ => vec![self.pooling_value(v, true)],
+        })
+    }
+
+    fn pooling_value(&self, v: &Value, list: bool) -> Pooling {
+        v.as_str().and_then(Pooling::from_name).unwrap_or_else(|| {
+            let names = Pooling::ALL.map(|p| format!("\"{}\"", p.name())).join(", ");
+            let what = if list {
+                format!("one of {names} or a list of them")
+            } else {
+                format!("one of {names}")
+            };
+            self.bad("pooling", &what, v)
         })
     }
 }
@@ -606,7 +631,7 @@ fn not_null<T>(v: Option<T>, what: &str) -> T {
 
 /// Registers an ONNX model from its bytes and its `tokenizer.json`. `task` is `embedding` (an
 /// encoder: output `last_hidden_state`) or `classification` (output `logits`). Options:
-/// `pooling` (`mean`|`cls`), `max_length` (tokens, default 256), `labels` (names in logit
+/// `pooling` (`mean`|`cls`|`mean+cls`), `max_length` (tokens, default 256), `labels` (names in logit
 /// order), `positive_label` (name or index), `replace` (default false). The model is loaded
 /// and run once before it is stored, so a model that cannot work is refused here.
 #[pg_extern(volatile, parallel_unsafe, name = "bert_register_model")]

@@ -3,17 +3,19 @@
 //!
 //! Reading, embedding (ONNX Runtime, batched by length), training (L-BFGS) and evaluation
 //! (accuracy, macro-F1, ROC AUC) run in this order on the backend's thread; the algorithms are
-//! `persona_core::text`'s. Settings can be chosen on held-out data in the same call: `l2` and
-//! `balanced` may be lists, and every combination is trained on the same embeddings and scored
-//! on the `validation` relation (or the held-out split); the best by accuracy is kept.
+//! `persona_core::text`'s. Settings can be chosen on held-out data in the same call: `l2`,
+//! `balanced` and `pooling` may be lists; one inference pass computes every pooling asked for,
+//! every combination is trained on those embeddings and scored on the `validation` relation (or
+//! the held-out split), and the best by accuracy is kept. The optimiser's passes over the
+//! embeddings run on `persona.training_threads` threads (the same head on any number of them).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use persona_core::cf::{Monitor, Progress};
+use persona_core::cf::{Monitor, Progress, Threads};
 use persona_core::text::{
-    evaluate_head, holdout_split, train_softmax_head, Head, HeadEvaluation, HeadTrainOptions,
-    ModelSpec, Task, TextModel,
+    evaluate_head, holdout_split, train_softmax_head_with, Head, HeadEvaluation, HeadTrainOptions,
+    ModelSpec, Pooling, Task, TextModel,
 };
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -80,13 +82,15 @@ impl Monitor for EmbedMonitor {
     }
 }
 
-/// Embeds `texts` in chunks, with progress and cancel.
+/// Embeds `texts` in chunks under each of `poolings` (one inference pass), with progress and
+/// cancel: `result[p][row]`.
 fn embed_all(
     model: &TextModel,
     graph: &str,
     texts: &[String],
+    poolings: &[Pooling],
     what: &'static str,
-) -> Vec<Vec<f32>> {
+) -> Vec<Vec<Vec<f32>>> {
     let mut monitor = EmbedMonitor {
         started: Instant::now(),
         last_notice: Instant::now(),
@@ -95,18 +99,29 @@ fn embed_all(
         chunk: 0,
         total: texts.len(),
     };
-    let mut out = Vec::with_capacity(texts.len());
+    let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(texts.len()); poolings.len()];
     for chunk in texts.chunks(CHUNK) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         monitor.chunk = chunk.len();
-        out.extend(
-            model
-                .embed_with(&refs, &mut monitor)
-                .or_raise_text(Phase::Infer(graph)),
-        );
+        let pooled = model
+            .embed_poolings_with(&refs, poolings, &mut monitor)
+            .or_raise_text(Phase::Infer(graph));
+        for (o, p) in out.iter_mut().zip(pooled) {
+            o.extend(p);
+        }
         monitor.done += chunk.len();
     }
     out
+}
+
+/// Cancel checks between the head optimiser's evaluations (each a pass over the embeddings).
+struct TrainMonitor;
+
+impl Monitor for TrainMonitor {
+    fn step(&mut self, _: &Progress) -> persona_core::Result<()> {
+        pgrx::check_for_interrupts!();
+        Ok(())
+    }
 }
 
 fn round4(x: f64) -> f64 {
@@ -307,7 +322,7 @@ fn bert_train_classifier_impl(
     let tolerance = o.number("tolerance").unwrap_or(defaults.tolerance);
     let validation = o.string("validation");
     let replace = o.boolean("replace").unwrap_or(false);
-    let grid: Vec<HeadTrainOptions> = l2s
+    let head_grid: Vec<HeadTrainOptions> = l2s
         .iter()
         .flat_map(|&l2| {
             balances.iter().map(move |&balanced| HeadTrainOptions {
@@ -318,7 +333,9 @@ fn bert_train_classifier_impl(
             })
         })
         .collect();
-    if grid.len() > 1 && validation.is_none() && holdout == 0.0 {
+    let asked_poolings = o.poolings();
+    let n_settings = head_grid.len() * asked_poolings.as_ref().map_or(1, Vec::len);
+    if n_settings > 1 && validation.is_none() && holdout == 0.0 {
         raise_hint(
             ERRCODE_INVALID_PARAMETER_VALUE,
             "choosing among several settings needs held-out rows",
@@ -356,7 +373,12 @@ fn bert_train_classifier_impl(
     .and_then(|j| serde_json::from_value::<ModelSpec>(j.0).ok())
     .unwrap_or_default()
     .max_length;
-    let pooling = o.pooling().unwrap_or(base_pooling);
+    // Every pooling asked for is computed from the same inference pass.
+    let poolings = asked_poolings.unwrap_or_else(|| vec![base_pooling]);
+    let grid: Vec<(usize, HeadTrainOptions)> = (0..poolings.len())
+        .flat_map(|p| head_grid.iter().map(move |h| (p, h.clone())))
+        .collect();
+    let pooled_dims: usize = poolings.iter().map(|p| p.dim(dim)).sum();
     let max_length = o
         .integer("max_length", 2, 8192)
         .map_or(graph_max_length, |v| v as usize);
@@ -418,16 +440,16 @@ fn bert_train_classifier_impl(
         );
     }
 
-    // Memory: embeddings in f32, plus the optimiser's f64 copy of the training part.
+    // Memory: the embeddings of every pooling in f32 (the optimiser reads them in place).
     let n_valid = valid.as_ref().map_or(0, |v| v.texts.len());
     let text_bytes: usize = data.texts.iter().map(String::len).sum();
-    let need = (data.texts.len() + n_valid) * dim * 4 + data.texts.len() * dim * 8 + text_bytes;
+    let need = (data.texts.len() + n_valid) * pooled_dims * 4 + text_bytes;
     let limit = settings::max_training_bytes();
     if need > limit {
         raise_hint(
             ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!(
-                "training on {} texts of {dim}-dimensional embeddings needs about {} MB, more than persona.max_training_memory ({} MB)",
+                "training on {} texts of {pooled_dims}-dimensional embeddings (all poolings) needs about {} MB, more than persona.max_training_memory ({} MB)",
                 data.texts.len() + n_valid,
                 need >> 20,
                 limit >> 20
@@ -439,7 +461,7 @@ fn bert_train_classifier_impl(
     let positive = o
         .get("positive_label")
         .map(|v| positive_index(v, &labels, Some(labels.len())));
-    let spec_for = |head: Option<Head>| ModelSpec {
+    let spec_for = |head: Option<Head>, pooling: Pooling| ModelSpec {
         task: if head.is_some() {
             Task::Classification
         } else {
@@ -455,47 +477,52 @@ fn bert_train_classifier_impl(
         positive_label: if head.is_some() { positive } else { None },
         head,
     };
-    let embedder = text_store::model_on_graph(&graph, spec_for(None), Phase::Train);
+    let embedder = text_store::model_on_graph(&graph, spec_for(None, poolings[0]), Phase::Train);
     let (train_idx, test_idx) = if holdout > 0.0 {
         holdout_split(&data.y, holdout, seed).or_raise_text(Phase::Train)
     } else {
         ((0..data.y.len()).collect(), Vec::new())
     };
 
-    // Embed (the expensive part).
+    // Embed (the expensive part), under every pooling at once: emb[p][row].
     let t_embed = Instant::now();
-    let emb = embed_all(&embedder, &graph, &data.texts, "training");
+    let emb = embed_all(&embedder, &graph, &data.texts, &poolings, "training");
     let embed_seconds = t_embed.elapsed().as_secs_f64();
     let valid_emb = valid
         .as_ref()
-        .map(|v| embed_all(&embedder, &graph, &v.texts, "validation"));
+        .map(|v| embed_all(&embedder, &graph, &v.texts, &poolings, "validation"));
     let rows_per_second = data.texts.len() as f64 / embed_seconds.max(1e-9);
     pgrx::check_for_interrupts!();
 
     // Train each setting on the training part; keep the best on validation (or held-out) data.
     let t_train = Instant::now();
-    let pick = |idx: &[usize]| -> (Vec<Vec<f32>>, Vec<usize>) {
-        (
-            idx.iter().map(|&i| emb[i].clone()).collect(),
-            idx.iter().map(|&i| data.y[i]).collect(),
-        )
+    let threads = Threads::new(settings::training_threads()).or_raise_text(Phase::Train);
+    let view = |p: usize, idx: &[usize]| -> Vec<&[f32]> {
+        idx.iter().map(|&i| emb[p][i].as_slice()).collect()
     };
-    let (train_x, train_y) = pick(&train_idx);
-    let (test_x, test_y) = pick(&test_idx);
-    // Where settings are compared: the validation relation, else the held-out rows.
-    let (select_x, select_y): (&[Vec<f32>], &[usize]) = match (&valid_emb, &valid) {
-        (Some(x), Some(v)) => (x, &v.y),
-        _ => (&test_x, &test_y),
-    };
+    let labels_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| data.y[i]).collect() };
+    let (train_y, test_y) = (labels_of(&train_idx), labels_of(&test_idx));
     let positive_for_auc = positive.or((labels.len() == 2).then_some(1));
     let mut candidates = Vec::new();
     let mut best: Option<(usize, persona_core::text::TrainedHead, f64, f64)> = None;
-    for (i, opts) in grid.iter().enumerate() {
+    for (i, (p, opts)) in grid.iter().enumerate() {
         pgrx::check_for_interrupts!();
-        let fit = train_softmax_head(&train_x, &train_y, &labels, opts).or_raise_text(Phase::Train);
-        let mut row = json!({"l2": opts.l2, "balanced": opts.balanced, "iterations": fit.iterations, "converged": fit.converged});
-        if !select_y.is_empty() {
-            let e = evaluate_head(&fit.head, select_x, select_y, positive_for_auc)
+        let train_x = view(*p, &train_idx);
+        let mut monitor = TrainMonitor;
+        let fit =
+            train_softmax_head_with(&train_x, &train_y, &labels, opts, &threads, &mut monitor)
+                .or_raise_text(Phase::Train);
+        let mut row = json!({"pooling": poolings[*p], "l2": opts.l2, "balanced": opts.balanced, "iterations": fit.iterations, "converged": fit.converged});
+        // Where settings are compared: the validation relation, else the held-out rows.
+        let selection = match (&valid_emb, &valid) {
+            (Some(x), Some(v)) => Some((
+                x[*p].iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                v.y.as_slice(),
+            )),
+            _ => (!test_y.is_empty()).then(|| (view(*p, &test_idx), test_y.as_slice())),
+        };
+        if let Some((select_x, select_y)) = selection {
+            let e = evaluate_head(&fit.head, &select_x, select_y, positive_for_auc)
                 .or_raise_text(Phase::Train);
             if let Some(obj) = row.as_object_mut() {
                 obj.insert("accuracy".into(), json!(round4(e.accuracy)));
@@ -524,20 +551,35 @@ fn bert_train_classifier_impl(
     let Some((chosen, fit, _, _)) = best else {
         raise(ERRCODE_INTERNAL_ERROR, "no setting was trained", None)
     };
+    let (chosen_pooling, chosen_opts) = (grid[chosen].0, &grid[chosen].1);
+    let pooling = poolings[chosen_pooling];
     let train_seconds = t_train.elapsed().as_secs_f64();
 
     // The final model, checked the way it will be loaded.
-    let spec = spec_for(Some(fit.head.clone()));
+    let spec = spec_for(Some(fit.head.clone()), pooling);
     let model = text_store::model_on_graph(&graph, spec.clone(), Phase::Train);
     let positive = model.positive_label();
-    let on_train =
-        evaluate_head(&fit.head, &train_x, &train_y, positive).or_raise_text(Phase::Train);
-    let on_holdout = (!test_y.is_empty())
-        .then(|| evaluate_head(&fit.head, &test_x, &test_y, positive).or_raise_text(Phase::Train));
+    let on_train = evaluate_head(
+        &fit.head,
+        &view(chosen_pooling, &train_idx),
+        &train_y,
+        positive,
+    )
+    .or_raise_text(Phase::Train);
+    let on_holdout = (!test_y.is_empty()).then(|| {
+        evaluate_head(
+            &fit.head,
+            &view(chosen_pooling, &test_idx),
+            &test_y,
+            positive,
+        )
+        .or_raise_text(Phase::Train)
+    });
     let on_valid = match (&valid_emb, &valid) {
-        (Some(x), Some(v)) => {
-            Some(evaluate_head(&fit.head, x, &v.y, positive).or_raise_text(Phase::Train))
-        }
+        (Some(x), Some(v)) => Some(
+            evaluate_head(&fit.head, &x[chosen_pooling], &v.y, positive)
+                .or_raise_text(Phase::Train),
+        ),
         _ => None,
     };
     let mut counts = vec![0u64; labels.len()];
@@ -562,8 +604,8 @@ fn bert_train_classifier_impl(
         "seed": seed,
         "pooling": pooling,
         "max_length": max_length,
-        "l2": grid[chosen].l2,
-        "balanced": grid[chosen].balanced,
+        "l2": chosen_opts.l2,
+        "balanced": chosen_opts.balanced,
         "iterations": fit.iterations,
         "converged": fit.converged,
         "loss": round4(fit.loss),

@@ -155,6 +155,26 @@ SELECT s -> 'l2' AS chosen_l2, jsonb_array_length(s -> 'candidates') AS candidat
   FROM bert_train_classifier('tiny_yes', 'regress.labelled', 'tiny',
          '{"holdout_fraction": 0, "validation": "regress.labelled_valid", "l2": [0.0001, 0.01], "balanced": [false, true], "replace": true}') s;
 RESET client_min_messages;
+-- Poolings: "mean+cls" puts the mean and the [CLS] state side by side (twice the encoder's
+-- width, unit length); a list compares poolings from one inference pass.
+SELECT s ->> 'pooling' AS pooling, (s -> 'holdout' ->> 'accuracy')::float8 > 0.5 AS learned
+  FROM bert_train_classifier('tiny_both', 'regress.labelled', 'tiny', '{"seed": 7, "pooling": "mean+cls"}') s;
+SELECT m.dim = 2 * e.dim AS twice_the_width, m.pooling,
+       array_length(bert_embed('good', 'tiny_both'), 1) = m.dim AS embeds_pooled,
+       abs((SELECT sum(v * v) FROM unnest(bert_embed('good', 'tiny_both')) v) - 1) < 1e-5 AS unit_length,
+       bert_score('great film !', 'tiny_both') > 0.5 AS great_is_yes
+  FROM persona.bert_models m, persona.bert_models e WHERE m.name = 'tiny_both' AND e.name = 'tiny';
+SET client_min_messages = warning;
+SELECT (SELECT jsonb_agg(DISTINCT c -> 'pooling') FROM jsonb_array_elements(s -> 'candidates') c) AS compared,
+       s -> 'pooling' IN ('"mean"', '"cls"', '"mean+cls"') AS chose_one,
+       (SELECT max((c ->> 'accuracy')::float8) FROM jsonb_array_elements(s -> 'candidates') c)
+         = (s -> 'holdout' ->> 'accuracy')::float8 AS chose_the_best
+  FROM bert_train_classifier('tiny_both', 'regress.labelled', 'tiny',
+         '{"seed": 7, "pooling": ["mean", "cls", "mean+cls", "mean"], "replace": true}') s;
+RESET client_min_messages;
+SELECT regress.error_of($$SELECT bert_train_classifier('c1', 'regress.labelled', 'tiny', '{"pooling": "max"}')$$);
+SELECT regress.error_of($$SELECT bert_train_classifier('c1', 'regress.labelled', 'tiny', '{"pooling": []}')$$);
+SELECT bert_drop_model('tiny_both') AS dropped;
 -- Integer labels work too, ordered as numbers (9 before 10); with two labels the second is positive.
 CREATE VIEW regress.labelled_int AS SELECT text, CASE label WHEN 'yes' THEN 10 ELSE 9 END AS label FROM regress.labelled;
 SELECT s -> 'labels' AS labels, s ->> 'positive_label' AS positive

@@ -158,7 +158,8 @@ if os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.exists(SST2):
             texts.append(t)
         if len(texts) == 10_000:
             break
-    head = json.load(open(os.environ["SENTIMENT_HEAD"]))["head"]
+    spec = json.load(open(os.environ["SENTIMENT_HEAD"]))
+    head, pooling = spec["head"], spec.get("pooling", "mean")
     W = np.array(head["weights"], dtype=np.float32).reshape(len(head["labels"]), -1)
     b = np.array(head["bias"], dtype=np.float32)
     pos = head["labels"].index("positive")
@@ -181,8 +182,12 @@ if os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.exists(SST2):
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             h = sess.run(None, {n: feed[n] for n in names})[0]
             m = mask[..., None].astype(np.float32)
-            e = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-            e /= np.linalg.norm(e, axis=1, keepdims=True)
+            mean = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+            mean /= np.linalg.norm(mean, axis=1, keepdims=True)
+            cls = h[:, 0] / np.linalg.norm(h[:, 0], axis=1, keepdims=True)
+            # The spec's pooling: "mean+cls" is both unit vectors side by side, scaled by 1/sqrt(2).
+            e = {"mean": mean, "cls": cls,
+                 "mean+cls": np.hstack([mean, cls]) / np.sqrt(2)}[pooling]
             z = e @ W.T + b
             z = np.exp(z - z.max(1, keepdims=True))
             out.extend((z[:, pos] / z.sum(1)).tolist())

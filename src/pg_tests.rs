@@ -168,7 +168,9 @@ mod tests {
     #[pg_test]
     fn bert_shipped_head_is_valid() {
         let (spec, about) = crate::bert::shipped_sentiment().expect("a shipped sentiment head");
-        spec.head.expect("a head").validate(Some(384)).unwrap();
+        // MiniLM's token states are 384 wide; the head reads them through the spec's pooling.
+        let dim = spec.pooling.dim(384);
+        spec.head.expect("a head").validate(Some(dim)).unwrap();
         assert!(about["sst2_dev_accuracy"].as_f64().is_some(), "{about}");
     }
 

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 cargo pgrx package --pg-config "$PG_CONFIG" --out-dir target/pgrx-package >/dev/null
 pkg=target/pgrx-package
+# pgrx generates the current version's install script; the frozen install scripts of earlier
+# versions and the upgrade scripts (pg_persona--OLD--NEW.sql) are hand-written and go beside it.
+extdir="$pkg$($PG_CONFIG --sharedir)/extension"
+cp sql/pg_persona--*.sql "$extdir"/
 bash scripts/cluster.sh stop
 cp -a "$pkg"/. /
 bash scripts/cluster.sh start

@@ -127,6 +127,18 @@ CREATE TABLE persona.bert_model_store (
 ALTER TABLE persona.bert_model_store ALTER COLUMN onnx SET STORAGE EXTERNAL; -- weights barely compress
 CREATE INDEX bert_model_store_encoder_idx ON persona.bert_model_store (encoder);
 
+-- Any change to a stored text model, including a direct UPDATE of this table, takes a new
+-- version number, so every backend's cached session is rebuilt at its next transaction.
+CREATE FUNCTION persona.bert_model_store_new_version() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.version := pg_catalog.nextval('persona.bert_model_version_seq');
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER new_version BEFORE UPDATE ON persona.bert_model_store
+    FOR EACH ROW EXECUTE FUNCTION persona.bert_model_store_new_version();
+
 CREATE VIEW persona.bert_models AS
 SELECT m.name,
        m.task,

@@ -148,6 +148,12 @@ SELECT s ->> 'model' AS model, s ->> 'encoder' AS encoder, s -> 'labels' AS labe
 SELECT bert_score('great film !', 'tiny_yes') > 0.5 AS great_is_yes, bert_score('terrible film !', 'tiny_yes') < 0.5 AS terrible_is_no;
 SELECT name, task, encoder, dim, labels, positive_label, has_head, holdout_metrics ->> 'n' AS holdout_n
   FROM persona.bert_models WHERE name = 'tiny_yes';
+-- A direct UPDATE of a stored model takes a new version, and this backend's cached model
+-- follows at its next statement: flipping the positive label flips the score.
+UPDATE persona.bert_model_store SET spec = spec || '{"positive_label": 0}', positive_label = 'no' WHERE name = 'tiny_yes';
+SELECT bert_score('great film !', 'tiny_yes') < 0.5 AS now_scores_no;
+UPDATE persona.bert_model_store SET spec = spec || '{"positive_label": 1}', positive_label = 'yes' WHERE name = 'tiny_yes';
+SELECT bert_score('great film !', 'tiny_yes') > 0.5 AS scores_yes_again;
 CREATE VIEW regress.labelled_valid AS SELECT text || ' ok' AS text, label FROM regress.labelled;
 SET client_min_messages = warning; -- one NOTICE per setting, with metrics to 4 digits
 SELECT s -> 'l2' AS chosen_l2, jsonb_array_length(s -> 'candidates') AS candidates, s -> 'holdout' AS holdout,

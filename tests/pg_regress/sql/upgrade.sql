@@ -1,0 +1,109 @@
+-- Upgrading: a database created with the previous release (0.1.0, from its frozen install script)
+-- and updated with ALTER EXTENSION UPDATE must have exactly the objects of a fresh install of the
+-- current version, and keep its data and models working. Two scratch databases, driven through
+-- dblink: "fresh" (CREATE EXTENSION) and "updated" (VERSION '0.1.0', some data, then UPDATE).
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS persona_upgrade_fresh;
+DROP DATABASE IF EXISTS persona_upgrade_updated;
+RESET client_min_messages;
+CREATE DATABASE persona_upgrade_fresh;
+CREATE DATABASE persona_upgrade_updated;
+CREATE EXTENSION dblink;
+CREATE FUNCTION pg_temp.run(db text, sql text) RETURNS text LANGUAGE sql
+  AS $$ SELECT dblink_exec('dbname=' || db, sql) $$;
+
+SELECT pg_temp.run('persona_upgrade_fresh', 'CREATE EXTENSION pg_persona');
+SELECT pg_temp.run('persona_upgrade_updated', $$CREATE EXTENSION pg_persona VERSION '0.1.0'$$);
+SELECT v FROM dblink('dbname=persona_upgrade_updated',
+  $$SELECT extversion FROM pg_extension WHERE extname = 'pg_persona'$$) AS t(v text);
+
+-- What users had under 0.1.0: ratings and a trained model, a campaign, a text model on minilm.
+SELECT pg_temp.run('persona_upgrade_updated', $run$DO $d$ BEGIN
+  PERFORM persona.load_demo(users => 60, items => 30, seed => 3);
+  PERFORM cf_train(algorithm => 'svd', model => 'kept', options => '{"seed": 1}');
+  CREATE TABLE labelled AS
+    SELECT w1 || ' ' || w2 AS text, CASE WHEN w1 IN ('great', 'lovely') THEN 'yes' ELSE 'no' END AS label
+      FROM unnest(ARRAY['great', 'lovely', 'awful', 'broken']) w1, unnest(ARRAY['tent', 'boots', 'jacket']) w2;
+  PERFORM bert_train_classifier('mine', 'labelled', 'minilm', '{"holdout_fraction": 0}');
+END $d$$run$);
+CREATE TEMP TABLE before AS
+SELECT * FROM dblink('dbname=persona_upgrade_updated', $$
+  SELECT (SELECT count(*) FROM persona.ratings), cf_predict(1, 1, 'kept'),
+         (campaign_metrics('spring_outdoor') -> 'arms' -> 0 ->> 'users_exposed')::int, bert_score('great boots', 'mine'),
+         (SELECT version FROM persona.bert_model_store WHERE name = 'mine')$$)
+  AS t(ratings bigint, predicted real, arm_users int, score real, text_version bigint);
+
+SELECT pg_temp.run('persona_upgrade_updated', 'ALTER EXTENSION pg_persona UPDATE');
+SELECT v FROM dblink('dbname=persona_upgrade_updated',
+  $$SELECT extversion FROM pg_extension WHERE extname = 'pg_persona'$$) AS t(v text);
+
+-- Every object of the extension, with its definition: functions (signature, body or C symbol,
+-- volatility, parallel safety, strictness, comment, grants), relations (kind, columns in order
+-- with types, defaults and storage, constraints, indexes, triggers, view text, grants), and the
+-- tables pg_dump dumps.
+CREATE TEMP VIEW catalog_query AS SELECT $q$
+WITH ext AS (SELECT oid, extconfig, extcondition FROM pg_catalog.pg_extension WHERE extname = 'pg_persona'),
+members AS (
+  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, ext
+   WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = ext.oid AND d.deptype = 'e'),
+rels AS (SELECT objid AS oid FROM members WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+SELECT pg_catalog.pg_describe_object(classid, objid, 0),
+       CASE classid
+         WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
+           pg_catalog.pg_get_functiondef(objid) || ' -- ' || coalesce(pg_catalog.obj_description(objid, 'pg_proc'), '')
+           || ' ' || coalesce((SELECT proacl::text FROM pg_catalog.pg_proc WHERE oid = objid), '')
+         WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN
+           (SELECT relkind::text || ' ' || coalesce(relacl::text, '') FROM pg_catalog.pg_class WHERE oid = objid)
+           || coalesce(' ' || pg_catalog.pg_get_viewdef(objid), '')
+           || coalesce(' -- ' || pg_catalog.obj_description(objid, 'pg_class'), '')
+         ELSE '' END
+  FROM members
+UNION ALL
+SELECT 'column ' || a.attrelid::pg_catalog.regclass || ' #' || a.attnum || ' ' || a.attname,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+       || coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), '') || ' storage ' || a.attstorage::text
+  FROM pg_catalog.pg_attribute a
+  LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+ WHERE a.attrelid IN (SELECT oid FROM rels) AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint ' || c.conrelid::pg_catalog.regclass || ' ' || c.conname, pg_catalog.pg_get_constraintdef(c.oid)
+  FROM pg_catalog.pg_constraint c WHERE c.conrelid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT 'index ' || i.indexrelid::pg_catalog.regclass, pg_catalog.pg_get_indexdef(i.indexrelid)
+  FROM pg_catalog.pg_index i WHERE i.indrelid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT 'trigger ' || t.tgrelid::pg_catalog.regclass || ' ' || t.tgname, pg_catalog.pg_get_triggerdef(t.oid)
+  FROM pg_catalog.pg_trigger t WHERE t.tgrelid IN (SELECT oid FROM rels) AND NOT t.tgisinternal
+UNION ALL
+SELECT 'dumped by pg_dump', ext.extconfig::pg_catalog.regclass[]::text || ' ' || coalesce(ext.extcondition::text, '')
+  FROM ext
+$q$ AS q;
+CREATE TEMP TABLE fresh AS
+  SELECT * FROM dblink('dbname=persona_upgrade_fresh', (SELECT q FROM catalog_query)) AS t(object text, definition text);
+CREATE TEMP TABLE updated AS
+  SELECT * FROM dblink('dbname=persona_upgrade_updated', (SELECT q FROM catalog_query)) AS t(object text, definition text);
+SELECT count(*) > 100 AS many_objects, count(*) FILTER (WHERE object LIKE 'function %') > 25 AS many_functions,
+       count(*) FILTER (WHERE object LIKE 'trigger %') AS triggers
+  FROM fresh;
+-- Differences either way (none expected).
+(SELECT 'only after update' AS side, * FROM updated EXCEPT SELECT 'only after update', * FROM fresh)
+UNION ALL
+(SELECT 'only in a fresh install', * FROM fresh EXCEPT SELECT 'only in a fresh install', * FROM updated)
+ORDER BY 2, 1;
+
+-- The data and models made under 0.1.0 still answer the same.
+SELECT b.ratings = a.ratings AS ratings_kept, b.predicted = a.predicted AS model_predicts_the_same,
+       b.arm_users = a.arm_users AS campaign_same, abs(b.score - a.score) < 1e-6 AS text_model_scores_the_same
+  FROM before b,
+       dblink('dbname=persona_upgrade_updated', $$
+         SELECT (SELECT count(*) FROM persona.ratings), cf_predict(1, 1, 'kept'),
+                (campaign_metrics('spring_outdoor') -> 'arms' -> 0 ->> 'users_exposed')::int, bert_score('great boots', 'mine')$$)
+       AS a(ratings bigint, predicted real, arm_users int, score real);
+-- New in 0.2.0: a direct UPDATE of a stored text model takes a new version (caches notice it).
+SELECT v > (SELECT text_version FROM before) AS new_version
+  FROM dblink('dbname=persona_upgrade_updated', $$
+    UPDATE persona.bert_model_store SET source = source WHERE name = 'mine' RETURNING version$$) AS t(v bigint);
+
+DROP EXTENSION dblink;
+DROP DATABASE persona_upgrade_fresh;
+DROP DATABASE persona_upgrade_updated;

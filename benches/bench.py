@@ -13,6 +13,8 @@ conn = psycopg.connect(dbname="persona_bench", autocommit=True)
 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
 conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
+# BENCH_ONLY=cf,recommend,campaign,text runs some sections; run.sh merges them into results.json.
+ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text").split(","))
 
 
 def best(fn, repeat=5):
@@ -34,7 +36,7 @@ def section(name):
 
 
 # 1. Training on ml-100k u1 against Surprise ------------------------------------------------------
-if os.path.exists(f"{ML}/u1.base"):
+if "cf" in ONLY and os.path.exists(f"{ML}/u1.base"):
     section("CF training on ml-100k u1.base (943 users, 1,682 items, 80,000 ratings), scored on u1.test")
     q("CREATE TABLE u1_base (user_id int, item_id int, rating real, ts bigint)")
     q("CREATE TABLE u1_test (user_id int, item_id int, rating real, ts bigint)")
@@ -94,59 +96,61 @@ if os.path.exists(f"{ML}/u1.base"):
     t_pred_default, _ = best(lambda: q("SELECT sum(cf_predict(user_id, item_id)) FROM pairs"), 1) if q("SELECT 1 FROM persona.cf_active WHERE model='default'") else (None, None)
     print(f"rows {n}: trivial expression {t_base*1000:.1f} ms, cf_predict {t_pred*1000:.1f} ms, ratio {t_pred/t_base:.2f}x")
     results["predict_100k"] = {"rows": n, "trivial_ms": t_base * 1000, "cf_predict_ms": t_pred * 1000, "ratio": t_pred / t_base}
-else:
+elif "cf" in ONLY:
     print(f"SKIPPED: ml-100k not found at '{ML}' (MovieLens is read from ../shared/data; set ML100K)")
 
 # 3. cf_recommend over a 100,000-item catalogue at 64 factors -----------------------------------------
-section("cf_recommend(user, 10) over a 100,000-item catalogue, 64 factors")
-users = int(20000 * SCALE)
-q(f"""CREATE TABLE big_ratings AS
-      SELECT u AS user_id, ((u * 7919 + k * 104729) % 100000) + 1 AS item_id, 1 + ((u + k) % 5)::real AS rating
-        FROM generate_series(1, {users}) u, generate_series(1, 20) k""")
-q(f"INSERT INTO big_ratings SELECT 1 + i % {users}, i, 3 FROM generate_series(1, 100000) i")  # every item rated at least once
-items = q("SELECT count(DISTINCT item_id) FROM big_ratings")[0][0]
-summary = q("""SELECT cf_train('big_ratings', 'svd', 'catalogue', '{"factors": 64, "epochs": 3, "test_fraction": 0}')""")[0][0]
-q("SELECT * FROM cf_recommend(1, 10, 'catalogue')")  # load the model into the backend cache
-calls = 200
-t, med = best(lambda: q(f"SELECT count(*) FROM generate_series(1, {calls}) u, LATERAL cf_recommend(u, 10, 'catalogue')"), 3)
-one, _ = best(lambda: q("SELECT * FROM cf_recommend(42, 10, 'catalogue')"), 20)
-print(f"catalogue {items} items, {summary['users']} users: {t/calls*1000:.2f} ms per call inside one query, {one*1000:.2f} ms per single-statement call (client round trip included)")
-results["recommend_100k_items"] = {"items": items, "ms_per_call": t / calls * 1000, "ms_single_statement": one * 1000}
+if "recommend" in ONLY:
+    section("cf_recommend(user, 10) over a 100,000-item catalogue, 64 factors")
+    users = int(20000 * SCALE)
+    q(f"""CREATE TABLE big_ratings AS
+          SELECT u AS user_id, ((u * 7919 + k * 104729) % 100000) + 1 AS item_id, 1 + ((u + k) % 5)::real AS rating
+            FROM generate_series(1, {users}) u, generate_series(1, 20) k""")
+    q(f"INSERT INTO big_ratings SELECT 1 + i % {users}, i, 3 FROM generate_series(1, 100000) i")  # every item rated at least once
+    items = q("SELECT count(DISTINCT item_id) FROM big_ratings")[0][0]
+    summary = q("""SELECT cf_train('big_ratings', 'svd', 'catalogue', '{"factors": 64, "epochs": 3, "test_fraction": 0}')""")[0][0]
+    q("SELECT * FROM cf_recommend(1, 10, 'catalogue')")  # load the model into the backend cache
+    calls = 200
+    t, med = best(lambda: q(f"SELECT count(*) FROM generate_series(1, {calls}) u, LATERAL cf_recommend(u, 10, 'catalogue')"), 3)
+    one, _ = best(lambda: q("SELECT * FROM cf_recommend(42, 10, 'catalogue')"), 20)
+    print(f"catalogue {items} items, {summary['users']} users: {t/calls*1000:.2f} ms per call inside one query, {one*1000:.2f} ms per single-statement call (client round trip included)")
+    results["recommend_100k_items"] = {"items": items, "ms_per_call": t / calls * 1000, "ms_single_statement": one * 1000}
 
 # 4. campaign_metrics over 10 million events -----------------------------------------------------------
-section("campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY")
-n_events = int(10_000_000 * SCALE)
-q("INSERT INTO persona.campaigns (campaign, cost, planned_split) VALUES ('big', 50000, '{\"treatment\": 0.5, \"control\": 0.5}')")
-q(f"""INSERT INTO persona.campaign_events (campaign, user_id, arm, event, value, occurred_at)
-      SELECT 'big', u, CASE WHEN u % 2 = 0 THEN 'treatment' ELSE 'control' END,
-             CASE WHEN g % 20 = 0 THEN 'click' WHEN g % 97 = 0 THEN 'conversion' ELSE 'exposure' END,
-             CASE WHEN g % 97 = 0 THEN (g % 50)::numeric END,
-             timestamptz '2026-03-01' + (g % 1209600) * interval '1 second'
-        FROM generate_series(1, {n_events}) g, LATERAL (SELECT (g * 2654435761::bigint) % {n_events // 5} AS u) x""")
-q("VACUUM ANALYZE persona.campaign_events")
-q("RESET max_parallel_workers_per_gather")
-hand = """
-WITH per_user AS (
-  SELECT COALESCE(arm, '') AS arm, user_id,
-         count(*) FILTER (WHERE event = 'exposure') AS exposures, count(*) FILTER (WHERE event = 'click') AS clicks,
-         count(*) FILTER (WHERE event = 'conversion') AS conversions,
-         COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8 AS revenue,
-         min(occurred_at) AS first_at, max(occurred_at) AS last_at
-    FROM persona.campaign_events WHERE campaign = 'big' GROUP BY 1, 2)
-SELECT arm, count(*) FILTER (WHERE exposures > 0), sum(exposures), sum(clicks), count(*) FILTER (WHERE clicks > 0),
-       sum(conversions), count(*) FILTER (WHERE conversions > 0), sum(revenue),
-       sum(revenue * revenue) FILTER (WHERE exposures > 0), min(first_at), max(last_at)
-  FROM per_user GROUP BY arm"""
-t_hand, _ = best(lambda: q(hand), 3)
-t_fn, _ = best(lambda: q("SELECT campaign_metrics('big')"), 3)
-print(f"events {n_events}: hand-written GROUP BY {t_hand:.2f} s, campaign_metrics {t_fn:.2f} s, ratio {t_fn/t_hand:.2f}x")
-results["campaign_10m"] = {"events": n_events, "group_by_s": t_hand, "campaign_metrics_s": t_fn, "ratio": t_fn / t_hand}
+if "campaign" in ONLY:
+    section("campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY")
+    n_events = int(10_000_000 * SCALE)
+    q("INSERT INTO persona.campaigns (campaign, cost, planned_split) VALUES ('big', 50000, '{\"treatment\": 0.5, \"control\": 0.5}')")
+    q(f"""INSERT INTO persona.campaign_events (campaign, user_id, arm, event, value, occurred_at)
+          SELECT 'big', u, CASE WHEN u % 2 = 0 THEN 'treatment' ELSE 'control' END,
+                 CASE WHEN g % 20 = 0 THEN 'click' WHEN g % 97 = 0 THEN 'conversion' ELSE 'exposure' END,
+                 CASE WHEN g % 97 = 0 THEN (g % 50)::numeric END,
+                 timestamptz '2026-03-01' + (g % 1209600) * interval '1 second'
+            FROM generate_series(1, {n_events}) g, LATERAL (SELECT (g * 2654435761::bigint) % {n_events // 5} AS u) x""")
+    q("VACUUM ANALYZE persona.campaign_events")
+    q("RESET max_parallel_workers_per_gather")
+    hand = """
+    WITH per_user AS (
+      SELECT COALESCE(arm, '') AS arm, user_id,
+             count(*) FILTER (WHERE event = 'exposure') AS exposures, count(*) FILTER (WHERE event = 'click') AS clicks,
+             count(*) FILTER (WHERE event = 'conversion') AS conversions,
+             COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8 AS revenue,
+             min(occurred_at) AS first_at, max(occurred_at) AS last_at
+        FROM persona.campaign_events WHERE campaign = 'big' GROUP BY 1, 2)
+    SELECT arm, count(*) FILTER (WHERE exposures > 0), sum(exposures), sum(clicks), count(*) FILTER (WHERE clicks > 0),
+           sum(conversions), count(*) FILTER (WHERE conversions > 0), sum(revenue),
+           sum(revenue * revenue) FILTER (WHERE exposures > 0), min(first_at), max(last_at)
+      FROM per_user GROUP BY arm"""
+    t_hand, _ = best(lambda: q(hand), 3)
+    t_fn, _ = best(lambda: q("SELECT campaign_metrics('big')"), 3)
+    print(f"events {n_events}: hand-written GROUP BY {t_hand:.2f} s, campaign_metrics {t_fn:.2f} s, ratio {t_fn/t_hand:.2f}x")
+    results["campaign_10m"] = {"events": n_events, "group_by_s": t_hand, "campaign_metrics_s": t_fn, "ratio": t_fn / t_hand}
 
 # 5. Text scoring against Python onnxruntime + tokenizers ------------------------------------------------
 section("bert_score on 10,000 sentences vs Python onnxruntime + tokenizers (same model, batches of 64, 2 threads)")
 SST2 = os.environ.get("SST2", "")
 MODELS = os.environ.get("PERSONA_MODELS", "/usr/share/postgresql/15/extension/pg_persona/models")
-if os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.exists(SST2):
+if "text" in ONLY and os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.exists(SST2):
     import numpy as np
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -224,7 +228,7 @@ if os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.exists(SST2):
     plan = q("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT sum(bert_score(body)) FROM sentences")
     print("\n".join(r[0] for r in plan))
     results["bert_parallel_plan"] = [r[0] for r in plan]
-else:
+elif "text" in ONLY:
     print(f"SKIPPED: needs the minilm model in {MODELS} and SST-2 phrases at '{SST2}' (set SST2)")
 
 with open("/tmp/persona-bench-results.json", "w") as f:

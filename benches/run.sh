@@ -5,7 +5,8 @@
 #   - cf_recommend(user, 10) over a 100,000-item catalogue at 64 factors
 #   - campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY
 # MovieLens is read from ../shared/data/ml-100k (ML100K=...); without it those parts are skipped
-# with a message. Needs the extension installed (make install). Results: benches/results.json.
+# with a message. Needs the extension installed (make install). Results: benches/results.json
+# (BENCH_ONLY=cf,recommend,campaign,text runs some sections and replaces only theirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/cluster.sh start
@@ -26,4 +27,19 @@ chmod -R a+rX "$VENV"
 export ML100K=$(realpath "${ML100K:-../shared/data/ml-100k}" 2>/dev/null || echo /nonexistent)
 export SST2=$(realpath "${SST2:-../shared/data/sst2-train/train.tsv}" 2>/dev/null || echo /nonexistent)
 export SENTIMENT_HEAD=$PWD/models/sentiment_head.json
-runuser -u postgres -- env ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
+rm -f /tmp/persona-bench-results.json
+runuser -u postgres -- env ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" \
+  BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,text}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
+# The sections measured replace theirs in benches/results.json; each records when it ran.
+python3 - /tmp/persona-bench-results.json benches/results.json <<'PY'
+import datetime, json, os, sys
+new = json.load(open(sys.argv[1]))
+old = json.load(open(sys.argv[2])) if os.path.exists(sys.argv[2]) else {}
+today = datetime.date.today().isoformat()
+for key, value in new.items():
+    old[key] = value
+    if isinstance(value, dict):
+        value["measured_on"] = today
+json.dump(old, open(sys.argv[2], "w"), indent=2)
+open(sys.argv[2], "a").write("\n")
+PY

@@ -139,7 +139,9 @@ if "campaign" in ONLY:
         FROM persona.campaign_events WHERE campaign = 'big' GROUP BY 1, 2)
     SELECT arm, count(*) FILTER (WHERE exposures > 0), sum(exposures), sum(clicks), count(*) FILTER (WHERE clicks > 0),
            sum(conversions), count(*) FILTER (WHERE conversions > 0), sum(revenue),
-           sum(revenue * revenue) FILTER (WHERE exposures > 0), min(first_at), max(last_at)
+           sum(revenue * revenue) FILTER (WHERE exposures > 0), min(first_at), max(last_at),
+           count(*) FILTER (WHERE exposures > 0 OR clicks > 0), sum(clicks::float8 * clicks),
+           sum(exposures::float8 * exposures), sum(clicks::float8 * exposures)
       FROM per_user GROUP BY arm"""
     t_hand, _ = best(lambda: q(hand), 3)
     t_fn, _ = best(lambda: q("SELECT campaign_metrics('big')"), 3)

@@ -21,6 +21,10 @@ Reference functions:
                 only sees (n, sum, sum of squares) of each sample
   moments       numpy mean and var(ddof=1) from raw data; the Rust side sees (n, sum, sumsq)
   chisquare     scipy chisquare(obs, f_exp=fractions * sum(obs)), SRM flag p < 0.001
+  ratio         a ratio of per-user sums (CTR = clicks/exposures) with users as the unit: the
+                statsmodels WLS(c/e, 1, weights=e).fit(cov_type="HC1") estimate and variance
+                (the delta method); z, p (scipy norm) and intervals from them. The Rust side
+                only sees (n, sum c, sum e, sum c^2, sum e^2, sum c*e) of each arm
   uplift        sklift.metrics qini_auc_score, uplift_auc_score, uplift_at_k, qini_curve,
                 uplift_curve
   reports       a whole campaign_report, each number computed independently from raw per-user
@@ -40,6 +44,7 @@ import numpy as np
 import scipy
 import sklift
 import statsmodels
+import statsmodels.api as sm
 from scipy import stats
 from sklift import metrics as skm
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
@@ -290,6 +295,73 @@ def uplift_cases(rng):
     return cases
 
 
+# ---------------------------------------------------------------- ratio metrics (delta method)
+
+
+def ratio_moments(c, e):
+    c, e = np.asarray(c, dtype=np.float64), np.asarray(e, dtype=np.float64)
+    return {
+        "n": int(c.size), "num_sum": float(c.sum()), "den_sum": float(e.sum()),
+        "num_sumsq": float((c * c).sum()), "den_sumsq": float((e * e).sum()), "cross_sum": float((c * e).sum()),
+    }
+
+
+def ratio_fit(c, e):
+    """R = sum c / sum e and its HC1 (cluster-robust, users as clusters) variance."""
+    c, e = np.asarray(c, dtype=np.float64), np.asarray(e, dtype=np.float64)
+    fit = sm.WLS(c / e, np.ones_like(e), weights=e).fit(cov_type="HC1")
+    return float(fit.params[0]), float(fit.bse[0]) ** 2
+
+
+def ratio_comparison(c_t, e_t, c_c, e_c, alpha):
+    rt, vt = ratio_fit(c_t, e_t)
+    rc, vc = ratio_fit(c_c, e_c)
+    se = math.sqrt(vt + vc)
+    crit = stats.norm.isf(alpha / 2)
+    z = (rt - rc) / se if se > 0 else float("nan")
+    log_se = math.sqrt(vt / rt ** 2 + vc / rc ** 2) if rt > 0 and rc > 0 else float("nan")
+    log_ratio = math.log(rt / rc) if rt > 0 and rc > 0 else float("nan")
+    return {
+        "treatment_rate": rt, "control_rate": rc, "var_t": vt, "var_c": vc,
+        "absolute_lift": rt - rc,
+        "absolute_lift_ci": pair(rt - rc - crit * se, rt - rc + crit * se),
+        "relative_lift": rt / rc - 1 if rc > 0 else None,
+        "relative_lift_ci": pair(math.exp(log_ratio - crit * log_se) - 1, math.exp(log_ratio + crit * log_se) - 1),
+        "z": num(z),
+        "p_value": num(2 * stats.norm.sf(abs(z))),
+        "significant": bool(2 * stats.norm.sf(abs(z)) < alpha),
+    }
+
+
+def ratio_case(name, c_t, e_t, c_c, e_c, alpha=0.05):
+    return {
+        "name": name, "alpha": alpha,
+        "treatment": ratio_moments(c_t, e_t), "control": ratio_moments(c_c, e_c),
+        **ratio_comparison(c_t, e_t, c_c, e_c, alpha),
+    }
+
+
+def clustered_clicks(rng, n, exposures_mean, ctr, concentration):
+    """Users with their own click propensity (Beta with the given mean and concentration)."""
+    e = 1 + rng.poisson(exposures_mean - 1, n)
+    p = rng.beta(ctr * concentration, (1 - ctr) * concentration, n)
+    return rng.binomial(e, p), e
+
+
+def ratio_cases(rng):
+    cases = [ratio_case("tiny", [1, 2, 0, 3], [4, 3, 6, 5], [0, 1, 0, 1], [4, 3, 6, 7])]
+    for name, n, em, ctr_t, ctr_c, conc, alpha in [
+        ("typical_ctr_10_exposures", 5_000, 10, 0.052, 0.050, 20.0, 0.05),
+        ("clustered_clicks_30_exposures", 2_000, 30, 0.08, 0.07, 2.0, 0.05),
+        ("one_exposure_each_is_binomial_like", 3_000, 1, 0.10, 0.09, 1e6, 0.1),
+        ("large_arms", 200_000, 4, 0.031, 0.030, 10.0, 0.01),
+    ]:
+        c_t, e_t = clustered_clicks(rng, n, em, ctr_t, conc)
+        c_c, e_c = clustered_clicks(rng, n, em, ctr_c, conc)
+        cases.append(ratio_case(name, c_t, e_t, c_c, e_c, alpha))
+    return cases
+
+
 # ---------------------------------------------------------------- whole reports
 
 
@@ -306,6 +378,7 @@ def arm_from_users(name, exposures_per_user, clicks, clicked, conversions, conve
         "revenue": float(revenue.sum()),
         "revenue_sumsq": float((revenue * revenue).sum()),
         "cost": cost,
+        "ctr_moments": ratio_moments(clicks, exposures_per_user),
     }
 
 
@@ -344,7 +417,12 @@ def expected_comparison(arm, control, raw_arm, raw_control, alpha):
             arm["users_converted"], arm["users_exposed"],
             control["users_converted"], control["users_exposed"],
         ),
-        "ctr": proportions(arm["clicks"], arm["exposures"], control["clicks"], control["exposures"]),
+        # Per-user sums are given: users are the unit of the CTR test (delta method).
+        "ctr": {
+            k: v for k, v in ratio_comparison(
+                raw_arm["clicks"], raw_arm["exposures"], raw_control["clicks"], raw_control["exposures"], alpha,
+            ).items() if k not in ("var_t", "var_c")
+        } | {"test": "delta_method"},
         "revenue_per_user": {
             "difference": diff,
             "difference_ci": w["ci"],
@@ -444,6 +522,7 @@ def main():
         "chisquare": chisquare_cases(),
         "uplift": uplift_cases(rng),
         "reports": report_cases(rng),
+        "ratio": ratio_cases(rng),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with open(OUT, "w") as f:

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use persona_core::stats::{
-    campaign_report, qini_auc_score, uplift_at_k, uplift_auc_score, ArmAggregate,
+    campaign_report, qini_auc_score, uplift_at_k, uplift_auc_score, ArmAggregate, RatioMoments,
     UpliftObservation, UpliftStrategy,
 };
 use pgrx::prelude::*;
@@ -140,7 +140,9 @@ fn arm_aggregates(
                 count(*) FILTER (WHERE clicks > 0), sum(conversions)::bigint, count(*) FILTER (WHERE conversions > 0), \
                 sum(revenue), COALESCE(sum(revenue * revenue) FILTER (WHERE exposures > 0), 0), \
                 pg_catalog.to_char(min(first_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                pg_catalog.to_char(max(last_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                pg_catalog.to_char(max(last_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                count(*) FILTER (WHERE exposures > 0 OR clicks > 0), \
+                sum(clicks::float8 * clicks), sum(exposures::float8 * exposures), sum(clicks::float8 * exposures) \
            FROM per_user GROUP BY arm ORDER BY arm = $2 DESC, arm",
         info.events
     );
@@ -173,6 +175,15 @@ fn arm_aggregates(
             revenue: f(8),
             revenue_sumsq: f(9),
             cost: None,
+            // Per-user sums of clicks and exposures: the CTR is tested with users as the unit.
+            ctr_moments: Some(RatioMoments {
+                n: n(12),
+                num_sum: n(4) as f64,
+                den_sum: n(3) as f64,
+                num_sumsq: f(13),
+                den_sumsq: f(14),
+                cross_sum: f(15),
+            }),
         });
         let (a, b): (Option<String>, Option<String>) =
             (r.get(10).ok().flatten(), r.get(11).ok().flatten());

@@ -12,10 +12,10 @@
 use std::path::Path;
 
 use persona_core::stats::{
-    campaign_report, chisquare_gof, diff_confint, qini_auc_score, qini_curve, ratio_confint,
-    relative_lift_confint, two_proportion_ztest, uplift_at_k, uplift_auc_score, uplift_curve,
-    welch_confint, welch_ttest, ArmAggregate, Curve, Interval, Moments, UpliftObservation,
-    UpliftStrategy,
+    campaign_report, chisquare_gof, compare_ratios, diff_confint, qini_auc_score, qini_curve,
+    ratio_confint, relative_lift_confint, two_proportion_ztest, uplift_at_k, uplift_auc_score,
+    uplift_curve, welch_confint, welch_ttest, ArmAggregate, Curve, Interval, Moments, RatioMoments,
+    UpliftObservation, UpliftStrategy,
 };
 use serde_json::Value;
 
@@ -149,6 +149,44 @@ impl Checker {
         assert!(self.checked > 0, "{section}: nothing checked");
         println!("{section}: {} values match", self.checked);
     }
+}
+
+#[test]
+fn ratio_delta_method_matches_statsmodels_hc1() {
+    let root = reference();
+    let mut check = Checker::default();
+    for case in cases(&root, "ratio") {
+        let name = s(case, "name");
+        let moments = |key: &str| -> RatioMoments {
+            serde_json::from_value(case[key].clone()).expect("ratio moments")
+        };
+        let (t, c) = (moments("treatment"), moments("control"));
+        let alpha = f(case, "alpha");
+        let w = |field: &str| format!("{name}: {field}");
+        check.optional(&w("treatment_rate"), t.ratio(), &case["treatment_rate"]);
+        check.optional(&w("control_rate"), c.ratio(), &case["control_rate"]);
+        check.optional(&w("var_t"), t.ratio_variance(), &case["var_t"]);
+        check.optional(&w("var_c"), c.ratio_variance(), &case["var_c"]);
+        let Some(cmp) = compare_ratios(&t, &c, alpha) else {
+            check.failures.push(format!("{name}: comparison undefined"));
+            continue;
+        };
+        check.value(
+            &w("absolute_lift"),
+            cmp.difference,
+            f(case, "absolute_lift"),
+        );
+        check.interval(
+            &w("absolute_lift_ci"),
+            cmp.difference_ci,
+            &case["absolute_lift_ci"],
+        );
+        let shifted = cmp.ratio_ci.map(|(lo, hi)| (lo - 1.0, hi - 1.0));
+        check.interval(&w("relative_lift_ci"), shifted, &case["relative_lift_ci"]);
+        check.optional(&w("z"), cmp.z, &case["z"]);
+        check.optional_p(&w("p_value"), cmp.p_value, &case["p_value"]);
+    }
+    check.finish("ratio");
 }
 
 #[test]
@@ -466,6 +504,14 @@ fn campaign_reports_match_independent_computation() {
                 check.optional(&w("z"), p.z, &e["z"]);
                 check.optional_p(&w("p_value"), p.p_value, &e["p_value"]);
                 check.flag(&w("significant"), p.significant, &e["significant"]);
+                if let Some(test) = e.get("test") {
+                    let actual = serde_json::to_value(p.test).unwrap_or(Value::Null);
+                    if &actual != test {
+                        check
+                            .failures
+                            .push(format!("{}: {actual} vs {test}", w("test")));
+                    }
+                }
             }
             let m = &c.revenue_per_user;
             let e = &e["revenue_per_user"];

@@ -14,6 +14,23 @@ SELECT a ->> 'arm' AS arm, a ->> 'users_exposed' AS users_exposed, a ->> 'exposu
 SELECT jsonb_pretty(campaign_metrics('spring_outdoor') -> 'srm');
 SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(c) k) AS comparison_keys
   FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'comparisons') c;
+-- The CTR is tested with users as the unit (delta method): the same z from the events by hand,
+-- V = n/(n-1) * sum((c - R e)^2) / (sum e)^2 per arm over users with an exposure or a click.
+WITH per_user AS (
+  SELECT arm, user_id, count(*) FILTER (WHERE event = 'click')::float8 AS c,
+         count(*) FILTER (WHERE event = 'exposure')::float8 AS e
+    FROM persona.campaign_events WHERE campaign = 'spring_outdoor' GROUP BY 1, 2),
+arms AS (
+  SELECT arm, count(*) AS n, sum(c) / sum(e) AS r, sum(e) AS se FROM per_user WHERE c > 0 OR e > 0 GROUP BY arm),
+var AS (
+  SELECT a.arm, a.r, a.n / (a.n - 1.0) * sum((p.c - a.r * p.e) ^ 2) / a.se ^ 2 AS v
+    FROM arms a JOIN per_user p ON p.arm = a.arm AND (p.c > 0 OR p.e > 0) GROUP BY a.arm, a.r, a.n, a.se)
+SELECT ctr ->> 'test' AS test,
+       abs((ctr ->> 'z')::float8 - (t.r - c.r) / sqrt(t.v + c.v)) < 1e-9 AS z_matches,
+       abs((ctr -> 'absolute_lift_ci' ->> 'high')::float8 - (ctr -> 'absolute_lift_ci' ->> 'low')::float8
+           - 2 * 1.959963984540054 * sqrt(t.v + c.v)) < 1e-9 AS interval_matches
+  FROM (SELECT campaign_metrics('spring_outdoor') -> 'comparisons' -> 0 -> 'ctr' AS ctr) m,
+       var t, var c WHERE t.arm = 'treatment' AND c.arm = 'control';
 
 -- The report agrees with a hand-written GROUP BY.
 SELECT arm, count(DISTINCT user_id) FILTER (WHERE event = 'exposure') AS users_exposed,

@@ -14,6 +14,7 @@
 //! | [`welch_ttest`] | scipy `ttest_ind_from_stats(..., equal_var=False)` |
 //! | [`welch_confint`] | scipy `ttest_ind(..., equal_var=False).confidence_interval()` |
 //! | [`Moments::from_sums`] | numpy `mean`, `var(ddof=1)` |
+//! | [`RatioMoments::ratio_variance`], [`compare_ratios`] | statsmodels `WLS(c/e, 1, weights=e).fit(cov_type='HC1')` (delta method) |
 //! | [`chisquare_gof`] | scipy `chisquare(obs, f_exp=fractions * sum(obs))` |
 //! | [`qini_auc_score`], [`uplift_auc_score`], [`uplift_at_k`] | scikit-uplift 0.5 `sklift.metrics` |
 //!
@@ -21,6 +22,7 @@
 
 mod dist;
 pub mod proportions;
+pub mod ratio;
 pub mod report;
 pub mod srm;
 pub mod uplift;
@@ -32,9 +34,11 @@ mod report_tests;
 pub use proportions::{
     diff_confint, ratio_confint, relative_lift_confint, two_proportion_ztest, ZTest,
 };
+pub use ratio::{compare_ratios, RatioComparison, RatioMoments};
 pub use report::{
     campaign_report, ArmAggregate, ArmComparison, ArmSummary, CampaignReport, DataWarning,
-    Interval, MeanComparison, ProportionComparison, WarningCode, DEFAULT_CONTROL_ARM,
+    Interval, MeanComparison, ProportionComparison, ProportionTest, WarningCode,
+    DEFAULT_CONTROL_ARM,
 };
 pub use srm::{chisquare_gof, ChiSquare, SplitSource, SrmArm, SrmCheck, SRM_P_THRESHOLD};
 pub use uplift::{

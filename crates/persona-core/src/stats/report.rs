@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::proportions::{diff_confint, relative_lift_confint, two_proportion_ztest};
+use super::ratio::{compare_ratios, RatioMoments};
 use super::srm::{SplitSource, SrmCheck};
 use super::welch::{welch_confint, welch_ttest, Moments};
 use crate::{CoreError, Result};
@@ -40,6 +41,11 @@ pub struct ArmAggregate {
     /// Campaign cost attributed to the arm, when known.
     #[serde(default)]
     pub cost: Option<f64>,
+    /// Per-user sums of clicks (`c`) and exposures (`e`) over the arm's users with an exposure
+    /// or a click. With them the CTR is compared with users as the unit (delta method);
+    /// without, exposures are treated as independent trials.
+    #[serde(default)]
+    pub ctr_moments: Option<RatioMoments>,
 }
 
 /// A confidence interval.
@@ -94,14 +100,33 @@ pub struct ArmSummary {
     pub roas: Option<f64>,
 }
 
+/// How a [`ProportionComparison`] was tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProportionTest {
+    /// Pooled two-proportion z-test, Wald and log-ratio intervals over the denominator's
+    /// units (users for the conversion rate; exposures for a CTR without per-user sums).
+    #[default]
+    PooledZ,
+    /// Users as the unit of a ratio of sums (a CTR with per-user sums): delta-method variances
+    /// ([`super::ratio`]), `z = (R_t − R_c)/sqrt(V_t + V_c)`, interval `± z_{α/2}·sqrt(V_t + V_c)`,
+    /// relative interval `exp(ln(R_t/R_c) ± z_{α/2}·sqrt(V_t/R_t² + V_c/R_c²)) − 1`.
+    DeltaMethod,
+}
+
 /// A proportion (conversion rate or CTR) of one arm against the control arm.
 ///
 /// With `p_t = x_t/n_t` in the arm and `p_c = x_c/n_c` in the control, `z_{α/2}` the standard
-/// normal critical value. The tests and intervals are `null` where undefined: a zero
+/// normal critical value. The formulas below are those of [`ProportionTest::PooledZ`]; `test`
+/// says which were used. The tests and intervals are `null` where undefined: a zero
 /// denominator, a count above its denominator (e.g. conversions without exposure), a pooled
-/// proportion of 0 or 1 (z-test), a zero count (relative interval).
+/// proportion of 0 or 1 (z-test), a zero count (relative interval), fewer than two users in an
+/// arm or no variance in either (delta method).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProportionComparison {
+    /// Which test and intervals these are.
+    #[serde(default)]
+    pub test: ProportionTest,
     /// `p_t`.
     pub treatment_rate: Option<f64>,
     /// `p_c`.
@@ -159,8 +184,9 @@ pub struct ArmComparison {
     pub control_arm: String,
     /// Users converted per user exposed (`x = users_converted`, `n = users_exposed`).
     pub conversion_rate: ProportionComparison,
-    /// Clicks per exposure (`x = clicks`, `n = exposures`). The test treats exposures as
-    /// independent trials, which overstates the evidence when users see many exposures.
+    /// Clicks per exposure. With per-user sums ([`ArmAggregate::ctr_moments`]) users are the
+    /// unit (delta method); without, exposures are treated as independent trials, which
+    /// overstates the evidence when users see many exposures.
     pub ctr: ProportionComparison,
     /// Revenue per exposed user.
     pub revenue_per_user: MeanComparison,
@@ -352,6 +378,7 @@ fn compare_proportions(
     let test = two_proportion_ztest(x_t, n_t, x_c, n_c);
     let p_value = test.map(|t| t.p_value);
     ProportionComparison {
+        test: ProportionTest::PooledZ,
         treatment_rate,
         control_rate,
         absolute_lift: treatment_rate.zip(control_rate).map(|(t, c)| t - c),
@@ -362,6 +389,34 @@ fn compare_proportions(
             .map(|r| r - 1.0),
         relative_lift_ci: relative_lift_confint(x_t, n_t, x_c, n_c, alpha).map(Interval::from),
         z: test.map(|t| t.z),
+        p_value,
+        significant: p_value.is_some_and(|p| p < alpha),
+    }
+}
+
+/// A CTR with users as the unit: delta-method variances of each arm's ratio of sums.
+fn compare_ctr_by_user(
+    treatment: &RatioMoments,
+    control: &RatioMoments,
+    alpha: f64,
+) -> ProportionComparison {
+    let (treatment_rate, control_rate) = (treatment.ratio(), control.ratio());
+    let cmp = compare_ratios(treatment, control, alpha);
+    let p_value = cmp.and_then(|c| c.p_value);
+    ProportionComparison {
+        test: ProportionTest::DeltaMethod,
+        treatment_rate,
+        control_rate,
+        absolute_lift: treatment_rate.zip(control_rate).map(|(t, c)| t - c),
+        absolute_lift_ci: cmp.and_then(|c| c.difference_ci).map(Interval::from),
+        relative_lift: treatment_rate
+            .zip(control_rate)
+            .and_then(|(t, c)| ratio(t, c))
+            .map(|r| r - 1.0),
+        relative_lift_ci: cmp
+            .and_then(|c| c.ratio_ci)
+            .map(|(lo, hi)| Interval::from((lo - 1.0, hi - 1.0))),
+        z: cmp.and_then(|c| c.z),
         p_value,
         significant: p_value.is_some_and(|p| p < alpha),
     }
@@ -577,11 +632,14 @@ pub fn campaign_report(
                         (control.users_converted, control.users_exposed),
                         alpha,
                     ),
-                    ctr: compare_proportions(
-                        (a.clicks, a.exposures),
-                        (control.clicks, control.exposures),
-                        alpha,
-                    ),
+                    ctr: match (&a.ctr_moments, &control.ctr_moments) {
+                        (Some(t), Some(c)) => compare_ctr_by_user(t, c, alpha),
+                        _ => compare_proportions(
+                            (a.clicks, a.exposures),
+                            (control.clicks, control.exposures),
+                            alpha,
+                        ),
+                    },
                     revenue_per_user: compare_means(m.as_ref(), moments[ci].as_ref(), alpha),
                 })
                 .collect()

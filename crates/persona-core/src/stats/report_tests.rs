@@ -16,6 +16,7 @@ fn arm(name: &str, users: u64, converted: u64) -> ArmAggregate {
         // each converted user spent 20
         revenue_sumsq: converted as f64 * 400.0,
         cost: None,
+        ctr_moments: None,
     }
 }
 
@@ -232,6 +233,7 @@ fn stats_report_single_user_arm() {
         revenue: 35.0,
         revenue_sumsq: 35.0 * 35.0,
         cost: Some(5.0),
+        ctr_moments: Some(RatioMoments::from_pairs([(1.0, 1.0)])),
     };
     let arms = [arm("control", 1000, 50), single];
     let r = campaign_report(&arms, None, None, 0.05).unwrap();
@@ -449,6 +451,14 @@ fn stats_report_extreme_counts_do_not_panic() {
         revenue: f64::MAX,
         revenue_sumsq: f64::MAX,
         cost: Some(f64::MIN_POSITIVE),
+        ctr_moments: Some(RatioMoments {
+            n: u64::MAX,
+            num_sum: f64::MAX,
+            den_sum: f64::MAX,
+            num_sumsq: f64::MAX,
+            den_sumsq: f64::MAX,
+            cross_sum: f64::MAX,
+        }),
     };
     let tiny = ArmAggregate {
         arm: "control".into(),
@@ -468,4 +478,56 @@ fn stats_arm_aggregate_deserialises_without_cost() {
     )
     .unwrap();
     assert_eq!(a.cost, None);
+    assert_eq!(a.ctr_moments, None);
+}
+
+/// Clicks concentrated on few users: per exposure the lift looks significant, per user (the
+/// unit that was randomised) it is not; the report says which test it used.
+#[test]
+fn stats_report_ctr_by_user_is_more_cautious_than_by_exposure() {
+    // 400 users per arm, 10 exposures each; in the treatment 48 users click 5 times, in the
+    // control 50 users click 4 times: 240 vs 200 clicks per 4,000 exposures, 6% vs 5%.
+    let arm_with = |name: &str, clickers: u64, clicks_each: f64| {
+        let pairs = (0..400u64).map(|i| (if i < clickers { clicks_each } else { 0.0 }, 10.0));
+        let m = RatioMoments::from_pairs(pairs);
+        ArmAggregate {
+            arm: name.into(),
+            users_exposed: 400,
+            exposures: 4000,
+            clicks: m.num_sum as u64,
+            users_clicked: clickers,
+            conversions: 0,
+            users_converted: 0,
+            revenue: 0.0,
+            revenue_sumsq: 0.0,
+            cost: None,
+            ctr_moments: Some(m),
+        }
+    };
+    let (t, c) = (arm_with("b", 48, 5.0), arm_with("control", 50, 4.0));
+    let by_user = campaign_report(&[c.clone(), t.clone()], None, None, 0.05).unwrap();
+    let strip = |a: &ArmAggregate| ArmAggregate {
+        ctr_moments: None,
+        ..a.clone()
+    };
+    let by_exposure = campaign_report(&[strip(&c), strip(&t)], None, None, 0.05).unwrap();
+    let (u, e) = (&by_user.comparisons[0].ctr, &by_exposure.comparisons[0].ctr);
+    assert_eq!(u.test, ProportionTest::DeltaMethod);
+    assert_eq!(e.test, ProportionTest::PooledZ);
+    assert_eq!(u.treatment_rate, e.treatment_rate);
+    assert_eq!(u.absolute_lift, e.absolute_lift);
+    assert!(
+        u.p_value.unwrap() > 2.0 * e.p_value.unwrap(),
+        "{u:?} vs {e:?}"
+    );
+    let width = |ci: Option<Interval>| ci.map(|i| i.high - i.low).unwrap();
+    assert!(width(u.absolute_lift_ci) > 1.5 * width(e.absolute_lift_ci));
+    assert_all_finite(&by_user);
+    // The JSON names the test.
+    let json = serde_json::to_value(&by_user).unwrap();
+    assert_eq!(json["comparisons"][0]["ctr"]["test"], "delta_method");
+    assert_eq!(
+        json["comparisons"][0]["conversion_rate"]["test"],
+        "pooled_z"
+    );
 }

@@ -17,10 +17,13 @@ SELECT pg_temp.run('persona_upgrade_updated', $$CREATE EXTENSION pg_persona VERS
 SELECT v FROM dblink('dbname=persona_upgrade_updated',
   $$SELECT extversion FROM pg_extension WHERE extname = 'pg_persona'$$) AS t(v text);
 
--- What users had under 0.1.0: ratings and a trained model, a campaign, a text model on minilm.
+-- What users had under 0.1.0: ratings, trained models, a campaign, a text model on minilm. (The
+-- library is this build's in both databases, so the models are written in its model format;
+-- reading models written by 0.1.0's library, format 1, is tested in persona-core.)
 SELECT pg_temp.run('persona_upgrade_updated', $run$DO $d$ BEGIN
   PERFORM persona.load_demo(users => 60, items => 30, seed => 3);
   PERFORM cf_train(algorithm => 'svd', model => 'kept', options => '{"seed": 1}');
+  PERFORM cf_train(algorithm => 'knn_item', model => 'kept_knn', options => '{"test_fraction": 0}');
   CREATE TABLE labelled AS
     SELECT w1 || ' ' || w2 AS text, CASE WHEN w1 IN ('great', 'lovely') THEN 'yes' ELSE 'no' END AS label
       FROM unnest(ARRAY['great', 'lovely', 'awful', 'broken']) w1, unnest(ARRAY['tent', 'boots', 'jacket']) w2;
@@ -28,10 +31,10 @@ SELECT pg_temp.run('persona_upgrade_updated', $run$DO $d$ BEGIN
 END $d$$run$);
 CREATE TEMP TABLE before AS
 SELECT * FROM dblink('dbname=persona_upgrade_updated', $$
-  SELECT (SELECT count(*) FROM persona.ratings), cf_predict(1, 1, 'kept'),
+  SELECT (SELECT count(*) FROM persona.ratings), cf_predict(1, 1, 'kept'), cf_predict(2, 3, 'kept_knn'),
          (campaign_metrics('spring_outdoor') -> 'arms' -> 0 ->> 'users_exposed')::int, bert_score('great boots', 'mine'),
          (SELECT version FROM persona.bert_model_store WHERE name = 'mine')$$)
-  AS t(ratings bigint, predicted real, arm_users int, score real, text_version bigint);
+  AS t(ratings bigint, predicted real, predicted_knn real, arm_users int, score real, text_version bigint);
 
 SELECT pg_temp.run('persona_upgrade_updated', 'ALTER EXTENSION pg_persona UPDATE');
 SELECT v FROM dblink('dbname=persona_upgrade_updated',
@@ -93,12 +96,13 @@ ORDER BY 2, 1;
 
 -- The data and models made under 0.1.0 still answer the same.
 SELECT b.ratings = a.ratings AS ratings_kept, b.predicted = a.predicted AS model_predicts_the_same,
+       b.predicted_knn = a.predicted_knn AS knn_predicts_the_same,
        b.arm_users = a.arm_users AS campaign_same, abs(b.score - a.score) < 1e-6 AS text_model_scores_the_same
   FROM before b,
        dblink('dbname=persona_upgrade_updated', $$
-         SELECT (SELECT count(*) FROM persona.ratings), cf_predict(1, 1, 'kept'),
+         SELECT (SELECT count(*) FROM persona.ratings), cf_predict(1, 1, 'kept'), cf_predict(2, 3, 'kept_knn'),
                 (campaign_metrics('spring_outdoor') -> 'arms' -> 0 ->> 'users_exposed')::int, bert_score('great boots', 'mine')$$)
-       AS a(ratings bigint, predicted real, arm_users int, score real);
+       AS a(ratings bigint, predicted real, predicted_knn real, arm_users int, score real);
 -- New in 0.2.0: a direct UPDATE of a stored text model takes a new version (caches notice it).
 SELECT v > (SELECT text_version FROM before) AS new_version
   FROM dblink('dbname=persona_upgrade_updated', $$

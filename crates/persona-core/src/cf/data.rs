@@ -28,6 +28,13 @@ impl From<Vec<i64>> for IdMap {
     }
 }
 
+/// Two maps are equal when they hold the same ids in the same order (the index follows).
+impl PartialEq for IdMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids == other.ids
+    }
+}
+
 impl From<IdMap> for Vec<i64> {
     fn from(m: IdMap) -> Self {
         m.ids

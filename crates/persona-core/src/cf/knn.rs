@@ -26,6 +26,8 @@
 //! `k` used for a prediction are the best among those that also rated the target. With
 //! `max_neighbors` ≥ the number of rows the two are the same.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -181,6 +183,10 @@ impl Aggregate {
 /// A trained k-NN model: self-contained for prediction (ids, ratings, neighbour lists, means or
 /// baselines as its centring needs). Serialises with serde; deserialisation checks the structure,
 /// so a corrupt model is an error rather than a panic at prediction time.
+///
+/// The id maps and training ratings are shared (`Arc`) with the [`super::CfModel`] that holds
+/// the model, which stores them once: a stored k-NN body may leave them out (empty), and
+/// [`KnnModel::attach`] puts the holder's back before the structure is checked.
 #[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct KnnModel {
@@ -191,13 +197,13 @@ pub struct KnnModel {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Parts {
     params: KnnParams,
-    users: IdMap,
-    items: IdMap,
+    users: Arc<IdMap>,
+    items: Arc<IdMap>,
     global_mean: f32,
     min_rating: f32,
     max_rating: f32,
     /// The training ratings, rows = users (both orientations look ratings up by user).
-    ratings: Csr,
+    ratings: Arc<Csr>,
     /// Neighbour lists: row `x` holds `nb_idx[nb_ptr[x]..nb_ptr[x+1]]`, by descending similarity.
     nb_ptr: Vec<u64>,
     nb_idx: Vec<u32>,
@@ -209,11 +215,34 @@ struct Parts {
     item_bias: Vec<f32>,
 }
 
+/// [`Parts`] as stored inside a [`super::CfModel`]: the same fields in the same order (so the
+/// same encoding), with the shared ones possibly replaced by empty placeholders.
+#[derive(Serialize)]
+pub(crate) struct StoredParts<'a> {
+    params: &'a KnnParams,
+    users: &'a IdMap,
+    items: &'a IdMap,
+    global_mean: f32,
+    min_rating: f32,
+    max_rating: f32,
+    ratings: &'a Csr,
+    nb_ptr: &'a [u64],
+    nb_idx: &'a [u32],
+    nb_sim: &'a [f32],
+    means: &'a [f32],
+    user_bias: &'a [f32],
+    item_bias: &'a [f32],
+}
+
 impl<'de> Deserialize<'de> for KnnModel {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let m = Parts::deserialize(d)?;
-        m.check().map_err(serde::de::Error::custom)?;
-        Ok(KnnModel { m })
+        let model = KnnModel { m };
+        // A body stored without its shared parts is checked once its holder attaches them.
+        if !model.is_detached() {
+            model.m.check().map_err(serde::de::Error::custom)?;
+        }
+        Ok(model)
     }
 }
 
@@ -324,12 +353,12 @@ impl KnnModel {
         Ok(KnnModel {
             m: Parts {
                 params: params.clone(),
-                users: ds.users.clone(),
-                items: ds.items.clone(),
+                users: Arc::new(ds.users.clone()),
+                items: Arc::new(ds.items.clone()),
                 global_mean: ds.global_mean,
                 min_rating: ds.min_rating,
                 max_rating: ds.max_rating,
-                ratings: ds.by_user.clone(),
+                ratings: Arc::new(ds.by_user.clone()),
                 nb_ptr: nb.ptr,
                 nb_idx: nb.idx,
                 nb_sim: nb.sim,
@@ -343,6 +372,70 @@ impl KnnModel {
     /// The options the model was trained with.
     pub fn params(&self) -> &KnnParams {
         &self.m.params
+    }
+
+    /// The id maps and training ratings (rows = users), shared with the model's holder.
+    pub(crate) fn shared(&self) -> (&Arc<IdMap>, &Arc<IdMap>, &Arc<Csr>) {
+        (&self.m.users, &self.m.items, &self.m.ratings)
+    }
+
+    /// Whether the model was stored without its id maps (a trained model always has users).
+    pub(crate) fn is_detached(&self) -> bool {
+        self.m.users.is_empty() && self.m.items.is_empty()
+    }
+
+    /// The encoding of this model inside a holder whose id maps are `users`/`items` and whose
+    /// seen ratings are `seen`: each part equal to the holder's is written as an empty
+    /// placeholder (an empty id map; a matrix without row pointers, which no real one is).
+    pub(crate) fn stored<'a>(
+        &'a self,
+        users: &IdMap,
+        items: &IdMap,
+        seen: &Csr,
+        empty_ids: &'a IdMap,
+        empty_csr: &'a Csr,
+    ) -> StoredParts<'a> {
+        let m = &self.m;
+        let same_ids = *m.users == *users && *m.items == *items;
+        let same_ratings = same_ids && *m.ratings == *seen;
+        StoredParts {
+            params: &m.params,
+            users: if same_ids { empty_ids } else { &m.users },
+            items: if same_ids { empty_ids } else { &m.items },
+            global_mean: m.global_mean,
+            min_rating: m.min_rating,
+            max_rating: m.max_rating,
+            ratings: if same_ratings { empty_csr } else { &m.ratings },
+            nb_ptr: &m.nb_ptr,
+            nb_idx: &m.nb_idx,
+            nb_sim: &m.nb_sim,
+            means: &m.means,
+            user_bias: &m.user_bias,
+            item_bias: &m.item_bias,
+        }
+    }
+
+    /// Puts back the parts a stored model left out (see [`KnnModel::stored`]) from its holder,
+    /// shares the ones equal to the holder's (models stored whole, format 1), and checks the
+    /// structure.
+    pub(crate) fn attach(
+        &mut self,
+        users: &Arc<IdMap>,
+        items: &Arc<IdMap>,
+        seen: &Arc<Csr>,
+    ) -> std::result::Result<(), String> {
+        let m = &mut self.m;
+        let detached = m.users.is_empty() && m.items.is_empty();
+        if detached || **users == *m.users {
+            m.users = Arc::clone(users);
+        }
+        if detached || **items == *m.items {
+            m.items = Arc::clone(items);
+        }
+        if m.ratings.ptr.is_empty() || **seen == *m.ratings {
+            m.ratings = Arc::clone(seen);
+        }
+        m.check()
     }
     /// External user ids and their dense indices.
     pub fn users(&self) -> &IdMap {

@@ -1,20 +1,27 @@
 //! A trained model as pg_persona stores it: ids, what each user has seen, the rating scale, and
 //! the algorithm's parameters. Self-contained: prediction, top-N and similarity need nothing else.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::als::AlsFactors;
 use super::baseline::Biases;
 use super::data::{Csr, IdMap};
-use super::knn::{Based, KnnModel};
+use super::knn::{Based, KnnModel, StoredParts};
 use super::mf::{dot, Factors};
 use super::Algorithm;
 use crate::{CoreError, Result};
 
 /// The bytes every stored model starts with, then a little-endian format version.
 const MAGIC: &[u8; 4] = b"PPCF";
-/// Bumped whenever the layout changes; older models are refused with a hint to retrain.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the layout changes. Format 2 (0.2.0) lets a k-NN body leave out the id maps
+/// and ratings its holder already stores; format 1 (0.1.0) stores every part whole, and is still
+/// what models of the other algorithms are written as (same layout, so 0.1.0 reads them).
+/// Other formats are refused with a hint to retrain.
+pub const FORMAT_VERSION: u32 = 2;
+/// Formats this build reads.
+const READABLE_FORMATS: [u32; 2] = [1, 2];
 
 /// The learned part of a model, by algorithm family.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,10 +37,12 @@ pub struct CfModel {
     pub algorithm: Algorithm,
     /// The effective hyper-parameters, as JSON.
     pub params: String,
-    pub users: IdMap,
-    pub items: IdMap,
-    /// What each user rated in training (rows = users), for `exclude_seen` and the k-NN models.
-    pub seen: Csr,
+    pub users: Arc<IdMap>,
+    pub items: Arc<IdMap>,
+    /// What each user rated in training (rows = users), for `exclude_seen`, plus the held-out
+    /// rows once evaluated ([`CfModel::extend_seen`]). A k-NN body shares the id maps, and the
+    /// ratings while they are the same.
+    pub seen: Arc<Csr>,
     pub global_mean: f32,
     pub min_rating: f32,
     pub max_rating: f32,
@@ -182,7 +191,8 @@ impl CfModel {
             rows.iter()
                 .filter_map(|&(u, i, r)| Some((self.users.get(u)?, self.items.get(i)?, r))),
         );
-        self.seen = Csr::from_triples(self.users.len(), t);
+        // A new matrix: a k-NN body keeps the training ratings it shared until now.
+        self.seen = Arc::new(Csr::from_triples(self.users.len(), t));
     }
 
     /// Heap bytes of the learned arrays, for the memory estimate and `cf_models`.
@@ -190,18 +200,52 @@ impl CfModel {
         let body = match &self.body {
             Body::Baseline(b) => (b.bu.len() + b.bi.len()) * 4,
             Body::Factors(f) => (f.bu.len() + f.bi.len() + f.p.len() + f.q.len()) * 4,
+            // Ratings shared with `seen` are counted once.
+            Body::Knn(m) if Arc::ptr_eq(m.shared().2, &self.seen) => m.bytes() - self.seen.bytes(),
             Body::Knn(m) => m.bytes(),
             Body::Als(a) => (a.x.len() + a.y.len()) * 4,
         };
         body + self.seen.bytes() + (self.users.len() + self.items.len()) * 24
     }
 
-    /// Encodes the model for storage: magic, format version, postcard body.
+    /// Encodes the model for storage: magic, format version, postcard body. A k-NN body leaves
+    /// out the id maps and ratings this model already holds.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let (empty_ids, empty_csr) = (IdMap::default(), Csr::default());
+        let stored = StoredModel {
+            algorithm: &self.algorithm,
+            params: &self.params,
+            users: &self.users,
+            items: &self.items,
+            seen: &self.seen,
+            global_mean: self.global_mean,
+            min_rating: self.min_rating,
+            max_rating: self.max_rating,
+            body: match &self.body {
+                Body::Baseline(b) => StoredBody::Baseline(b),
+                Body::Factors(f) => StoredBody::Factors(f),
+                Body::Knn(k) => StoredBody::Knn(k.stored(
+                    &self.users,
+                    &self.items,
+                    &self.seen,
+                    &empty_ids,
+                    &empty_csr,
+                )),
+                Body::Als(a) => StoredBody::Als(a),
+            },
+        };
+        let version = match self.body {
+            Body::Knn(_) => FORMAT_VERSION,
+            _ => 1,
+        };
+        self.encode(version, &stored)
+    }
+
+    fn encode(&self, version: u32, value: &impl Serialize) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.approx_bytes() + 64);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
+        out.extend_from_slice(&version.to_le_bytes());
+        postcard::to_io(value, &mut out).expect("writing to a Vec cannot fail");
         out
     }
 
@@ -213,14 +257,48 @@ impl CfModel {
             ));
         }
         let version = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        if version != FORMAT_VERSION {
+        if !READABLE_FORMATS.contains(&version) {
             return Err(CoreError::CorruptModel(format!(
-                "the model was stored in format {version}, this build reads format {FORMAT_VERSION}; retrain it"
+                "the model was stored in format {version}, this build reads formats {READABLE_FORMATS:?}; retrain it"
             )));
         }
-        postcard::from_bytes(&bytes[8..])
-            .map_err(|e| CoreError::CorruptModel(format!("cannot decode the stored model: {e}")))
+        let mut model: CfModel = postcard::from_bytes(&bytes[8..])
+            .map_err(|e| CoreError::CorruptModel(format!("cannot decode the stored model: {e}")))?;
+        let (users, items, seen) = (
+            Arc::clone(&model.users),
+            Arc::clone(&model.items),
+            Arc::clone(&model.seen),
+        );
+        if let Body::Knn(k) = &mut model.body {
+            k.attach(&users, &items, &seen)
+                .map_err(|e| CoreError::CorruptModel(format!("the stored k-NN model: {e}")))?;
+        }
+        Ok(model)
     }
+}
+
+/// [`CfModel`] as encoded: the same fields in the same order, by reference, with a k-NN body
+/// that may leave out what the model holds.
+#[derive(Serialize)]
+struct StoredModel<'a> {
+    algorithm: &'a Algorithm,
+    params: &'a str,
+    users: &'a IdMap,
+    items: &'a IdMap,
+    seen: &'a Csr,
+    global_mean: f32,
+    min_rating: f32,
+    max_rating: f32,
+    body: StoredBody<'a>,
+}
+
+/// [`Body`] as encoded (same variants, same order).
+#[derive(Serialize)]
+enum StoredBody<'a> {
+    Baseline(&'a Biases),
+    Factors(&'a Factors),
+    Knn(StoredParts<'a>),
+    Als(&'a AlsFactors),
 }
 
 /// Cosine similarity of row `r` of a row-major `n × k` matrix with every other row; the best `k_top`.
@@ -339,6 +417,103 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("retrain"));
+    }
+
+    fn knn(d: &Dataset) -> CfModel {
+        train(
+            d,
+            Algorithm::KnnItem,
+            r#"{"centering": "baseline"}"#,
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap()
+    }
+
+    fn all_predictions(m: &CfModel) -> Vec<f32> {
+        (1..=31)
+            .flat_map(|u| (1..=13).map(move |i| (u, i)))
+            .map(|(u, i)| m.predict(u, i))
+            .collect()
+    }
+
+    /// The encoding mirrors the derived one field for field: for a model without a k-NN body
+    /// the bytes are exactly postcard's of the struct.
+    #[test]
+    fn stored_layout_is_the_struct_layout() {
+        let m = train(
+            &small(),
+            Algorithm::Svd,
+            "{}",
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap();
+        let derived = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(&m.to_bytes()[8..], derived.as_slice());
+        // ... so it is written as format 1, which 0.1.0 reads.
+        assert_eq!(m.to_bytes()[4..8], 1u32.to_le_bytes());
+        assert_eq!(knn(&small()).to_bytes()[4..8], 2u32.to_le_bytes());
+    }
+
+    /// A k-NN model stores its id maps and ratings once, shares them in memory after loading,
+    /// and predicts exactly as before; models stored whole by 0.1.0 (format 1) still load.
+    #[test]
+    fn knn_shares_what_its_holder_stores() {
+        let d = small();
+        let m = knn(&d);
+        let Body::Knn(k) = &m.body else {
+            unreachable!()
+        };
+        let (u, i, r) = k.shared();
+        assert!(Arc::ptr_eq(u, &m.users) && Arc::ptr_eq(i, &m.items) && Arc::ptr_eq(r, &m.seen));
+
+        let whole = m.encode(1, &m); // how 0.1.0 stored it
+        let shared = m.to_bytes();
+        // Saved: the encoded ratings and id maps, less the placeholders (5 bytes: two empty
+        // id maps, one matrix of three empty vectors).
+        let saved = whole.len() - shared.len();
+        let copies = postcard::to_allocvec(&*m.seen).unwrap().len()
+            + postcard::to_allocvec(&*m.users).unwrap().len()
+            + postcard::to_allocvec(&*m.items).unwrap().len();
+        assert!(
+            saved <= copies && saved + 8 >= copies,
+            "saved {saved} of {} bytes; the copies take {copies}",
+            whole.len()
+        );
+        for bytes in [&shared, &whole] {
+            let back = CfModel::from_bytes(bytes).unwrap();
+            assert_eq!(all_predictions(&back), all_predictions(&m));
+            assert_eq!(back.similar_items(3, 4), m.similar_items(3, 4));
+            let Body::Knn(k) = &back.body else {
+                unreachable!()
+            };
+            let (u, i, r) = k.shared();
+            assert!(Arc::ptr_eq(u, &back.users) && Arc::ptr_eq(i, &back.items));
+            assert!(
+                Arc::ptr_eq(r, &back.seen),
+                "one copy of the ratings in memory"
+            );
+        }
+
+        // Once held-out rows are seen, the model keeps predicting from its training ratings.
+        let mut m = m;
+        let before = all_predictions(&m);
+        m.extend_seen(&[(1, 3, 5.0), (2, 3, 1.0), (3, 6, 4.0)]);
+        assert_eq!(all_predictions(&m), before);
+        let back = CfModel::from_bytes(&m.to_bytes()).unwrap();
+        assert_eq!(all_predictions(&back), before);
+        assert_eq!(back.seen, m.seen);
+        let Body::Knn(k) = &back.body else {
+            unreachable!()
+        };
+        assert!(!Arc::ptr_eq(k.shared().2, &back.seen));
+        assert!(Arc::ptr_eq(k.shared().0, &back.users));
+
+        // A stored body that left out its ratings cannot be read without them.
+        let mut cut = m.to_bytes();
+        cut.truncate(cut.len() / 2);
+        assert!(CfModel::from_bytes(&cut).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -199,12 +200,24 @@ pub fn train(
             )
         }
     };
+    // A k-NN body already holds the id maps and ratings: the model shares them.
+    let (users, items, seen) = match &body {
+        Body::Knn(k) => {
+            let (u, i, r) = k.shared();
+            (Arc::clone(u), Arc::clone(i), Arc::clone(r))
+        }
+        _ => (
+            Arc::new(d.users.clone()),
+            Arc::new(d.items.clone()),
+            Arc::new(d.by_user.clone()),
+        ),
+    };
     Ok(CfModel {
         algorithm: algo,
         params,
-        users: d.users.clone(),
-        items: d.items.clone(),
-        seen: d.by_user.clone(),
+        users,
+        items,
+        seen,
         global_mean: d.global_mean,
         min_rating: d.min_rating,
         max_rating: d.max_rating,

@@ -1,7 +1,8 @@
 -- pg_persona 0.1.0 -> 0.2.0
 --
--- Text models: any change to a row of persona.bert_model_store, including a direct UPDATE,
--- takes a new version number (backends rebuild their cached sessions). 0.2.0 also adds the
+-- Campaigns: persona.campaigns.arm_costs, each arm's own cost. Text models: any change to a row
+-- of persona.bert_model_store, including a direct UPDATE, takes a new version number (backends
+-- rebuild their cached sessions). 0.2.0 also adds the
 -- "mean+cls" pooling and pooling lists in bert_train_classifier (no catalog change) and ships a
 -- retrained default sentiment head: SELECT bert_register_defaults(replace => true) installs it
 -- in a database created with 0.1.0.
@@ -19,3 +20,7 @@ END
 $$;
 CREATE TRIGGER new_version BEFORE UPDATE ON persona.bert_model_store
     FOR EACH ROW EXECUTE FUNCTION persona.bert_model_store_new_version();
+
+-- Each arm's own cost (campaign_metrics uses it instead of attributing cost to arms).
+ALTER TABLE persona.campaigns
+    ADD COLUMN arm_costs jsonb CHECK (arm_costs IS NULL OR jsonb_typeof(arm_costs) = 'object');

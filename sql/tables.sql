@@ -38,7 +38,10 @@ CREATE TABLE persona.campaigns (
     planned_split jsonb,  -- e.g. {"treatment": 0.5, "control": 0.5}; NULL means equal split
     items         bigint[], -- items the campaign promotes (for campaign_audience)
     events        regclass, -- NULL: persona.campaign_events; else a table or view with the same columns
-    CHECK (planned_split IS NULL OR jsonb_typeof(planned_split) = 'object')
+    CHECK (planned_split IS NULL OR jsonb_typeof(planned_split) = 'object'),
+    -- Added in 0.2.0 (so last): each arm's own cost, e.g. {"email": 800, "push": 300}; when set,
+    -- it replaces the attribution of cost to arms (unlisted arms: control 0, others unknown).
+    arm_costs     jsonb CHECK (arm_costs IS NULL OR jsonb_typeof(arm_costs) = 'object')
 );
 CREATE TABLE persona.campaign_events (
     campaign    text NOT NULL,

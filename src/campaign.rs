@@ -2,7 +2,7 @@
 //! then per arm) that the planner can run in parallel and Citus can push down; the statistics on
 //! the handful of resulting rows are `persona_core::stats`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use persona_core::stats::{
     campaign_report, qini_auc_score, uplift_at_k, uplift_auc_score, ArmAggregate, RatioMoments,
@@ -25,6 +25,8 @@ struct CampaignInfo {
     control_arm: String,
     planned_split: Option<Vec<(String, f64)>>,
     cost: Option<f64>,
+    /// Each arm's own cost (`persona.campaigns.arm_costs`), when given.
+    arm_costs: Option<HashMap<String, f64>>,
     items: Vec<i64>,
     starts_at: Option<String>,
     ends_at: Option<String>,
@@ -34,11 +36,12 @@ struct CampaignInfo {
 fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     let row = client
         .select(
-            "SELECT COALESCE(events, 'persona.campaign_events'::regclass)::oid, control_arm, planned_split, cost::float8, \
-                    COALESCE(items, '{}'), \
-                    pg_catalog.to_char(starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                    pg_catalog.to_char(ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), channel \
-             FROM persona.campaigns WHERE campaign = $1",
+            "SELECT COALESCE(c.events, 'persona.campaign_events'::regclass)::oid, c.control_arm, c.planned_split, c.cost::float8, \
+                    COALESCE(c.items, '{}'), \
+                    pg_catalog.to_char(c.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    pg_catalog.to_char(c.ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), c.channel, \
+                    pg_catalog.to_jsonb(c) -> 'arm_costs' \
+             FROM persona.campaigns c WHERE c.campaign = $1",
             Some(1),
             &[campaign.into()],
         )
@@ -79,6 +82,28 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     let starts_at: Option<String> = row.get(6).ok().flatten();
     let ends_at: Option<String> = row.get(7).ok().flatten();
     let channel: Option<String> = row.get(8).ok().flatten();
+    // Read through to_jsonb so that this library also works on a 0.1.0 catalog, before
+    // ALTER EXTENSION ... UPDATE adds the column (a JSON null and a missing key are both None).
+    let arm_costs = row
+        .get::<JsonB>(9)
+        .ok()
+        .flatten()
+        .filter(|j| !j.0.is_null())
+        .map(|j| match j.0 {
+        Value::Object(m) => m
+            .into_iter()
+            .map(|(arm, v)| match v.as_f64() {
+                Some(c) if c.is_finite() => (arm, c),
+                _ => raise_hint(
+                    ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("arm_costs of campaign \"{campaign}\" gives arm \"{arm}\" the cost {v}"),
+                    "Costs are numbers, e.g. UPDATE persona.campaigns SET arm_costs = '{\"email\": 800, \"push\": 300}' WHERE campaign = ...",
+                ),
+            })
+            .collect(),
+        // The table's CHECK keeps anything but an object out.
+        other => raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("arm_costs must be a JSON object, not {other}"), None),
+    });
     let planned_split = split.map(|j| match j.0 {
         Value::Object(m) => m
             .into_iter()
@@ -112,6 +137,7 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
         control_arm,
         planned_split,
         cost,
+        arm_costs,
         items,
         starts_at,
         ends_at,
@@ -194,8 +220,16 @@ fn arm_aggregates(
             last = b;
         }
     }
-    // Attribute the campaign's cost to the treated arms, in proportion to their exposed users.
-    if let Some(cost) = info.cost {
+    // Each arm's own cost when given (unlisted: control 0, others unknown); else attribute the
+    // campaign's cost to the treated arms, in proportion to their exposed users.
+    if let Some(costs) = &info.arm_costs {
+        for a in arms.iter_mut().filter(|a| !a.arm.is_empty()) {
+            a.cost = costs
+                .get(&a.arm)
+                .copied()
+                .or((a.arm == info.control_arm).then_some(0.0));
+        }
+    } else if let Some(cost) = info.cost {
         let treated: u64 = arms
             .iter()
             .filter(|a| a.arm != info.control_arm && !a.arm.is_empty())

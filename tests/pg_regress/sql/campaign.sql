@@ -12,6 +12,18 @@ SELECT a ->> 'arm' AS arm, a ->> 'users_exposed' AS users_exposed, a ->> 'exposu
        a ->> 'clicks' AS clicks, a ->> 'users_converted' AS users_converted, a ->> 'revenue' AS revenue
   FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'arms') a;
 SELECT jsonb_pretty(campaign_metrics('spring_outdoor') -> 'srm');
+-- Costs: by default the campaign's cost is attributed to the treated arms by exposed users;
+-- arm_costs states each arm's own (an unlisted arm: control 0, others unknown, so no ROI).
+SELECT a ->> 'arm' AS arm, a ->> 'cost' AS cost, round((a ->> 'roi')::numeric, 4) AS roi
+  FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'arms') a;
+UPDATE persona.campaigns SET arm_costs = '{"treatment": 1000.5}' WHERE campaign = 'spring_outdoor';
+SELECT a ->> 'arm' AS arm, a ->> 'cost' AS cost, round((a ->> 'roi')::numeric, 4) AS roi,
+       round(((a ->> 'revenue')::numeric - 1000.5) / 1000.5, 4) AS roi_by_hand
+  FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'arms') a;
+UPDATE persona.campaigns SET arm_costs = '{"treatment": "a lot"}' WHERE campaign = 'spring_outdoor';
+SELECT regress.error_of($$SELECT campaign_metrics('spring_outdoor')$$);
+SELECT regress.error_of($$UPDATE persona.campaigns SET arm_costs = '[1, 2]' WHERE campaign = 'spring_outdoor'$$);
+UPDATE persona.campaigns SET arm_costs = NULL WHERE campaign = 'spring_outdoor';
 SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(c) k) AS comparison_keys
   FROM jsonb_array_elements(campaign_metrics('spring_outdoor') -> 'comparisons') c;
 -- The CTR is tested with users as the unit (delta method): the same z from the events by hand,

@@ -29,6 +29,8 @@ SELECT pg_temp.run('persona_upgrade_updated', $run$DO $d$ BEGIN
       FROM unnest(ARRAY['great', 'lovely', 'awful', 'broken']) w1, unnest(ARRAY['tent', 'boots', 'jacket']) w2;
   PERFORM bert_train_classifier('mine', 'labelled', 'minilm', '{"holdout_fraction": 0}');
 END $d$$run$);
+-- The new library must serve the old catalog until ALTER EXTENSION ... UPDATE runs (it reads
+-- columns added since through to_jsonb): these calls run on the 0.1.0 catalog.
 CREATE TEMP TABLE before AS
 SELECT * FROM dblink('dbname=persona_upgrade_updated', $$
   SELECT (SELECT count(*) FROM persona.ratings), cf_predict(1, 1, 'kept'), cf_predict(2, 3, 'kept_knn'),

@@ -368,30 +368,59 @@ fn summarise(a: &ArmAggregate, moments: Option<&Moments>) -> ArmSummary {
     }
 }
 
+/// The intervals and test of one comparison.
+struct Tested {
+    absolute_lift_ci: Option<(f64, f64)>,
+    relative_lift_ci: Option<(f64, f64)>,
+    z: Option<f64>,
+    p_value: Option<f64>,
+}
+
+impl ProportionComparison {
+    /// Assembles a comparison: the lifts from the two rates, significance from the p-value.
+    fn assemble(
+        test: ProportionTest,
+        treatment_rate: Option<f64>,
+        control_rate: Option<f64>,
+        t: Tested,
+        alpha: f64,
+    ) -> ProportionComparison {
+        ProportionComparison {
+            test,
+            treatment_rate,
+            control_rate,
+            absolute_lift: treatment_rate.zip(control_rate).map(|(t, c)| t - c),
+            absolute_lift_ci: t.absolute_lift_ci.map(Interval::from),
+            relative_lift: treatment_rate
+                .zip(control_rate)
+                .and_then(|(t, c)| ratio(t, c))
+                .map(|r| r - 1.0),
+            relative_lift_ci: t.relative_lift_ci.map(Interval::from),
+            z: t.z,
+            p_value: t.p_value,
+            significant: t.p_value.is_some_and(|p| p < alpha),
+        }
+    }
+}
+
 fn compare_proportions(
     (x_t, n_t): (u64, u64),
     (x_c, n_c): (u64, u64),
     alpha: f64,
 ) -> ProportionComparison {
-    let treatment_rate = ratio(x_t as f64, n_t as f64);
-    let control_rate = ratio(x_c as f64, n_c as f64);
     let test = two_proportion_ztest(x_t, n_t, x_c, n_c);
-    let p_value = test.map(|t| t.p_value);
-    ProportionComparison {
-        test: ProportionTest::PooledZ,
-        treatment_rate,
-        control_rate,
-        absolute_lift: treatment_rate.zip(control_rate).map(|(t, c)| t - c),
-        absolute_lift_ci: diff_confint(x_t, n_t, x_c, n_c, alpha).map(Interval::from),
-        relative_lift: treatment_rate
-            .zip(control_rate)
-            .and_then(|(t, c)| ratio(t, c))
-            .map(|r| r - 1.0),
-        relative_lift_ci: relative_lift_confint(x_t, n_t, x_c, n_c, alpha).map(Interval::from),
-        z: test.map(|t| t.z),
-        p_value,
-        significant: p_value.is_some_and(|p| p < alpha),
-    }
+    ProportionComparison::assemble(
+        ProportionTest::PooledZ,
+        ratio(x_t as f64, n_t as f64),
+        ratio(x_c as f64, n_c as f64),
+        Tested {
+            absolute_lift_ci: diff_confint(x_t, n_t, x_c, n_c, alpha),
+            relative_lift_ci: relative_lift_confint(x_t, n_t, x_c, n_c, alpha),
+            z: test.map(|t| t.z),
+            p_value: test.map(|t| t.p_value),
+        },
+        alpha,
+    )
 }
 
 /// A CTR with users as the unit: delta-method variances of each arm's ratio of sums.
@@ -400,26 +429,21 @@ fn compare_ctr_by_user(
     control: &RatioMoments,
     alpha: f64,
 ) -> ProportionComparison {
-    let (treatment_rate, control_rate) = (treatment.ratio(), control.ratio());
     let cmp = compare_ratios(treatment, control, alpha);
-    let p_value = cmp.and_then(|c| c.p_value);
-    ProportionComparison {
-        test: ProportionTest::DeltaMethod,
-        treatment_rate,
-        control_rate,
-        absolute_lift: treatment_rate.zip(control_rate).map(|(t, c)| t - c),
-        absolute_lift_ci: cmp.and_then(|c| c.difference_ci).map(Interval::from),
-        relative_lift: treatment_rate
-            .zip(control_rate)
-            .and_then(|(t, c)| ratio(t, c))
-            .map(|r| r - 1.0),
-        relative_lift_ci: cmp
-            .and_then(|c| c.ratio_ci)
-            .map(|(lo, hi)| Interval::from((lo - 1.0, hi - 1.0))),
-        z: cmp.and_then(|c| c.z),
-        p_value,
-        significant: p_value.is_some_and(|p| p < alpha),
-    }
+    ProportionComparison::assemble(
+        ProportionTest::DeltaMethod,
+        treatment.ratio(),
+        control.ratio(),
+        Tested {
+            absolute_lift_ci: cmp.and_then(|c| c.difference_ci),
+            relative_lift_ci: cmp
+                .and_then(|c| c.ratio_ci)
+                .map(|(lo, hi)| (lo - 1.0, hi - 1.0)),
+            z: cmp.and_then(|c| c.z),
+            p_value: cmp.and_then(|c| c.p_value),
+        },
+        alpha,
+    )
 }
 
 fn compare_means(

@@ -33,6 +33,59 @@ struct CampaignInfo {
     channel: Option<String>,
 }
 
+/// A column of `persona.campaigns` holding a `{arm: number}` object.
+struct ArmNumbers {
+    column: &'static str,
+    /// What a number is, in the error message ("weight", "cost").
+    noun: &'static str,
+    valid: fn(f64) -> bool,
+    /// Hint for a number that is not valid.
+    hint: &'static str,
+    example: &'static str,
+}
+
+const PLANNED_SPLIT: ArmNumbers = ArmNumbers {
+    column: "planned_split",
+    noun: "weight",
+    valid: |w| w > 0.0,
+    hint: "Weights must be positive numbers, e.g. {\"treatment\": 0.5, \"control\": 0.5}.",
+    example: "e.g. {\"treatment\": 0.5, \"control\": 0.5}",
+};
+
+const ARM_COSTS: ArmNumbers = ArmNumbers {
+    column: "arm_costs",
+    noun: "cost",
+    valid: f64::is_finite,
+    hint: "Costs are numbers, e.g. UPDATE persona.campaigns SET arm_costs = '{\"email\": 800, \"push\": 300}' WHERE campaign = ...",
+    example: "e.g. {\"email\": 800, \"push\": 300}",
+};
+
+/// The `(arm, number)` pairs of `value`, read as `what` of campaign `campaign`: a 22023 ERROR
+/// naming the arm for a number that is not valid, or when `value` is not an object (the
+/// table's CHECK constraints normally keep that out).
+fn arm_numbers(campaign: &str, value: Value, what: &ArmNumbers) -> Vec<(String, f64)> {
+    let Value::Object(m) = value else {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{} must be a JSON object", what.column),
+            what.example,
+        )
+    };
+    m.into_iter()
+        .map(|(arm, v)| match v.as_f64() {
+            Some(x) if (what.valid)(x) => (arm, x),
+            _ => raise_hint(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "{} of campaign \"{campaign}\" gives arm \"{arm}\" the {} {v}",
+                    what.column, what.noun
+                ),
+                what.hint,
+            ),
+        })
+        .collect()
+}
+
 fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     let row = client
         .select(
@@ -89,35 +142,12 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
         .ok()
         .flatten()
         .filter(|j| !j.0.is_null())
-        .map(|j| match j.0 {
-        Value::Object(m) => m
-            .into_iter()
-            .map(|(arm, v)| match v.as_f64() {
-                Some(c) if c.is_finite() => (arm, c),
-                _ => raise_hint(
-                    ERRCODE_INVALID_PARAMETER_VALUE,
-                    format!("arm_costs of campaign \"{campaign}\" gives arm \"{arm}\" the cost {v}"),
-                    "Costs are numbers, e.g. UPDATE persona.campaigns SET arm_costs = '{\"email\": 800, \"push\": 300}' WHERE campaign = ...",
-                ),
-            })
-            .collect(),
-        // The table's CHECK keeps anything but an object out.
-        other => raise(ERRCODE_INVALID_PARAMETER_VALUE, format!("arm_costs must be a JSON object, not {other}"), None),
-    });
-    let planned_split = split.map(|j| match j.0 {
-        Value::Object(m) => m
-            .into_iter()
-            .map(|(arm, v)| match v.as_f64() {
-                Some(w) if w > 0.0 => (arm, w),
-                _ => raise_hint(
-                    ERRCODE_INVALID_PARAMETER_VALUE,
-                    format!("planned_split of campaign \"{campaign}\" gives arm \"{arm}\" the weight {v}"),
-                    "Weights must be positive numbers, e.g. {\"treatment\": 0.5, \"control\": 0.5}.",
-                ),
-            })
-            .collect(),
-        _ => raise_hint(ERRCODE_INVALID_PARAMETER_VALUE, "planned_split must be a JSON object", "e.g. {\"treatment\": 0.5, \"control\": 0.5}"),
-    });
+        .map(|j| {
+            arm_numbers(campaign, j.0, &ARM_COSTS)
+                .into_iter()
+                .collect::<HashMap<_, _>>()
+        });
+    let planned_split = split.map(|j| arm_numbers(campaign, j.0, &PLANNED_SPLIT));
     let events = qualified_name(client, events_oid);
     check_columns(
         client,

@@ -502,27 +502,39 @@ fn bert_train_classifier_impl(
     };
     let labels_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| data.y[i]).collect() };
     let (train_y, test_y) = (labels_of(&train_idx), labels_of(&test_idx));
+    // Row views of each pooling's embeddings (`[pooling][row]`), built once for every setting
+    // and the report.
+    type Views<'a> = Vec<Vec<&'a [f32]>>;
+    let train_x: Views = (0..poolings.len()).map(|p| view(p, &train_idx)).collect();
+    let test_x: Views = (0..poolings.len()).map(|p| view(p, &test_idx)).collect();
+    let valid_x: Option<Views> = valid_emb.as_ref().map(|x| {
+        x.iter()
+            .map(|e| e.iter().map(Vec::as_slice).collect())
+            .collect()
+    });
+    // Where settings are compared: the validation relation, else the held-out rows.
+    let selection: Option<(&Views, &[usize])> = match (&valid_x, &valid) {
+        (Some(x), Some(v)) => Some((x, &v.y)),
+        _ => (!test_y.is_empty()).then_some((&test_x, &test_y)),
+    };
     let positive_for_auc = positive.or((labels.len() == 2).then_some(1));
     let mut candidates = Vec::new();
     let mut best: Option<(usize, persona_core::text::TrainedHead, f64, f64)> = None;
     for (i, (p, opts)) in grid.iter().enumerate() {
         pgrx::check_for_interrupts!();
-        let train_x = view(*p, &train_idx);
         let mut monitor = TrainMonitor;
-        let fit =
-            train_softmax_head_with(&train_x, &train_y, &labels, opts, &threads, &mut monitor)
-                .or_raise_text(Phase::Train);
+        let fit = train_softmax_head_with(
+            &train_x[*p],
+            &train_y,
+            &labels,
+            opts,
+            &threads,
+            &mut monitor,
+        )
+        .or_raise_text(Phase::Train);
         let mut row = json!({"pooling": poolings[*p], "l2": opts.l2, "balanced": opts.balanced, "iterations": fit.iterations, "converged": fit.converged});
-        // Where settings are compared: the validation relation, else the held-out rows.
-        let selection = match (&valid_emb, &valid) {
-            (Some(x), Some(v)) => Some((
-                x[*p].iter().map(Vec::as_slice).collect::<Vec<_>>(),
-                v.y.as_slice(),
-            )),
-            _ => (!test_y.is_empty()).then(|| (view(*p, &test_idx), test_y.as_slice())),
-        };
         if let Some((select_x, select_y)) = selection {
-            let e = evaluate_head(&fit.head, &select_x, select_y, positive_for_auc)
+            let e = evaluate_head(&fit.head, &select_x[*p], select_y, positive_for_auc)
                 .or_raise_text(Phase::Train);
             if let Some(obj) = row.as_object_mut() {
                 obj.insert("accuracy".into(), json!(round4(e.accuracy)));
@@ -559,21 +571,11 @@ fn bert_train_classifier_impl(
     let spec = spec_for(Some(fit.head.clone()), pooling);
     let model = text_store::model_on_graph(&graph, spec.clone(), Phase::Train);
     let positive = model.positive_label();
-    let on_train = evaluate_head(
-        &fit.head,
-        &view(chosen_pooling, &train_idx),
-        &train_y,
-        positive,
-    )
-    .or_raise_text(Phase::Train);
+    let on_train = evaluate_head(&fit.head, &train_x[chosen_pooling], &train_y, positive)
+        .or_raise_text(Phase::Train);
     let on_holdout = (!test_y.is_empty()).then(|| {
-        evaluate_head(
-            &fit.head,
-            &view(chosen_pooling, &test_idx),
-            &test_y,
-            positive,
-        )
-        .or_raise_text(Phase::Train)
+        evaluate_head(&fit.head, &test_x[chosen_pooling], &test_y, positive)
+            .or_raise_text(Phase::Train)
     });
     let on_valid = match (&valid_emb, &valid) {
         (Some(x), Some(v)) => Some(

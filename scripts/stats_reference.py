@@ -319,6 +319,7 @@ def ratio_comparison(c_t, e_t, c_c, e_c, alpha):
     se = math.sqrt(vt + vc)
     crit = stats.norm.isf(alpha / 2)
     z = (rt - rc) / se if se > 0 else float("nan")
+    p = 2 * stats.norm.sf(abs(z))
     log_se = math.sqrt(vt / rt ** 2 + vc / rc ** 2) if rt > 0 and rc > 0 else float("nan")
     log_ratio = math.log(rt / rc) if rt > 0 and rc > 0 else float("nan")
     return {
@@ -328,8 +329,8 @@ def ratio_comparison(c_t, e_t, c_c, e_c, alpha):
         "relative_lift": rt / rc - 1 if rc > 0 else None,
         "relative_lift_ci": pair(math.exp(log_ratio - crit * log_se) - 1, math.exp(log_ratio + crit * log_se) - 1),
         "z": num(z),
-        "p_value": num(2 * stats.norm.sf(abs(z))),
-        "significant": bool(2 * stats.norm.sf(abs(z)) < alpha),
+        "p_value": num(p),
+        "significant": bool(p < alpha),
     }
 
 

@@ -424,8 +424,8 @@ impl KnnModel {
         items: &Arc<IdMap>,
         seen: &Arc<Csr>,
     ) -> std::result::Result<(), String> {
+        let detached = self.is_detached();
         let m = &mut self.m;
-        let detached = m.users.is_empty() && m.items.is_empty();
         if detached || **users == *m.users {
             m.users = Arc::clone(users);
         }

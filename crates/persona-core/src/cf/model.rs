@@ -333,6 +333,10 @@ mod tests {
     use super::*;
     use crate::cf::{train, Algorithm, Dataset, NoMonitor, Threads};
 
+    fn fit(d: &Dataset, algorithm: Algorithm, options: &str) -> CfModel {
+        train(d, algorithm, options, &Threads::current(), &mut NoMonitor).unwrap()
+    }
+
     fn small() -> Dataset {
         let mut rows = Vec::new();
         for u in 1..=30i64 {
@@ -348,14 +352,7 @@ mod tests {
     #[test]
     fn recommend_excludes_seen_and_is_sorted() {
         let d = small();
-        let m = train(
-            &d,
-            Algorithm::Svd,
-            "{}",
-            &Threads::current(),
-            &mut NoMonitor,
-        )
-        .unwrap();
+        let m = fit(&d, Algorithm::Svd, "{}");
         let recs = m.recommend(1, 100, true);
         let seen: Vec<i64> = d
             .by_user
@@ -374,14 +371,7 @@ mod tests {
     #[test]
     fn extend_seen_hides_held_out_items() {
         let d = small();
-        let mut m = train(
-            &d,
-            Algorithm::Baseline,
-            "{}",
-            &Threads::current(),
-            &mut NoMonitor,
-        )
-        .unwrap();
+        let mut m = fit(&d, Algorithm::Baseline, "{}");
         let top = m.recommend(1, 1, true)[0].0;
         m.extend_seen(&[(1, top, 4.0), (999, 1, 3.0)]); // unknown user ignored
         assert!(m.recommend(1, 100, true).iter().all(|(i, _)| *i != top));
@@ -390,14 +380,7 @@ mod tests {
     #[test]
     fn predictions_are_clipped_and_round_trip_through_bytes() {
         let d = small();
-        let m = train(
-            &d,
-            Algorithm::Svdpp,
-            "{}",
-            &Threads::current(),
-            &mut NoMonitor,
-        )
-        .unwrap();
+        let m = fit(&d, Algorithm::Svdpp, "{}");
         for u in 1..=30 {
             for i in 1..=12 {
                 let p = m.predict(u, i);
@@ -420,14 +403,7 @@ mod tests {
     }
 
     fn knn(d: &Dataset) -> CfModel {
-        train(
-            d,
-            Algorithm::KnnItem,
-            r#"{"centering": "baseline"}"#,
-            &Threads::current(),
-            &mut NoMonitor,
-        )
-        .unwrap()
+        fit(d, Algorithm::KnnItem, r#"{"centering": "baseline"}"#)
     }
 
     fn all_predictions(m: &CfModel) -> Vec<f32> {
@@ -441,14 +417,7 @@ mod tests {
     /// the bytes are exactly postcard's of the struct.
     #[test]
     fn stored_layout_is_the_struct_layout() {
-        let m = train(
-            &small(),
-            Algorithm::Svd,
-            "{}",
-            &Threads::current(),
-            &mut NoMonitor,
-        )
-        .unwrap();
+        let m = fit(&small(), Algorithm::Svd, "{}");
         let derived = postcard::to_allocvec(&m).unwrap();
         assert_eq!(&m.to_bytes()[8..], derived.as_slice());
         // ... so it is written as format 1, which 0.1.0 reads.
@@ -519,14 +488,7 @@ mod tests {
     #[test]
     fn similar_items_by_factor_cosine() {
         let d = small();
-        let m = train(
-            &d,
-            Algorithm::Svd,
-            "{}",
-            &Threads::current(),
-            &mut NoMonitor,
-        )
-        .unwrap();
+        let m = fit(&d, Algorithm::Svd, "{}");
         let s = m.similar_items(1, 5).unwrap();
         assert_eq!(s.len(), 5);
         assert!(s

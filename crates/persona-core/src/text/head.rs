@@ -224,18 +224,14 @@ impl<E: AsRef<[f32]> + Sync> Problem<'_, E> {
                 return Ok((*loss, grad.clone()));
             }
         }
-        let (loss, grad) = self.eval(theta, true)?;
+        let (loss, grad) = self.eval(theta)?;
         *self.last.borrow_mut() = Some((theta.to_vec(), loss, grad.clone()));
         Ok((loss, grad))
     }
 
     /// Loss and gradient at `theta = [W (k×d, row-major), b (k)]`; the monitor is called first
     /// (on the caller's thread), and its error stops the optimisation.
-    fn eval(
-        &self,
-        theta: &[f64],
-        want_grad: bool,
-    ) -> std::result::Result<(f64, Vec<f64>), argmin::core::Error> {
+    fn eval(&self, theta: &[f64]) -> std::result::Result<(f64, Vec<f64>), argmin::core::Error> {
         if let Some(e) = self.stopped.borrow().as_ref() {
             return Err(e.clone().into());
         }
@@ -255,11 +251,7 @@ impl<E: AsRef<[f32]> + Sync> Problem<'_, E> {
         let (x, y, w) = (self.x, self.y, self.w.as_slice());
         let (wm, b) = theta.split_at(k * d);
         let block = |start: usize| -> (f64, Vec<f64>) {
-            let mut grad = if want_grad {
-                vec![0.0; theta.len()]
-            } else {
-                Vec::new()
-            };
+            let mut grad = vec![0.0; theta.len()];
             let mut loss = 0.0;
             let mut z = vec![0.0; k];
             for i in start..(start + BLOCK).min(x.len()) {
@@ -271,15 +263,13 @@ impl<E: AsRef<[f32]> + Sync> Problem<'_, E> {
                 let logp = log_softmax_f64(&z);
                 let wi = w[i];
                 loss -= wi * logp[y[i]];
-                if want_grad {
-                    for c in 0..k {
-                        let delta = wi * (logp[c].exp() - if c == y[i] { 1.0 } else { 0.0 });
-                        let g = &mut grad[c * d..(c + 1) * d];
-                        for (gj, &xj) in g.iter_mut().zip(xi) {
-                            *gj += delta * f64::from(xj);
-                        }
-                        grad[k * d + c] += delta;
+                for c in 0..k {
+                    let delta = wi * (logp[c].exp() - if c == y[i] { 1.0 } else { 0.0 });
+                    let g = &mut grad[c * d..(c + 1) * d];
+                    for (gj, &xj) in g.iter_mut().zip(xi) {
+                        *gj += delta * f64::from(xj);
                     }
+                    grad[k * d + c] += delta;
                 }
             }
             (loss, grad)
@@ -290,15 +280,10 @@ impl<E: AsRef<[f32]> + Sync> Problem<'_, E> {
             .run(|| starts.par_iter().map(|&s| block(s)).collect());
         // Summed in block order: the same rounding on any number of threads.
         let mut loss = 0.5 * self.l2 * wm.iter().map(|v| v * v).sum::<f64>();
-        let mut grad = if want_grad {
-            let mut g = vec![0.0; theta.len()];
-            for (gj, v) in g[..k * d].iter_mut().zip(wm) {
-                *gj = self.l2 * v;
-            }
-            g
-        } else {
-            Vec::new()
-        };
+        let mut grad = vec![0.0; theta.len()];
+        for (gj, v) in grad[..k * d].iter_mut().zip(wm) {
+            *gj = self.l2 * v;
+        }
         for (l, g) in parts {
             loss += l;
             for (a, b) in grad.iter_mut().zip(&g) {
@@ -723,14 +708,14 @@ mod tests {
         let theta: Vec<f64> = (0..51)
             .map(|i| ((i * 7) % 11) as f64 / 10.0 - 0.5)
             .collect();
-        let (_, g) = p.eval(&theta, true).unwrap();
+        let (_, g) = p.eval(&theta).unwrap();
         for j in [0, 5, 17, 40, 48, 50] {
             let h = 1e-6;
             let mut a = theta.clone();
             a[j] += h;
             let mut b = theta.clone();
             b[j] -= h;
-            let fd = (p.eval(&a, false).unwrap().0 - p.eval(&b, false).unwrap().0) / (2.0 * h);
+            let fd = (p.eval(&a).unwrap().0 - p.eval(&b).unwrap().0) / (2.0 * h);
             assert!((fd - g[j]).abs() < 1e-6, "{j}: {fd} vs {}", g[j]);
         }
     }

@@ -372,12 +372,8 @@ impl TextModel {
     /// [`TextModel::embed`], calling `monitor` before each inference batch (to check for
     /// cancellation); an error from it stops the call.
     pub fn embed_with(&self, texts: &[&str], monitor: &mut dyn Monitor) -> Result<Vec<Vec<f32>>> {
-        if self.backend.io().output != OutputKind::Hidden {
-            return Err(CoreError::InvalidParameter(
-                "this model is a classifier graph (output logits) and gives no embeddings".into(),
-            ));
-        }
-        self.infer(texts, monitor)
+        let mut out = self.embed_poolings_with(texts, &[self.spec.pooling], monitor)?;
+        Ok(out.pop().unwrap_or_default())
     }
 
     /// Class logits, one vector per text: the graph's `logits`, or the head applied to the

@@ -3,8 +3,11 @@
 #               load the demo data and run every SQL function on it
 #   make test   the whole test suite: core unit tests, #[pg_test] tests, SQL regression tests
 SHELL := /bin/bash
-PG_MAJOR := 15
-PG_CONFIG := /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+# The PostgreSQL to build, install and test against; the scripts read the same two variables
+# (scripts/pg.sh). Another version: make test PG_MAJOR=16
+PG_MAJOR ?= 15
+PG_CONFIG ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+export PG_MAJOR PG_CONFIG
 export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND := 1
 
 .PHONY: setup build install start demo test test-core test-pg test-regress bench sentiment clean
@@ -13,7 +16,7 @@ setup:
 	bash scripts/setup.sh
 
 build: setup
-	cargo build --release --workspace
+	cargo build --release --workspace --no-default-features --features "pg_persona/pg$(PG_MAJOR)"
 
 # Stops the cluster while the shared library is replaced, then starts it again.
 install: setup
@@ -34,7 +37,8 @@ test-core:
 # cluster first so no running backend has the file mapped (test-regress reinstalls the release build).
 test-pg:
 	bash scripts/cluster.sh stop
-	cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata /var/lib/postgresql/pgrx-test/data
+	cargo pgrx test pg$(PG_MAJOR) --no-default-features --features "pg$(PG_MAJOR)" \
+	  --runas postgres --pgdata /var/lib/postgresql/pgrx-test/data
 
 # Regression tests run against the real install in the system cluster.
 test-regress: install

@@ -3,6 +3,7 @@
 # /proc/PID/smaps_rollup, with 1 and with N concurrent backends. Needs `make bench` to have
 # created persona_bench.sentences. Usage: benches/memory.sh [N=8]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/pg.sh"
 N=${1:-8}
 DB=persona_bench
 sql="SET persona.inference_threads = 1; SELECT count(bert_score(body)) FROM (SELECT body FROM sentences LIMIT 300) s; SELECT pg_sleep(8);"

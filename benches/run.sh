@@ -9,6 +9,7 @@
 # (BENCH_ONLY=cf,recommend,campaign,text runs some sections and replaces only theirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pg.sh
 bash scripts/cluster.sh start
 # The benchmark runs as the postgres OS user (peer authentication), so it uses Debian's Python
 # (readable by every user) in a virtual environment of its own.
@@ -27,8 +28,13 @@ chmod -R a+rX "$VENV"
 export ML100K=$(realpath "${ML100K:-../shared/data/ml-100k}" 2>/dev/null || echo /nonexistent)
 export SST2=$(realpath "${SST2:-../shared/data/sst2-train/train.tsv}" 2>/dev/null || echo /nonexistent)
 export SENTIMENT_HEAD=$PWD/models/sentiment_head.json
+# bench.py connects with psycopg (by port, not through Debian's psql wrapper) and reads the
+# installed minilm model for its Python reference.
+PGPORT=$(pg_port)
+PERSONA_MODELS=${PERSONA_MODELS:-$("$PG_CONFIG" --sharedir)/extension/pg_persona/models}
 rm -f /tmp/persona-bench-results.json
 runuser -u postgres -- env ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" \
+  PGPORT="$PGPORT" PERSONA_MODELS="$PERSONA_MODELS" \
   BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,text}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
 # The sections measured replace theirs in benches/results.json; each records when it ran.
 python3 - /tmp/persona-bench-results.json benches/results.json <<'PY'

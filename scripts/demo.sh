@@ -5,6 +5,7 @@
 #   MOVIELENS_DIR also load MovieLens from this directory (ml-100k or ml-latest-small) and train on it
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pg.sh
 DB=${DEMO_DB:-persona_demo}
 bash scripts/cluster.sh start
 psql_pg() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"; }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds pg_persona in release mode and installs it into the system PostgreSQL 15, replacing the
-# shared library only while the cluster is stopped (a running backend may have it mapped).
+# Builds pg_persona in release mode and installs it into the system PostgreSQL $PG_MAJOR (15 by
+# default, see scripts/pg.sh), replacing the shared library only while the cluster is stopped (a
+# running backend may have it mapped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-cargo pgrx package --pg-config "$PG_CONFIG" --out-dir target/pgrx-package >/dev/null
+source scripts/pg.sh
+cargo pgrx package --pg-config "$PG_CONFIG" --no-default-features --features "pg$PG_MAJOR" \
+  --out-dir target/pgrx-package >/dev/null
 pkg=target/pgrx-package
 # pgrx generates the current version's install script; the frozen install scripts of earlier
 # versions and the upgrade scripts (pg_persona--OLD--NEW.sql) are hand-written and go beside it.

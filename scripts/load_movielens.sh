@@ -4,6 +4,7 @@
 #   ml-latest-small:  ratings.csv, movies.csv
 # Usage: scripts/load_movielens.sh DIR [DATABASE]. MovieLens may not be redistributed: read it by path.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
 DIR=$(realpath "$1"); DB=${2:-persona_demo}
 psql_pg() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 tmp=$(mktemp -d); chmod 755 "$tmp"; trap 'rm -rf "$tmp"' EXIT

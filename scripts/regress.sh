@@ -4,8 +4,12 @@
 # The order is tests/pg_regress/schedule. On failure the diff is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG_REGRESS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
+source scripts/pg.sh
+PG_REGRESS=$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress
 bash scripts/cluster.sh start
+# pg_regress's psql connects by port, not through Debian's wrapper.
+PGPORT=$(pg_port)
+export PGPORT
 work=$(mktemp -d /tmp/persona-regress.XXXXXX)
 cp -r tests/pg_regress/. "$work/"
 # Test data of the text-model tests (bert.sql), read there through \getenv abs_srcdir PG_ABS_SRCDIR:
@@ -33,7 +37,7 @@ cc -shared -fPIC -o "$data/libonnxruntime_old.so" "$data/old_ort.c"
 chown -R postgres:postgres "$work"
 status=0
 (cd "$work" && runuser -u postgres -- "$PG_REGRESS" \
-   --inputdir=. --outputdir=. --bindir=/usr/lib/postgresql/15/bin \
+   --inputdir=. --outputdir=. --bindir="$PG_BINDIR" \
    --dbname=persona_regress --schedule=schedule) | tee "$work/summary.txt" || status=$?
 # A closing line in the plain "N passed, N failed" form, for CI logs.
 total=$(grep -c '^test ' "$work/summary.txt" || true)

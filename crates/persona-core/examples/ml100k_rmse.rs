@@ -4,6 +4,8 @@
 //!     cargo run --release -p persona-core --example ml100k_rmse -- [DIR] [ALGO] [JSON-PARAMS]
 //!
 //! DIR defaults to ../shared/data/ml-100k (MovieLens may not be redistributed: read it by path).
+mod common;
+
 use std::time::Instant;
 
 use persona_core::cf::{
@@ -15,18 +17,10 @@ fn read(path: &str) -> Vec<(i64, i64, f32)> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let dir = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "../shared/data/ml-100k".into());
-    let algo: Algorithm = args
-        .get(2)
-        .map(|s| s.parse().expect("algorithm"))
-        .unwrap_or_default();
-    let params = args.get(3).cloned().unwrap_or_else(|| "{}".into());
-    if !std::path::Path::new(&format!("{dir}/u1.base")).exists() {
-        eprintln!("SKIPPED: {dir}/u1.base not found (MovieLens 100K is read from ../shared/data)");
+    let (common::Args { dir, algo, params }, _) = common::args(Algorithm::default());
+    let first = format!("{dir}/u1.base");
+    if !std::path::Path::new(&first).exists() {
+        common::skipped(&first);
         return;
     }
     let (mut rmse, mut mae, mut secs) = (0.0, 0.0, 0.0);

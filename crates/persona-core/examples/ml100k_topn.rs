@@ -3,26 +3,19 @@
 //! an item is relevant if it is in that user's test part.
 //!
 //!     cargo run --release -p persona-core --example ml100k_topn -- [DIR] [ALGO] [JSON-PARAMS] [SEED]
+mod common;
+
 use std::time::Instant;
 
 use persona_core::cf::evaluate::{evaluate, split_rows, Rows, SplitKind};
 use persona_core::cf::{train, Algorithm, DatasetBuilder, NoMonitor, Threads};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let dir = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "../shared/data/ml-100k".into());
-    let algo: Algorithm = args
-        .get(2)
-        .map(|s| s.parse().expect("algorithm"))
-        .unwrap_or(Algorithm::Als);
-    let params = args.get(3).cloned().unwrap_or_else(|| "{}".into());
-    let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(42);
+    let (common::Args { dir, algo, params }, mut rest) = common::args(Algorithm::Als);
+    let seed: u64 = rest.next().and_then(|s| s.parse().ok()).unwrap_or(42);
     let path = format!("{dir}/u.data");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIPPED: {path} not found (MovieLens 100K is read from ../shared/data)");
+        common::skipped(&path);
         return;
     };
     let mut rows = Rows::default();

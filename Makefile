@@ -1,7 +1,8 @@
 # pg_persona: the two commands of the README, and their parts.
 #   make demo   install what is missing, build, install the extension, start the local cluster,
 #               load the demo data and run every SQL function on it
-#   make test   the whole test suite: core unit tests, #[pg_test] tests, SQL regression tests
+#   make test   the whole test suite: lint (rustfmt, clippy), core unit tests, #[pg_test] tests,
+#               SQL regression tests
 SHELL := /bin/bash
 # The PostgreSQL to build, install and test against; the scripts read the same two variables
 # (scripts/pg.sh). Another version: make test PG_MAJOR=16
@@ -10,7 +11,7 @@ PG_CONFIG ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
 export PG_MAJOR PG_CONFIG
 export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND := 1
 
-.PHONY: setup build install start demo test test-core test-pg test-regress bench sentiment clean
+.PHONY: setup build install start demo test lint test-core test-pg test-regress bench sentiment clean
 
 setup:
 	bash scripts/setup.sh
@@ -28,7 +29,12 @@ start:
 demo: install
 	bash scripts/demo.sh
 
-test: setup test-core test-pg test-regress
+test: setup lint test-core test-pg test-regress
+
+# rustfmt and clippy on both crates, every target, warnings as errors.
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --no-default-features --features "pg$(PG_MAJOR) pg_test" -- -D warnings
 
 test-core:
 	cargo test -p persona-core --release

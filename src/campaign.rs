@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use persona_core::stats::{
-    campaign_report, qini_auc_score, uplift_at_k, uplift_auc_score, ArmAggregate, RatioMoments,
-    UpliftObservation, UpliftStrategy,
+    attribute_costs, campaign_report, qini_auc_score, uplift_at_k, uplift_auc_score, ArmAggregate,
+    CampaignCost, RatioMoments, UpliftObservation, UpliftStrategy,
 };
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -14,10 +14,13 @@ use pgrx::JsonB;
 use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Value};
 
-use crate::error::{raise, raise_hint, OrRaise};
+use crate::error::{raise_hint, OrRaise};
+use crate::feedback::{self, FeedbackOf};
 use crate::model_store;
+use crate::options::check_k;
 use crate::settings;
 use crate::source::{check_columns, qualified_name, ColumnKind};
+use crate::spi::{select, select_one, Columns};
 
 /// A campaign's row in `persona.campaigns`, with its events relation resolved and checked.
 struct CampaignInfo {
@@ -87,8 +90,8 @@ fn arm_numbers(campaign: &str, value: Value, what: &ArmNumbers) -> Vec<(String, 
 }
 
 fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
-    let row = client
-        .select(
+    let row = select(
+            client,
             "SELECT COALESCE(c.events, 'persona.campaign_events'::regclass)::oid, c.control_arm, c.planned_split, c.cost::float8, \
                     COALESCE(c.items, '{}'), \
                     pg_catalog.to_char(c.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
@@ -97,15 +100,14 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
              FROM persona.campaigns c WHERE c.campaign = $1",
             Some(1),
             &[campaign.into()],
-        )
-        .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, format!("cannot read persona.campaigns: {e}"), None));
+            "persona.campaigns",
+        );
     if row.is_empty() {
-        let known = crate::source::select_one::<String>(
+        let known = select_one::<String>(
             "SELECT pg_catalog.string_agg(campaign, ', ' ORDER BY campaign) FROM (SELECT campaign FROM persona.campaigns ORDER BY campaign LIMIT 20) c",
             &[],
-        )
-        .ok()
-        .flatten();
+            "persona.campaigns",
+        );
         raise_hint(
             ERRCODE_UNDEFINED_OBJECT,
             format!("campaign \"{campaign}\" does not exist"),
@@ -116,31 +118,25 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
         );
     }
     let row = row.first();
-    let events_oid: pg_sys::Oid = row.get(1).ok().flatten().unwrap_or(pg_sys::InvalidOid);
+    let events_oid: pg_sys::Oid = row.column(1, "events").unwrap_or(pg_sys::InvalidOid);
     let control_arm: String = row
-        .get(2)
-        .ok()
-        .flatten()
+        .column(2, "control_arm")
         .unwrap_or_else(|| "control".into());
-    let split: Option<JsonB> = row.get(3).ok().flatten();
-    let cost: Option<f64> = row.get(4).ok().flatten();
+    let split: Option<JsonB> = row.column(3, "planned_split");
+    let cost: Option<f64> = row.column(4, "cost");
     let items: Vec<i64> = row
-        .get::<Vec<Option<i64>>>(5)
-        .ok()
-        .flatten()
+        .column::<Vec<Option<i64>>>(5, "items")
         .unwrap_or_default()
         .into_iter()
         .flatten()
         .collect();
-    let starts_at: Option<String> = row.get(6).ok().flatten();
-    let ends_at: Option<String> = row.get(7).ok().flatten();
-    let channel: Option<String> = row.get(8).ok().flatten();
+    let starts_at: Option<String> = row.column(6, "starts_at");
+    let ends_at: Option<String> = row.column(7, "ends_at");
+    let channel: Option<String> = row.column(8, "channel");
     // Read through to_jsonb so that this library also works on a 0.1.0 catalog, before
     // ALTER EXTENSION ... UPDATE adds the column (a JSON null and a missing key are both None).
     let arm_costs = row
-        .get::<JsonB>(9)
-        .ok()
-        .flatten()
+        .column::<JsonB>(9, "arm_costs")
         .filter(|j| !j.0.is_null())
         .map(|j| {
             arm_numbers(campaign, j.0, &ARM_COSTS)
@@ -202,26 +198,20 @@ fn arm_aggregates(
            FROM per_user GROUP BY arm ORDER BY arm = $2 DESC, arm",
         info.events
     );
-    let rows = client
-        .select(
-            sql.as_str(),
-            None,
-            &[campaign.into(), info.control_arm.as_str().into()],
-        )
-        .unwrap_or_else(|e| {
-            raise(
-                ERRCODE_INTERNAL_ERROR,
-                format!("aggregating campaign events failed: {e}"),
-                None,
-            )
-        });
+    let rows = select(
+        client,
+        &sql,
+        None,
+        &[campaign.into(), info.control_arm.as_str().into()],
+        "the campaign's events",
+    );
     let (mut arms, mut first, mut last): (Vec<ArmAggregate>, Option<String>, Option<String>) =
         (Vec::new(), None, None);
     for r in rows {
-        let n = |i: usize| r.get::<i64>(i).ok().flatten().unwrap_or(0).max(0) as u64;
-        let f = |i: usize| r.get::<f64>(i).ok().flatten().unwrap_or(0.0);
+        let n = |i: usize| r.column::<i64>(i, "count").unwrap_or(0).max(0) as u64;
+        let f = |i: usize| r.column::<f64>(i, "sum").unwrap_or(0.0);
         arms.push(ArmAggregate {
-            arm: r.get::<String>(1).ok().flatten().unwrap_or_default(),
+            arm: r.column::<String>(1, "arm").unwrap_or_default(),
             users_exposed: n(2),
             exposures: n(3),
             clicks: n(4),
@@ -242,7 +232,7 @@ fn arm_aggregates(
             }),
         });
         let (a, b): (Option<String>, Option<String>) =
-            (r.get(10).ok().flatten(), r.get(11).ok().flatten());
+            (r.column(10, "first_at"), r.column(11, "last_at"));
         if a.is_some() && (first.is_none() || a < first) {
             first = a;
         }
@@ -250,31 +240,8 @@ fn arm_aggregates(
             last = b;
         }
     }
-    // Each arm's own cost when given (unlisted: control 0, others unknown); else attribute the
-    // campaign's cost to the treated arms, in proportion to their exposed users.
-    if let Some(costs) = &info.arm_costs {
-        for a in arms.iter_mut().filter(|a| !a.arm.is_empty()) {
-            a.cost = costs
-                .get(&a.arm)
-                .copied()
-                .or((a.arm == info.control_arm).then_some(0.0));
-        }
-    } else if let Some(cost) = info.cost {
-        let treated: u64 = arms
-            .iter()
-            .filter(|a| a.arm != info.control_arm && !a.arm.is_empty())
-            .map(|a| a.users_exposed)
-            .sum();
-        for a in arms.iter_mut().filter(|a| !a.arm.is_empty()) {
-            a.cost = Some(if a.arm == info.control_arm {
-                0.0
-            } else if treated > 0 {
-                cost * a.users_exposed as f64 / treated as f64
-            } else {
-                0.0
-            });
-        }
-    }
+    let cost = CampaignCost::from_columns(info.arm_costs.as_ref(), info.cost);
+    attribute_costs(&mut arms, &info.control_arm, cost);
     (
         arms,
         json!({"starts_at": info.starts_at, "ends_at": info.ends_at, "first_event": first, "last_event": last}),
@@ -288,18 +255,8 @@ fn campaign_metrics(campaign: &str) -> JsonB {
     let (info, arms, period, feedback) = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
         let (arms, period) = arm_aggregates(client, &info, campaign);
-        let fb: Vec<String> = client
-            .select(
-                "SELECT body FROM persona.feedback WHERE campaign = $1 AND body IS NOT NULL",
-                None,
-                &[campaign.into()],
-            )
-            .map(|t| {
-                t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                    .collect()
-            })
-            .unwrap_or_default();
-        (info, arms, period, fb)
+        let texts = feedback::texts(client, FeedbackOf::Campaign(campaign));
+        (info, arms, period, texts)
     });
     let control = arms
         .iter()
@@ -315,27 +272,9 @@ fn campaign_metrics(campaign: &str) -> JsonB {
         m.insert("period".into(), period);
         m.insert("cost".into(), json!(info.cost));
         m.insert("events_relation".into(), json!(info.events));
-        let texts: Vec<&str> = feedback.iter().map(String::as_str).collect();
-        m.insert("satisfaction".into(), satisfaction(&texts));
+        m.insert("satisfaction".into(), feedback::satisfaction(&feedback));
     }
     JsonB(out)
-}
-
-/// `{"feedback_count", "mean_sentiment", "sentiment_model"}` for a set of feedback texts; the mean
-/// is null (with `sentiment_unavailable` saying why) when the text model cannot be used.
-pub(crate) fn satisfaction(texts: &[&str]) -> Value {
-    let model = crate::settings::sentiment_model();
-    match crate::bert::mean_sentiment(texts) {
-        Ok(mean) => {
-            json!({"feedback_count": texts.len(), "mean_sentiment": mean, "sentiment_model": model})
-        }
-        Err(why) => json!({
-            "feedback_count": texts.len(),
-            "mean_sentiment": Value::Null,
-            "sentiment_model": model,
-            "sentiment_unavailable": why,
-        }),
-    }
 }
 
 /// Daily counts and rates per arm, for dashboards and reporting jobs.
@@ -369,30 +308,27 @@ fn campaign_metrics_daily(
                FROM {} WHERE campaign = $1 GROUP BY 1, 2 ORDER BY 1, 2",
             info.events
         );
-        let t = client
-            .select(sql.as_str(), None, &[campaign.into()])
-            .unwrap_or_else(|e| {
-                raise(
-                    ERRCODE_INTERNAL_ERROR,
-                    format!("aggregating campaign events failed: {e}"),
-                    None,
-                )
-            });
+        let t = select(
+            client,
+            &sql,
+            None,
+            &[campaign.into()],
+            "the campaign's events",
+        );
         let mut out = Vec::new();
         for r in t {
-            let day: pgrx::datum::Date = match r.get(1).ok().flatten() {
-                Some(d) => d,
-                None => continue,
+            let Some(day) = r.column::<pgrx::datum::Date>(1, "day") else {
+                continue;
             };
-            let n = |i: usize| r.get::<i64>(i).ok().flatten().unwrap_or(0);
+            let n = |i: usize| r.column::<i64>(i, "count").unwrap_or(0);
             let (users, exposures, clicks, conversions, converters) =
                 (n(3), n(4), n(5), n(6), n(8));
-            let revenue = r.get::<f64>(7).ok().flatten().unwrap_or(0.0);
+            let revenue = r.column::<f64>(7, "revenue").unwrap_or(0.0);
             let ctr = (exposures > 0).then(|| clicks as f64 / exposures as f64);
             let cr = (users > 0).then(|| converters as f64 / users as f64);
             out.push((
                 day,
-                r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                r.column::<String>(2, "arm").unwrap_or_default(),
                 users,
                 exposures,
                 clicks,
@@ -407,32 +343,6 @@ fn campaign_metrics_daily(
     TableIterator::new(rows)
 }
 
-/// Mean predicted affinity of each model user for `items`, for users not in `exclude`.
-fn affinities(model: &str, items: &[i64], exclude: &HashSet<i64>) -> Vec<(i64, f32)> {
-    let m = model_store::active(model);
-    let known: Vec<i64> = items
-        .iter()
-        .copied()
-        .filter(|i| m.items.get(*i).is_some())
-        .collect();
-    let items = if known.is_empty() {
-        items.to_vec()
-    } else {
-        known
-    };
-    m.users
-        .ids()
-        .iter()
-        .filter(|u| !exclude.contains(u))
-        .map(|&u| {
-            (
-                u,
-                items.iter().map(|&i| m.predict(u, i)).sum::<f32>() / items.len().max(1) as f32,
-            )
-        })
-        .collect()
-}
-
 /// The `k` users with the highest predicted affinity for the campaign's items (or `items`) who
 /// have not been exposed to the campaign yet: the audience of the next send.
 #[pg_extern(stable, parallel_safe)]
@@ -442,13 +352,7 @@ fn campaign_audience(
     model: default!(&str, "'default'"),
     items: default!(Option<Vec<i64>>, "NULL"),
 ) -> TableIterator<'static, (name!(user_id, i64), name!(affinity, f32), name!(rank, i32))> {
-    if k <= 0 {
-        raise_hint(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("k must be positive, not {k}"),
-            "e.g. k => 100",
-        );
-    }
+    let k = check_k(k);
     let (items, exposed) = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
         let items = items.unwrap_or(info.items.clone());
@@ -463,21 +367,19 @@ fn campaign_audience(
             "SELECT DISTINCT user_id FROM {} WHERE campaign = $1 AND event = 'exposure'",
             info.events
         );
-        let exposed: HashSet<i64> = client
-            .select(sql.as_str(), None, &[campaign.into()])
-            .map(|t| t.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect())
-            .unwrap_or_default();
+        let exposed: HashSet<i64> = select(
+            client,
+            &sql,
+            None,
+            &[campaign.into()],
+            "the campaign's events",
+        )
+        .filter_map(|r| r.column::<i64>(1, "user_id"))
+        .collect();
         (items, exposed)
     });
-    let mut scored = affinities(model, &items, &exposed);
-    scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    scored.truncate(k as usize);
-    TableIterator::new(
-        scored
-            .into_iter()
-            .enumerate()
-            .map(|(r, (u, s))| (u, s, r as i32 + 1)),
-    )
+    let audience = model_store::active(model).audience(&items, &exposed, k);
+    TableIterator::new(crate::cf::ranked(audience))
 }
 
 /// How well a targeting score finds the users the campaign moved: Qini coefficient, AUUC and
@@ -499,23 +401,17 @@ fn campaign_uplift(
              HAVING bool_or(event = 'exposure')",
             info.events
         );
-        let users: Vec<(i64, bool, bool)> = client
-            .select(
-                sql.as_str(),
-                None,
-                &[campaign.into(), info.control_arm.as_str().into()],
-            )
-            .map(|t| {
-                t.filter_map(|r| {
+        let args = [campaign.into(), info.control_arm.as_str().into()];
+        let users: Vec<(i64, bool, bool)> =
+            select(client, &sql, None, &args, "the campaign's events")
+                .filter_map(|r| {
                     Some((
-                        r.get::<i64>(1).ok()??,
-                        r.get::<bool>(2).ok()??,
-                        r.get::<bool>(3).ok()??,
+                        r.column::<i64>(1, "user_id")?,
+                        r.column::<bool>(2, "in control")?,
+                        r.column::<bool>(3, "converted")?,
                     ))
                 })
-                .collect()
-            })
-            .unwrap_or_default();
+                .collect();
         let score_rows: Option<Vec<(i64, f64)>> = scores.map(|oid| {
             let rel = qualified_name(client, oid);
             check_columns(
@@ -529,13 +425,11 @@ fn campaign_uplift(
             );
             let sql =
                 format!("SELECT user_id::bigint, score::float8 FROM {rel} WHERE score IS NOT NULL");
-            client
-                .select(sql.as_str(), None, &[])
-                .map(|t| {
-                    t.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<f64>(2).ok()??)))
-                        .collect()
+            select(client, &sql, None, &[], "the scores relation")
+                .filter_map(|r| {
+                    Some((r.column::<i64>(1, "user_id")?, r.column::<f64>(2, "score")?))
                 })
-                .unwrap_or_default()
+                .collect()
         });
         (info, users, score_rows)
     });
@@ -549,7 +443,8 @@ fn campaign_uplift(
                     "Pass scores => 'my_scores'::regclass (user_id, score), or set persona.campaigns.items.",
                 );
             }
-            affinities(model, &info.items, &HashSet::new())
+            model_store::active(model)
+                .mean_affinity(&info.items, &HashSet::new())
                 .into_iter()
                 .map(|(u, s)| (u, s as f64))
                 .collect()

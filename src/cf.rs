@@ -4,19 +4,21 @@
 use std::time::Instant;
 
 use persona_core::cf::evaluate::{evaluate, split_rows, Rows, SplitKind};
-use persona_core::cf::{
-    estimate_bytes, train, Algorithm, DatasetBuilder, Monitor, Progress, Threads,
-};
+use persona_core::cf::{estimate_bytes, train, Algorithm, DatasetBuilder};
+use persona_core::control::Threads;
 use persona_core::CoreError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use pgrx::PgSqlErrorCode::*;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::{raise, raise_hint, OrRaise};
 use crate::model_store;
+use crate::monitor::ProgressNotices;
+use crate::options::{check_k, Options};
 use crate::settings;
 use crate::source::{check_columns, for_each_row, ident, qualified_name, ColumnKind};
+use crate::spi::{select_one, Columns};
 
 /// Options `cf_train` and `cf_evaluate` understand themselves; every other key goes to the algorithm.
 const SOURCE_OPTIONS: &[&str] = &[
@@ -45,41 +47,14 @@ struct SourceSpec {
     algo_options: String,
 }
 
-fn parse_options(options: &Value, default_fraction: f64) -> SourceSpec {
-    let Value::Object(map) = options else {
-        raise_hint(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            "options must be a JSON object",
-            "Pass e.g. '{\"factors\": 64}'::jsonb.",
-        )
+fn parse_options(options: &Value, default_fraction: f64, function: &'static str) -> SourceSpec {
+    let o = Options::open(options, SOURCE_OPTIONS, function);
+    // An explicit null rating column means implicit feedback: every row counts as 1.
+    let rating_col = match (o.has("rating_column"), o.string("rating_column")) {
+        (true, None) => None,
+        (_, given) => Some(given.unwrap_or_else(|| "rating".into())),
     };
-    let str_opt = |k: &str, d: &str| -> String {
-        match map.get(k) {
-            None => d.to_string(),
-            Some(Value::String(s)) => s.clone(),
-            Some(v) => raise_hint(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("option \"{k}\" must be a string, not {v}"),
-                "Give a column name.",
-            ),
-        }
-    };
-    let num_opt = |k: &str| -> Option<f64> {
-        match map.get(k) {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(v) => raise_hint(
-                ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("option \"{k}\" must be a number, not {v}"),
-                "Give a number.",
-            ),
-        }
-    };
-    let rating_col = match map.get("rating_column") {
-        Some(Value::Null) => None,
-        _ => Some(str_opt("rating_column", "rating")),
-    };
-    let scale = match (num_opt("min_rating"), num_opt("max_rating")) {
+    let scale = match (o.number("min_rating"), o.number("max_rating")) {
         (None, None) => None,
         (Some(lo), Some(hi)) if lo < hi => Some((lo as f32, hi as f32)),
         _ => raise_hint(
@@ -88,7 +63,7 @@ fn parse_options(options: &Value, default_fraction: f64) -> SourceSpec {
             "e.g. '{\"min_rating\": 1, \"max_rating\": 5}'",
         ),
     };
-    let test_fraction = num_opt("test_fraction").unwrap_or(default_fraction);
+    let test_fraction = o.number("test_fraction").unwrap_or(default_fraction);
     if !(0.0..1.0).contains(&test_fraction) {
         raise_hint(
             ERRCODE_INVALID_PARAMETER_VALUE,
@@ -96,7 +71,7 @@ fn parse_options(options: &Value, default_fraction: f64) -> SourceSpec {
             "0 trains on every row.",
         );
     }
-    let split = match str_opt("split", "random").as_str() {
+    let split = match o.string("split").as_deref().unwrap_or("random") {
         "random" => SplitKind::Random,
         "user" | "stratified" => SplitKind::PerUser,
         other => raise_hint(
@@ -105,37 +80,16 @@ fn parse_options(options: &Value, default_fraction: f64) -> SourceSpec {
             "Valid splits: random (a seeded fraction of all rows), user (the same fraction of each user's rows).",
         ),
     };
-    let seed = num_opt("seed").unwrap_or(42.0);
-    if seed < 0.0 || seed.fract() != 0.0 {
-        raise_hint(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            "seed must be a non-negative integer",
-            "e.g. '{\"seed\": 7}'",
-        );
-    }
-    let k = num_opt("k").unwrap_or(10.0);
-    if k < 1.0 || k.fract() != 0.0 || k > 10_000.0 {
-        raise_hint(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("k must be an integer between 1 and 10000, not {k}"),
-            "e.g. '{\"k\": 10}'",
-        );
-    }
-    let algo: Map<String, Value> = map
-        .iter()
-        .filter(|(k, _)| !SOURCE_OPTIONS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     SourceSpec {
-        user_col: str_opt("user_column", "user_id"),
-        item_col: str_opt("item_column", "item_id"),
+        user_col: o.string("user_column").unwrap_or_else(|| "user_id".into()),
+        item_col: o.string("item_column").unwrap_or_else(|| "item_id".into()),
         rating_col,
         scale,
         test_fraction,
         split,
-        seed: seed as u64,
-        k: k as usize,
-        algo_options: Value::Object(algo).to_string(),
+        seed: o.integer("seed", 0, u64::MAX).unwrap_or(42),
+        k: o.integer("k", 1, 10_000).unwrap_or(10) as usize,
+        algo_options: Value::Object(o.other_options()).to_string(),
     }
 }
 
@@ -164,9 +118,9 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
         );
         let mut rows = Rows::default();
         for_each_row(client, &query, 50_000, |t| {
-            let u: Option<i64> = t.get(1).ok().flatten();
-            let i: Option<i64> = t.get(2).ok().flatten();
-            let r: Option<f32> = t.get(3).ok().flatten();
+            let u: Option<i64> = t.column(1, "user");
+            let i: Option<i64> = t.column(2, "item");
+            let r: Option<f32> = t.column(3, "rating");
             match (u, i) {
                 (Some(u), Some(i)) => rows.push(u, i, r),
                 _ => rows.push_null(),
@@ -174,44 +128,6 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
         });
         (relname, rows)
     })
-}
-
-/// Checks for interrupts (query cancel, statement_timeout) between epochs and reports progress
-/// as a NOTICE at most every few seconds. Always runs on the backend's own thread.
-struct PgMonitor {
-    started: Instant,
-    last_notice: Instant,
-}
-
-impl PgMonitor {
-    fn new() -> Self {
-        PgMonitor {
-            started: Instant::now(),
-            last_notice: Instant::now(),
-        }
-    }
-}
-
-impl Monitor for PgMonitor {
-    fn step(&mut self, p: &Progress) -> persona_core::Result<()> {
-        pgrx::check_for_interrupts!();
-        if self.last_notice.elapsed().as_secs_f64() >= 5.0 {
-            self.last_notice = Instant::now();
-            let loss = p
-                .loss
-                .map(|l| format!(", training RMSE {l:.4}"))
-                .unwrap_or_default();
-            notice!(
-                "pg_persona: {} step {}/{}{} ({:.1} s)",
-                p.phase,
-                p.step,
-                p.steps,
-                loss,
-                self.started.elapsed().as_secs_f64()
-            );
-        }
-        Ok(())
-    }
 }
 
 fn parse_algorithm(name: &str) -> Algorithm {
@@ -277,7 +193,7 @@ fn fit(
         algo,
         &spec.algo_options,
         &threads,
-        &mut PgMonitor::new(),
+        &mut ProgressNotices::new(),
     )
     .or_raise_hint("See the README's table of algorithm options.");
     let train_seconds = t_train.elapsed().as_secs_f64();
@@ -332,7 +248,7 @@ fn check_model_name(model: &str) {
 fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: JsonB) -> JsonB {
     check_model_name(model);
     let algo = parse_algorithm(algorithm);
-    let spec = parse_options(&options.0, 0.1);
+    let spec = parse_options(&options.0, 0.1, "cf_train");
     let t0 = Instant::now();
     let (relname, rows) = read_rows(source, &spec);
     let read_seconds = t0.elapsed().as_secs_f64();
@@ -356,7 +272,7 @@ fn cf_evaluate_impl(
     test: Option<pg_sys::Oid>,
 ) -> JsonB {
     let algo = parse_algorithm(algorithm);
-    let spec = parse_options(&options.0, 0.2);
+    let spec = parse_options(&options.0, 0.2, "cf_evaluate");
     let t0 = Instant::now();
     let (relname, rows) = read_rows(source, &spec);
     let test_rows = test.map(|t| read_rows(t, &spec).1);
@@ -415,15 +331,13 @@ pub extern "C" fn pg_finfo_cf_predict_v1() -> &'static pg_sys::Pg_finfo_record {
     &V1
 }
 
-fn check_k(k: i32) -> usize {
-    if k <= 0 {
-        raise_hint(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("k must be positive, not {k}"),
-            "Ask for at least one row, e.g. k => 10.",
-        );
-    }
-    k as usize
+/// `(id, score, rank)` rows, ranked from 1 in the order given.
+pub(crate) fn ranked(scored: Vec<(i64, f32)>) -> Vec<(i64, f32, i32)> {
+    scored
+        .into_iter()
+        .enumerate()
+        .map(|(r, (id, s))| (id, s, r as i32 + 1))
+        .collect()
 }
 
 /// The `k` best items for `user_id`, best first.
@@ -435,12 +349,29 @@ fn cf_recommend(
     exclude_seen: default!(bool, true),
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32))> {
     let k = check_k(k);
-    let recs = model_store::active(model).recommend(user_id, k, exclude_seen);
-    TableIterator::new(
-        recs.into_iter()
-            .enumerate()
-            .map(|(r, (i, s))| (i, s, r as i32 + 1)),
-    )
+    TableIterator::new(ranked(model_store::active(model).recommend(
+        user_id,
+        k,
+        exclude_seen,
+    )))
+}
+
+/// Items or users: what `cf_similar_items` and `cf_similar_users` look up.
+#[derive(Clone, Copy)]
+enum Similar {
+    Items,
+    Users,
+}
+
+/// The `k` items or users most similar to `id` (no rows for an unknown one).
+fn similar(what: Similar, id: i64, k: i32, model: &str) -> Vec<(i64, f32, i32)> {
+    let k = check_k(k);
+    let m = model_store::active(model);
+    let sims = match what {
+        Similar::Items => m.similar_items(id, k),
+        Similar::Users => m.similar_users(id, k),
+    };
+    ranked(sims.unwrap_or_default())
 }
 
 /// The `k` items most similar to `item_id` (no rows for an unknown item).
@@ -457,15 +388,7 @@ fn cf_similar_items(
         name!(rank, i32),
     ),
 > {
-    let k = check_k(k);
-    let sims = model_store::active(model)
-        .similar_items(item_id, k)
-        .unwrap_or_default();
-    TableIterator::new(
-        sims.into_iter()
-            .enumerate()
-            .map(|(r, (i, s))| (i, s, r as i32 + 1)),
-    )
+    TableIterator::new(similar(Similar::Items, item_id, k, model))
 }
 
 /// The `k` users most similar to `user_id` (no rows for an unknown user).
@@ -482,34 +405,24 @@ fn cf_similar_users(
         name!(rank, i32),
     ),
 > {
-    let k = check_k(k);
-    let sims = model_store::active(model)
-        .similar_users(user_id, k)
-        .unwrap_or_default();
-    TableIterator::new(
-        sims.into_iter()
-            .enumerate()
-            .map(|(r, (u, s))| (u, s, r as i32 + 1)),
-    )
+    TableIterator::new(similar(Similar::Users, user_id, k, model))
 }
 
 /// Makes `version` the active version of `model` (roll back or forward).
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn cf_deploy(model: &str, version: i32) -> JsonB {
-    let exists = Spi::get_one_with_args::<bool>(
+    let exists = select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM persona.cf_model_versions WHERE model = $1 AND version = $2)",
         &[model.into(), version.into()],
+        "persona.cf_model_versions",
     )
-    .ok()
-    .flatten()
     .unwrap_or(false);
     if !exists {
-        let versions = Spi::get_one_with_args::<String>(
+        let versions = select_one::<String>(
             "SELECT pg_catalog.string_agg(version::text, ', ' ORDER BY version) FROM persona.cf_model_versions WHERE model = $1",
             &[model.into()],
-        )
-        .ok()
-        .flatten();
+            "persona.cf_model_versions",
+        );
         match versions {
             Some(v) => raise_hint(
                 ERRCODE_UNDEFINED_OBJECT,

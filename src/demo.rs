@@ -10,13 +10,7 @@ use serde_json::json;
 use crate::error::raise_hint;
 
 fn run(sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>) {
-    Spi::run_with_args(sql, &args).unwrap_or_else(|e| {
-        raise_hint(
-            ERRCODE_INTERNAL_ERROR,
-            format!("loading demo data failed: {e}"),
-            "Retry.",
-        )
-    });
+    crate::spi::write(sql, &args, "the demo data");
 }
 
 /// Loads `users` users, `items` items, their ratings, the `spring_outdoor` campaign with its events
@@ -43,14 +37,13 @@ fn load_demo(
         "persona.items",
         "persona.users",
     ];
-    let has_data = crate::source::select_one::<bool>(
+    let has_data = crate::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM persona.users) OR EXISTS (SELECT 1 FROM persona.items) \
          OR EXISTS (SELECT 1 FROM persona.ratings) OR EXISTS (SELECT 1 FROM persona.campaigns) \
          OR EXISTS (SELECT 1 FROM persona.campaign_events) OR EXISTS (SELECT 1 FROM persona.feedback)",
         &[],
+        "the persona tables",
     )
-    .ok()
-    .flatten()
     .unwrap_or(false);
     if has_data && !replace {
         raise_hint(

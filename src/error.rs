@@ -22,13 +22,17 @@ pub fn raise_hint(code: PgSqlErrorCode, message: impl Into<String>, hint: impl I
     raise(code, message, Some(hint.into()))
 }
 
-/// Maps a core error to its SQLSTATE. `what` names the operation for the message.
+/// Raises a core error with the SQLSTATE of its kind, and `hint` (else a default for the kind).
+/// Text models map their errors with [`crate::text_store::raise_text`], which also knows the
+/// phase (registering, loading, running) the error happened in.
 #[track_caller]
 pub fn core(e: CoreError, hint: Option<&str>) -> ! {
     use PgSqlErrorCode::*;
     let hint = hint.map(str::to_string);
     match e {
-        CoreError::InvalidData(m) => raise(ERRCODE_DATA_EXCEPTION, m, hint),
+        CoreError::InvalidData(m)
+        | CoreError::TokenizerMismatch(m)
+        | CoreError::SequenceTooLong(m) => raise(ERRCODE_DATA_EXCEPTION, m, hint),
         CoreError::InvalidParameter(m) => raise(ERRCODE_INVALID_PARAMETER_VALUE, m, hint),
         CoreError::TooLarge(m) => raise(ERRCODE_PROGRAM_LIMIT_EXCEEDED, m, hint),
         CoreError::Cancelled => raise(
@@ -41,7 +45,7 @@ pub fn core(e: CoreError, hint: Option<&str>) -> ! {
             m,
             Some(hint.unwrap_or_else(|| "Check persona.onnxruntime_library and that ONNX Runtime >= 1.17 is installed (make setup).".into())),
         ),
-        CoreError::CorruptModel(m) => raise(
+        CoreError::CorruptModel(m) | CoreError::CorruptTokenizer(m) => raise(
             ERRCODE_DATA_CORRUPTED,
             m,
             Some(hint.unwrap_or_else(|| {

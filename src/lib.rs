@@ -6,31 +6,48 @@
 //!
 //! | module | SQL it defines |
 //! |---|---|
+//! SQL-facing modules, by capability:
+//!
+//! | module | SQL it defines |
+//! |---|---|
 //! | [`cf`] | `cf_train`, `cf_predict`, `cf_recommend`, `cf_similar_items`, `cf_similar_users`, `cf_evaluate`, `cf_deploy` |
 //! | [`campaign`] | `campaign_metrics`, `campaign_metrics_daily`, `campaign_audience`, `campaign_uplift` |
-//! | [`bert`] | `bert_score`, `bert_classify`, `bert_embed`, `bert_register_model`, `bert_drop_model`, `bert_register_defaults` |
-//! | [`bert_train`] | `bert_train_classifier` |
+//! | [`bert`] | `bert_score`, `bert_classify`, `bert_embed`, `bert_register_model`, `bert_register_model_file`, `bert_drop_model`, `bert_register_defaults`, `bert_train_classifier` |
 //! | [`profile`] | `user_profile` |
 //! | [`demo`] | `persona.load_demo` |
+//!
+//! PostgreSQL plumbing they share:
+//!
+//! | module | what |
+//! |---|---|
 //! | [`settings`] | every `persona.*` setting |
-//! | [`error`] | SQLSTATE mapping of core errors |
-//! | [`model_store`] | versioned model storage and the per-backend model cache |
+//! | [`options`] | the `options jsonb` argument and `k`, checked with SQLSTATEs and hints |
+//! | [`error`] | raising ERRORs; SQLSTATE mapping of core errors by kind |
+//! | [`spi`] | reading and writing the extension's own tables (SPI failures raise, never vanish) |
 //! | [`source`] | reading a user's relation safely (quoted identifiers, caller's privileges, cursor batches) |
-//! | [`text_store`] | text-model storage, ONNX Runtime loading and the per-backend session cache |
+//! | [`monitor`] | interrupt checks and progress NOTICEs between the steps of long computations |
+//! | [`txn_cache`] | what a per-backend cache resolved in the current transaction |
+//! | [`model_store`] | versioned cf model storage and the per-backend model cache |
+//! | [`text_store`] | text-model storage, ONNX Runtime, the per-backend session cache, text error mapping |
+//! | [`feedback`] | feedback texts and their mean sentiment, for campaign and user reports |
 
 use pgrx::prelude::*;
 
 pub mod bert;
-pub mod bert_train;
 pub mod campaign;
 pub mod cf;
 pub mod demo;
 pub mod error;
+pub mod feedback;
 pub mod model_store;
+pub mod monitor;
+pub mod options;
 pub mod profile;
 pub mod settings;
 pub mod source;
+pub mod spi;
 pub mod text_store;
+pub mod txn_cache;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -10,30 +10,22 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use persona_core::cf::CfModel;
-use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::error::{core, raise_hint};
+use crate::spi::{select_one, write, write_one};
+use crate::txn_cache::Resolutions;
 
+#[derive(Default)]
 struct Cache {
-    /// The local transaction id the `resolved` map belongs to.
-    lxid: u32,
-    /// Model name → active version, as read in this transaction.
-    resolved: HashMap<String, i32>,
+    /// Model name → active version as read in this transaction, and the model used last.
+    resolved: Resolutions<i32, Rc<CfModel>>,
     /// Model name → (version, decoded model).
     models: HashMap<String, (i32, Rc<CfModel>)>,
-    /// The model used last in transaction `lxid`: `cf_predict` over many rows asks for the same
-    /// name again and again, and this answers without hashing the name.
-    last: Option<(String, Rc<CfModel>)>,
 }
 
 thread_local! {
-    static CACHE: RefCell<Cache> = RefCell::new(Cache { lxid: 0, resolved: HashMap::new(), models: HashMap::new(), last: None });
-}
-
-fn current_lxid() -> u32 {
-    // SAFETY: MyProc is set for every backend and parallel worker before any function runs.
-    unsafe { (*pg_sys::MyProc).lxid }
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
 /// Runs `f` on the active model called `name` without touching its reference count: the path of
@@ -41,107 +33,68 @@ fn current_lxid() -> u32 {
 /// transaction.
 #[inline]
 pub fn with_active<R>(name: &str, f: impl FnOnce(&CfModel) -> R) -> R {
-    let lxid = current_lxid();
-    let hit = CACHE.with(|c| {
-        let c = c.borrow();
-        match &c.last {
-            Some((n, m)) if c.lxid == lxid && n == name => Some(f_ptr(m)),
-            _ => None,
-        }
-    });
+    let hit = CACHE.with(|c| c.borrow().resolved.last(name).map(Rc::as_ptr));
     match hit {
-        // SAFETY: the pointee is owned by `CACHE.last` (an Rc), which only changes when this
-        // backend resolves or invalidates a model, and `f` is pure Rust that does neither.
+        // SAFETY: the pointee is owned by the cache's last entry (an Rc), which only changes when
+        // this backend resolves or invalidates a model, and `f` is pure Rust that does neither.
         Some(ptr) => f(unsafe { &*ptr }),
         None => f(&active(name)),
     }
 }
 
-fn f_ptr(m: &Rc<CfModel>) -> *const CfModel {
-    Rc::as_ptr(m)
-}
-
 /// The active model called `name`, from the cache when its version is still the active one.
 pub fn active(name: &str) -> Rc<CfModel> {
-    let lxid = current_lxid();
-    let fast = CACHE.with(|c| {
-        let c = c.borrow();
-        match &c.last {
-            Some((n, m)) if c.lxid == lxid && n == name => Some(m.clone()),
-            _ => None,
-        }
-    });
-    if let Some(m) = fast {
+    if let Some(m) = CACHE.with(|c| c.borrow().resolved.last(name).cloned()) {
         return m;
     }
-    let hit = CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.lxid != lxid {
-            c.lxid = lxid;
-            c.resolved.clear();
-            c.last = None;
-        }
-        let v = *c.resolved.get(name)?;
+    let cached = |c: &Cache, version: i32| {
         c.models
-            .get(name)
-            .filter(|(mv, _)| *mv == v)
-            .map(|(_, m)| m.clone())
-    });
-    if let Some(m) = hit {
-        CACHE.with(|c| c.borrow_mut().last = Some((name.to_string(), m.clone())));
-        return m;
-    }
-    let version = active_version(name);
-    let cached = CACHE.with(|c| {
-        c.borrow()
-            .models
             .get(name)
             .filter(|(v, _)| *v == version)
             .map(|(_, m)| m.clone())
+    };
+    let known = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let v = c.resolved.version(name)?;
+        cached(&c, v).map(|m| (v, m))
     });
-    let model = match cached {
-        Some(m) => m,
+    let (version, model) = match known {
+        Some(hit) => hit,
         None => {
-            let m = Rc::new(load(name, version));
-            CACHE.with(|c| {
-                c.borrow_mut()
-                    .models
-                    .insert(name.to_string(), (version, m.clone()))
-            });
-            m
+            let version = active_version(name);
+            let model = match CACHE.with(|c| cached(&c.borrow(), version)) {
+                Some(m) => m,
+                None => Rc::new(load(name, version)),
+            };
+            (version, model)
         }
     };
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        c.resolved.insert(name.to_string(), version);
-        c.last = Some((name.to_string(), model.clone()));
+        c.models.insert(name.to_string(), (version, model.clone()));
+        c.resolved.resolved(name, version);
+        c.resolved.set_last(name, model.clone());
     });
     model
 }
 
 /// Forgets what this transaction resolved for `name` (after training or deploying it).
 pub fn invalidate(name: &str) {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        c.resolved.remove(name);
-        c.last = None;
-    });
+    CACHE.with(|c| c.borrow_mut().resolved.forget(name));
 }
 
 fn active_version(name: &str) -> i32 {
-    let v = crate::source::select_one::<i32>(
+    let v = select_one::<i32>(
         "SELECT version FROM persona.cf_active WHERE model = $1",
         &[name.into()],
-    )
-    .ok()
-    .flatten();
+        "persona.cf_active",
+    );
     v.unwrap_or_else(|| {
-        let known = crate::source::select_one::<String>(
+        let known = select_one::<String>(
             "SELECT pg_catalog.string_agg(model, ', ' ORDER BY model) FROM persona.cf_active",
             &[],
-        )
-        .ok()
-        .flatten();
+            "persona.cf_active",
+        );
         raise_hint(
             ERRCODE_UNDEFINED_OBJECT,
             format!("model \"{name}\" does not exist"),
@@ -156,12 +109,11 @@ fn active_version(name: &str) -> i32 {
 }
 
 fn load(name: &str, version: i32) -> CfModel {
-    let bytes = crate::source::select_one::<Vec<u8>>(
+    let bytes = select_one::<Vec<u8>>(
         "SELECT data FROM persona.cf_model_versions WHERE model = $1 AND version = $2",
         &[name.into(), version.into()],
+        "persona.cf_model_versions",
     )
-    .ok()
-    .flatten()
     .unwrap_or_else(|| {
         raise_hint(
             ERRCODE_UNDEFINED_OBJECT,
@@ -176,21 +128,15 @@ fn load(name: &str, version: i32) -> CfModel {
 /// later fails, the previous active version stays. Returns the new version number.
 pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
     // Serialise concurrent trainings of the same model name.
-    Spi::run_with_args(
+    write(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('persona.cf:' || $1))",
         &[name.into()],
-    )
-    .unwrap_or_else(|e| {
-        raise_hint(
-            ERRCODE_INTERNAL_ERROR,
-            format!("cannot lock model \"{name}\": {e}"),
-            "Retry.",
-        )
-    });
+        "the lock of a cf model",
+    );
     let bytes = model.to_bytes();
     let params: serde_json::Value =
         serde_json::from_str(&model.params).unwrap_or(serde_json::Value::Null);
-    let version = Spi::get_one_with_args::<i32>(
+    let version = write_one::<i32>(
         "INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, n_users, n_items, n_ratings, data) \
          SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM persona.cf_model_versions WHERE model = $1 \
          RETURNING version",
@@ -204,8 +150,8 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
             summary.get("ratings_used").and_then(serde_json::Value::as_i64).unwrap_or(model.seen.nnz() as i64).into(),
             bytes.into(),
         ],
+        "persona.cf_model_versions",
     )
-    .unwrap_or_else(|e| storage_error(name, e))
     .unwrap_or_else(|| raise_hint(ERRCODE_INTERNAL_ERROR, "storing the model returned no version", "Retry."));
     activate(name, version);
     version
@@ -213,19 +159,11 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
 
 /// Points `name` at `version`.
 pub fn activate(name: &str, version: i32) {
-    Spi::run_with_args(
+    write(
         "INSERT INTO persona.cf_active (model, version) VALUES ($1, $2) \
          ON CONFLICT (model) DO UPDATE SET version = EXCLUDED.version",
         &[name.into(), version.into()],
-    )
-    .unwrap_or_else(|e| storage_error(name, e));
+        "persona.cf_active",
+    );
     invalidate(name);
-}
-
-fn storage_error(name: &str, e: pgrx::spi::SpiError) -> ! {
-    raise_hint(
-        ERRCODE_INTERNAL_ERROR,
-        format!("cannot store model \"{name}\": {e}"),
-        "The role needs INSERT and UPDATE on persona.cf_model_versions and persona.cf_active.",
-    )
 }

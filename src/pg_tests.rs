@@ -167,7 +167,8 @@ mod tests {
 
     #[pg_test]
     fn bert_shipped_head_is_valid() {
-        let (spec, about) = crate::bert::shipped_sentiment().expect("a shipped sentiment head");
+        let (spec, about) =
+            crate::bert::defaults::shipped_sentiment().expect("a shipped sentiment head");
         // MiniLM's token states are 384 wide; the head reads them through the spec's pooling.
         let dim = spec.pooling.dim(384);
         spec.head.expect("a head").validate(Some(dim)).unwrap();

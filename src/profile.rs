@@ -8,19 +8,23 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use crate::feedback::{self, FeedbackOf};
 use crate::model_store;
+use crate::spi::{select, Columns};
 
+/// The one jsonb value of a one-row query (JSON null when it is NULL).
 fn one_json(
     client: &pgrx::spi::SpiClient<'_>,
     sql: &str,
     args: Vec<pgrx::datum::DatumWithOid<'_>>,
 ) -> Value {
-    client
-        .select(sql, Some(1), &args)
-        .ok()
-        .and_then(|t| t.first().get_one::<JsonB>().ok().flatten())
-        .map(|j| j.0)
-        .unwrap_or(Value::Null)
+    let t = select(client, sql, Some(1), &args, "the user's rows");
+    if t.is_empty() {
+        return Value::Null;
+    }
+    t.first()
+        .column::<JsonB>(1, "jsonb")
+        .map_or(Value::Null, |j| j.0)
 }
 
 /// The portrait of `user_id` as of `as_of` (default: now). Recommendations come from `model` when
@@ -32,9 +36,10 @@ fn user_profile(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Option<JsonB> {
     let user_id = user_id?;
+    let as_of_value = as_of;
     let (activity, taste, campaigns, feedback, bodies, has_model) = Spi::connect(|client| {
         let as_of = || -> pgrx::datum::DatumWithOid<'static> {
-            match as_of {
+            match as_of_value {
                 Some(t) => t.into(),
                 None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
             }
@@ -76,26 +81,16 @@ fn user_profile(
                FROM persona.feedback WHERE user_id = $1 AND created_at <= COALESCE($2, now())",
             vec![user_id.into(), as_of()],
         );
-        let bodies: Vec<String> = client
-            .select(
-                "SELECT body FROM persona.feedback WHERE user_id = $1 AND body IS NOT NULL \
-                   AND created_at <= COALESCE($2, now())",
-                None,
-                &[user_id.into(), as_of()],
-            )
-            .map(|t| {
-                t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let has_model = client
-            .select(
-                "SELECT 1 FROM persona.cf_active WHERE model = $1",
-                Some(1),
-                &[model.into()],
-            )
-            .map(|t| !t.is_empty())
-            .unwrap_or(false);
+        let as_of = as_of_value;
+        let bodies = feedback::texts(client, FeedbackOf::User { user_id, as_of });
+        let has_model = !select(
+            client,
+            "SELECT 1 FROM persona.cf_active WHERE model = $1",
+            Some(1),
+            &[model.into()],
+            "persona.cf_active",
+        )
+        .is_empty();
         (activity, taste, campaigns, feedback, bodies, has_model)
     });
     let n = activity.get("ratings").and_then(Value::as_u64).unwrap_or(0);
@@ -124,8 +119,7 @@ fn user_profile(
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     // Mean positive-label probability of the user's feedback texts (null without feedback, or
     // when the sentiment model cannot be used).
-    let texts: Vec<&str> = bodies.iter().map(String::as_str).collect();
-    let sentiment = crate::bert::mean_sentiment(&texts)
+    let sentiment = crate::bert::mean_sentiment(&bodies)
         .ok()
         .flatten()
         .map(round);

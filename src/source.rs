@@ -8,6 +8,7 @@ use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::error::{raise, raise_hint};
+use crate::spi::{select, Columns};
 
 /// The kinds of column a source may need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,16 +48,19 @@ impl ColumnKind {
 
 /// `schema.relation`, each part quoted, for the relation with this OID.
 pub fn qualified_name(client: &SpiClient<'_>, rel: pg_sys::Oid) -> String {
-    let name = client
-        .select(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-            Some(1),
-            &[rel.into()],
-        )
-        .and_then(|t| t.first().get_one::<String>())
-        .ok()
-        .flatten();
+    let t = select(
+        client,
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        Some(1),
+        &[rel.into()],
+        "pg_class",
+    );
+    let name = if t.is_empty() {
+        None
+    } else {
+        t.first().column::<String>(1, "relname")
+    };
     name.unwrap_or_else(|| {
         raise(
             ERRCODE_UNDEFINED_TABLE,
@@ -73,22 +77,21 @@ pub fn check_columns(
     relname: &str,
     wanted: &[(&str, ColumnKind, &str)],
 ) {
-    let rows = client
-        .select(
-            "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, NULL), t.typcategory::text \
-             FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
-            None,
-            &[rel.into()],
-        )
-        .unwrap_or_else(|e| raise(ERRCODE_INTERNAL_ERROR, format!("cannot read the columns of {relname}: {e}"), None));
-    let mut cols: Vec<(String, String, String)> = Vec::new();
-    for row in rows {
-        let name: String = row.get(1).ok().flatten().unwrap_or_default();
-        let ty: String = row.get(2).ok().flatten().unwrap_or_default();
-        let cat: String = row.get(3).ok().flatten().unwrap_or_default();
-        cols.push((name, ty, cat));
-    }
+    let rows = select(
+        client,
+        "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, NULL), t.typcategory::text \
+         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
+        None,
+        &[rel.into()],
+        "pg_attribute",
+    );
+    let cols: Vec<(String, String, String)> = rows
+        .map(|row| {
+            let text = |i, name| row.column::<String>(i, name).unwrap_or_default();
+            (text(1, "attname"), text(2, "type"), text(3, "typcategory"))
+        })
+        .collect();
     for &(col, kind, option) in wanted {
         match cols.iter().find(|(n, _, _)| n == col) {
             None => {
@@ -145,22 +148,4 @@ pub fn for_each_row(
             row(&r);
         }
     }
-}
-
-/// The first column of the first row of a read-only query (`None`: no row or NULL).
-///
-/// pgrx's `Spi::get_one*` run their query as a writing command, which assigns a transaction id:
-/// that fails in parallel workers and on hot standbys, and costs an XID per read-only
-/// transaction. Every read of the model tables goes through here or `client.select` instead.
-pub fn select_one<A: pgrx::FromDatum + pgrx::IntoDatum>(
-    query: &str,
-    args: &[pgrx::datum::DatumWithOid<'_>],
-) -> Result<Option<A>, pgrx::spi::SpiError> {
-    pgrx::spi::Spi::connect(|client| {
-        let t = client.select(query, Some(1), args)?;
-        if t.is_empty() {
-            return Ok(None);
-        }
-        t.first().get_one::<A>()
-    })
 }

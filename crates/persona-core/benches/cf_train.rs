@@ -4,7 +4,8 @@
 //!
 //!     cargo bench -p persona-core --bench cf_train
 use criterion::{criterion_group, criterion_main, Criterion};
-use persona_core::cf::{train, Algorithm, Dataset, NoMonitor, Threads};
+use persona_core::cf::{train, Algorithm, Dataset};
+use persona_core::control::{NoMonitor, Threads};
 use persona_core::demo::{generate, DemoConfig};
 
 fn data() -> (String, Dataset) {

@@ -8,9 +8,8 @@ mod common;
 
 use std::time::Instant;
 
-use persona_core::cf::{
-    parse_tab_ratings, train, Algorithm, Dataset, DatasetBuilder, NoMonitor, Threads,
-};
+use persona_core::cf::{parse_tab_ratings, train, Algorithm, Dataset, DatasetBuilder};
+use persona_core::control::{NoMonitor, Threads};
 
 fn read(path: &str) -> Vec<(i64, i64, f32)> {
     parse_tab_ratings(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}")))

@@ -8,7 +8,8 @@ mod common;
 use std::time::Instant;
 
 use persona_core::cf::evaluate::{evaluate, split_rows, Rows, SplitKind};
-use persona_core::cf::{train, Algorithm, DatasetBuilder, NoMonitor, Threads};
+use persona_core::cf::{train, Algorithm, DatasetBuilder};
+use persona_core::control::{NoMonitor, Threads};
 
 fn main() {
     let (common::Args { dir, algo, params }, mut rest) = common::args(Algorithm::Als);

@@ -320,7 +320,8 @@ pub fn generate(cfg: &DemoConfig) -> Demo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cf::{train, Algorithm, Dataset, NoMonitor, Threads};
+    use crate::cf::{train, Algorithm, Dataset};
+    use crate::control::{NoMonitor, Threads};
 
     #[test]
     fn generation_is_deterministic_and_seed_dependent() {

@@ -346,12 +346,12 @@ fn text_bad_tokenizers_are_clear_errors() {
         vec![0xff, 0xfe, 0x00],
     ] {
         let e = TextModel::from_bytes(&onnx, &bytes, spec.clone(), opts.clone()).unwrap_err();
-        assert!(matches!(e, CoreError::CorruptModel(_)), "{e:?}");
+        assert!(matches!(e, CoreError::CorruptTokenizer(_)), "{e:?}");
     }
     // A vocabulary larger than the embedding table: refused at load time, before any text.
     let e = TextModel::from_bytes(&onnx, &data("tokenizer_big.json"), spec, opts).unwrap_err();
     assert!(
-        matches!(&e, CoreError::InvalidData(m) if m.contains("largest token id")),
+        matches!(&e, CoreError::TokenizerMismatch(m) if m.contains("largest token id")),
         "{e:?}"
     );
 }
@@ -371,7 +371,7 @@ fn text_max_length_beyond_position_table_is_refused() {
     };
     let e = load("encoder.onnx", too_long, SessionOptions::default()).unwrap_err();
     assert!(
-        matches!(&e, CoreError::InvalidData(m) if m.contains("max_length")),
+        matches!(&e, CoreError::SequenceTooLong(m) if m.contains("max_length")),
         "{e:?}"
     );
     let zero_batch = SessionOptions {

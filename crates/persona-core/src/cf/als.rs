@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Csr, Dataset};
-use super::{Monitor, Progress, Threads};
+use crate::control::{Monitor, Progress, Threads};
 use crate::{CoreError, Result};
 
 /// Hyper-parameters of [`train_als`].
@@ -178,7 +178,7 @@ fn half_step(rows: &Csr, fixed: &[f32], out: &mut [f32], k: usize, p: &AlsParams
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cf::NoMonitor;
+    use crate::control::NoMonitor;
 
     #[test]
     fn als_ranks_held_out_items_of_the_same_cluster_first() {

@@ -11,7 +11,7 @@ use super::data::DatasetBuilder;
 use super::metrics::{mae, rmse, RankingEval, RankingReport, UserRanking};
 use super::model::CfModel;
 use super::split::{random_split, stratified_split};
-use super::Threads;
+use crate::control::Threads;
 
 /// Rows as read from a source, before splitting: `None` ratings are NULLs.
 #[derive(Debug, Clone, Default)]

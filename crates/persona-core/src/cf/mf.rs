@@ -13,7 +13,7 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use super::data::Dataset;
-use super::{Monitor, Progress};
+use crate::control::{Monitor, Progress};
 use crate::{CoreError, Result};
 
 /// Hyper-parameters of [`train_svd`] and [`train_svdpp`].
@@ -334,7 +334,7 @@ fn implicit_sum(y: &[f32], k: usize, items: &[u32], scale: f32, out: &mut [f32])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cf::NoMonitor;
+    use crate::control::NoMonitor;
 
     /// Ratings from a known rank-2 model plus biases: both trainers must fit them well.
     fn synthetic() -> Dataset {

@@ -178,6 +178,49 @@ impl CfModel {
         )
     }
 
+    /// Each model user's mean prediction for `items` (their affinity for a campaign's items),
+    /// in the model's user order, leaving out the users in `exclude`. Items the model does not
+    /// know are left out of the mean, unless it knows none of them (then the predictions fall
+    /// back to the baselines). Empty `items` give every user 0.
+    pub fn mean_affinity(
+        &self,
+        items: &[i64],
+        exclude: &std::collections::HashSet<i64>,
+    ) -> Vec<(i64, f32)> {
+        let known: Vec<i64> = items
+            .iter()
+            .copied()
+            .filter(|&i| self.items.get(i).is_some())
+            .collect();
+        let items = if known.is_empty() { items } else { &known };
+        let n = items.len().max(1) as f32;
+        self.users
+            .ids()
+            .iter()
+            .filter(|u| !exclude.contains(u))
+            .map(|&u| {
+                (
+                    u,
+                    items.iter().map(|&i| self.predict(u, i)).sum::<f32>() / n,
+                )
+            })
+            .collect()
+    }
+
+    /// The `k` users of [`Self::mean_affinity`] with the highest affinity, best first (ties by
+    /// user id): the audience of a campaign's next send.
+    pub fn audience(
+        &self,
+        items: &[i64],
+        exclude: &std::collections::HashSet<i64>,
+        k: usize,
+    ) -> Vec<(i64, f32)> {
+        let mut scored = self.mean_affinity(items, exclude);
+        scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(k);
+        scored
+    }
+
     /// Adds `(user, item, rating)` rows to what users have seen (rows with an unknown user or item
     /// are ignored), so that recommendations also exclude interactions held out from training.
     pub fn extend_seen(&mut self, rows: &[(i64, i64, f32)]) {
@@ -331,7 +374,8 @@ fn cosine_top(m: &[f32], k: usize, r: u32, k_top: usize) -> Vec<(u32, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cf::{train, Algorithm, Dataset, NoMonitor, Threads};
+    use crate::cf::{train, Algorithm, Dataset};
+    use crate::control::{NoMonitor, Threads};
 
     fn fit(d: &Dataset, algorithm: Algorithm, options: &str) -> CfModel {
         train(d, algorithm, options, &Threads::current(), &mut NoMonitor).unwrap()
@@ -366,6 +410,32 @@ mod tests {
         assert!(recs.windows(2).all(|w| w[0].1 >= w[1].1));
         assert_eq!(m.recommend(1, 100, false).len(), 12);
         assert_eq!(m.recommend(1, 2, true).len(), 2);
+    }
+
+    #[test]
+    fn mean_affinity_averages_known_items_and_audience_ranks_it() {
+        let d = small();
+        let m = fit(&d, Algorithm::Svd, "{}");
+        let exclude: std::collections::HashSet<i64> = [3, 4].into();
+        // Item 999 is unknown: left out of the mean while a known item remains.
+        let got = m.mean_affinity(&[2, 5, 999], &exclude);
+        assert_eq!(got.len(), 28);
+        assert!(got.iter().all(|(u, _)| !exclude.contains(u)));
+        for &(u, a) in &got {
+            let want = (m.predict(u, 2) + m.predict(u, 5)) / 2.0;
+            assert!((a - want).abs() < 1e-6, "user {u}: {a} vs {want}");
+        }
+        // Only unknown items: the baseline fallback of each user, averaged.
+        let unknown = m.mean_affinity(&[998, 999], &Default::default());
+        for &(u, a) in &unknown {
+            let want = (m.predict(u, 998) + m.predict(u, 999)) / 2.0;
+            assert!((a - want).abs() < 1e-6);
+        }
+        let top = m.audience(&[2, 5, 999], &exclude, 5);
+        let mut sorted = got.clone();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        assert_eq!(top, sorted[..5].to_vec());
+        assert_eq!(m.audience(&[2], &exclude, 1000).len(), 28);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::data::Dataset;
 use super::knn::{Based, KnnModel, KnnParams};
 use super::mf::{train_svd, train_svdpp, MfParams};
 use super::model::{Body, CfModel};
-use super::{Monitor, Progress, Threads};
+use crate::control::{Monitor, Progress, Threads};
 use crate::{CoreError, Result};
 
 /// The algorithms `cf_train` knows, by their SQL names.

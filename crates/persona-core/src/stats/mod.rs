@@ -1,5 +1,6 @@
 //! Campaign statistics: tests of proportions, Welch's t-test, the sample-ratio-mismatch check,
-//! uplift-model metrics and the campaign report that combines them.
+//! uplift-model metrics, the attribution of a campaign's cost to its arms, and the campaign report
+//! that combines them.
 //!
 //! The SQL layer aggregates campaign events per arm ([`ArmAggregate`]); [`campaign_report`]
 //! computes everything else. Each statistical function reproduces a reference implementation,
@@ -20,6 +21,7 @@
 //!
 //! Undefined results are `None` (JSON `null`), never NaN or infinity, and no input panics.
 
+pub mod cost;
 mod dist;
 pub mod proportions;
 pub mod ratio;
@@ -31,6 +33,7 @@ pub mod welch;
 #[cfg(test)]
 mod report_tests;
 
+pub use cost::{attribute_costs, CampaignCost};
 pub use proportions::{
     diff_confint, ratio_confint, relative_lift_confint, two_proportion_ztest, ZTest,
 };

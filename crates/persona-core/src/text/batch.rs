@@ -74,8 +74,9 @@ impl TextEncoder {
                 "max_length must be between 2 and {MAX_SEQUENCE_LENGTH}, got {max_length}"
             )));
         }
-        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json)
-            .map_err(|e| CoreError::CorruptModel(format!("cannot parse tokenizer.json: {e}")))?;
+        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json).map_err(|e| {
+            CoreError::CorruptTokenizer(format!("cannot parse tokenizer.json: {e}"))
+        })?;
         let pad_id = tokenizer
             .get_padding()
             .map(|p| p.pad_id)

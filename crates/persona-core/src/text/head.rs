@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::math::{log_softmax_f64, softmax};
-use crate::cf::{Monitor, NoMonitor, Progress, Threads};
+use crate::control::{Monitor, NoMonitor, Progress, Threads};
 use crate::{CoreError, Result};
 
 /// Examples per block of the loss/gradient sum: the unit of parallel work, and the fixed
@@ -636,6 +636,191 @@ pub fn holdout_split(
     Ok((train, test))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Choosing settings on held-out examples
+
+/// One candidate setting of a head: the pooling its embeddings come from (an index into the
+/// caller's list of poolings) and the optimiser's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadSetting {
+    /// Index of the pooling, into the per-pooling example lists given to [`HeadSearch::run`].
+    pub pooling: usize,
+    /// The optimiser's options.
+    pub options: HeadTrainOptions,
+}
+
+/// The settings to compare: every pooling × `l2` × `balanced`, pooling outermost, then `l2`,
+/// in the order given. Errors: an empty list, or an `l2` that is not positive.
+pub fn head_grid(
+    n_poolings: usize,
+    l2s: &[f64],
+    balanced: &[bool],
+    max_iterations: u64,
+    tolerance: f64,
+) -> Result<Vec<HeadSetting>> {
+    if n_poolings == 0 || l2s.is_empty() || balanced.is_empty() {
+        return Err(CoreError::InvalidParameter(
+            "pooling, l2 and balanced need at least one value each".into(),
+        ));
+    }
+    if let Some(bad) = l2s.iter().find(|&&x| !(x > 0.0 && x.is_finite())) {
+        return Err(CoreError::InvalidParameter(format!(
+            "l2 must be positive, not {bad}"
+        )));
+    }
+    let mut grid = Vec::with_capacity(n_poolings * l2s.len() * balanced.len());
+    for pooling in 0..n_poolings {
+        for &l2 in l2s {
+            for &b in balanced {
+                grid.push(HeadSetting {
+                    pooling,
+                    options: HeadTrainOptions {
+                        l2,
+                        max_iterations,
+                        balanced: b,
+                        tolerance,
+                    },
+                });
+            }
+        }
+    }
+    Ok(grid)
+}
+
+/// Choosing among `n_settings` needs examples held out from training: an error when there are
+/// none (checked before any expensive work, and again by [`HeadSearch::run`]).
+pub fn check_selectable(n_settings: usize, has_selection: bool) -> Result<()> {
+    if n_settings > 1 && !has_selection {
+        return Err(CoreError::InvalidParameter(
+            "choosing among several settings needs held-out rows".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a candidate with quality `a` on the selection examples beats one with quality `b`:
+/// higher accuracy, then lower log loss. On a full tie the earlier candidate stays.
+pub fn beats(a: &HeadEvaluation, b: &HeadEvaluation) -> bool {
+    a.accuracy > b.accuracy || (a.accuracy == b.accuracy && a.log_loss < b.log_loss)
+}
+
+/// Labelled examples under every pooling of a search: `x[pooling][row]`, one label per row.
+pub struct PooledExamples<'a, E> {
+    /// The embeddings of each pooling, all of the same rows.
+    pub x: &'a [Vec<E>],
+    /// The rows' label indices.
+    pub y: &'a [usize],
+}
+
+// Two references: copyable whatever `E` is (a derive would ask for `E: Copy`).
+impl<E> Clone for PooledExamples<'_, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for PooledExamples<'_, E> {}
+
+/// A trained candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Its setting.
+    pub setting: HeadSetting,
+    /// L-BFGS iterations done.
+    pub iterations: u64,
+    /// Whether the gradient tolerance was reached.
+    pub converged: bool,
+    /// Its quality on the selection examples, when there are any.
+    pub selection: Option<HeadEvaluation>,
+}
+
+/// The outcome of a [`HeadSearch`]: the chosen candidate's index and head, and every candidate.
+#[derive(Debug, Clone)]
+pub struct HeadChoice {
+    /// Index of the chosen setting in the grid.
+    pub chosen: usize,
+    /// The chosen head.
+    pub fit: TrainedHead,
+    /// Every candidate, in grid order.
+    pub candidates: Vec<Candidate>,
+}
+
+/// A grid search over head settings: each setting is trained on the training examples of its
+/// pooling and scored on the selection examples; the best by [`beats`] is kept.
+pub struct HeadSearch<'a> {
+    /// The settings, e.g. from [`head_grid`].
+    pub grid: &'a [HeadSetting],
+    /// Label names, in index order.
+    pub labels: &'a [String],
+    /// The label whose probability ranks examples for the ROC AUC (default 1, two labels only).
+    pub positive: Option<usize>,
+}
+
+impl HeadSearch<'_> {
+    /// Trains every setting on `threads` and keeps the best on `selection` (required when there
+    /// is more than one setting). `monitor` is called on the caller's thread before each setting
+    /// and during each training, and may stop the search; `on_candidate` sees each candidate
+    /// as soon as it is scored (for progress reports). The same choice and head on any number of
+    /// threads.
+    pub fn run<E: AsRef<[f32]> + Sync>(
+        &self,
+        train: PooledExamples<'_, E>,
+        selection: Option<PooledExamples<'_, E>>,
+        threads: &Threads,
+        monitor: &mut dyn Monitor,
+        on_candidate: &mut dyn FnMut(usize, &Candidate),
+    ) -> Result<HeadChoice> {
+        check_selectable(self.grid.len(), selection.is_some())?;
+        let pooling_count = selection.map_or(train.x.len(), |s| s.x.len().min(train.x.len()));
+        if let Some(s) = self.grid.iter().find(|s| s.pooling >= pooling_count) {
+            return Err(CoreError::InvalidParameter(format!(
+                "setting on pooling {} but only {pooling_count} poolings have examples",
+                s.pooling
+            )));
+        }
+        let mut candidates = Vec::with_capacity(self.grid.len());
+        let mut best: Option<(usize, TrainedHead, Option<HeadEvaluation>)> = None;
+        for (i, setting) in self.grid.iter().enumerate() {
+            monitor.step(&Progress::epoch("setting", i + 1, self.grid.len(), None))?;
+            let p = setting.pooling;
+            let fit = train_softmax_head_with(
+                &train.x[p],
+                train.y,
+                self.labels,
+                &setting.options,
+                threads,
+                monitor,
+            )?;
+            let quality = match selection {
+                Some(s) => Some(evaluate_head(&fit.head, &s.x[p], s.y, self.positive)?),
+                None => None,
+            };
+            let candidate = Candidate {
+                setting: setting.clone(),
+                iterations: fit.iterations,
+                converged: fit.converged,
+                selection: quality.clone(),
+            };
+            on_candidate(i, &candidate);
+            candidates.push(candidate);
+            let better = match (&best, &quality) {
+                (None, _) => true,
+                (Some((_, _, Some(b))), Some(q)) => beats(q, b),
+                _ => false,
+            };
+            if better {
+                best = Some((i, fit, quality));
+            }
+        }
+        let (chosen, fit, _) =
+            best.ok_or_else(|| CoreError::InvalidParameter("there is no setting to train".into()))?;
+        Ok(HeadChoice {
+            chosen,
+            fit,
+            candidates,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,5 +1021,189 @@ mod tests {
             ..h.clone()
         };
         assert!(bad.validate(None).is_err());
+    }
+
+    #[test]
+    fn grid_order_and_checks() {
+        let g = head_grid(2, &[0.1, 1.0], &[false, true], 50, 1e-5).unwrap();
+        let got: Vec<(usize, f64, bool)> = g
+            .iter()
+            .map(|s| (s.pooling, s.options.l2, s.options.balanced))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 0.1, false),
+                (0, 0.1, true),
+                (0, 1.0, false),
+                (0, 1.0, true),
+                (1, 0.1, false),
+                (1, 0.1, true),
+                (1, 1.0, false),
+                (1, 1.0, true),
+            ]
+        );
+        assert!(g
+            .iter()
+            .all(|s| s.options.max_iterations == 50 && s.options.tolerance == 1e-5));
+        let e = head_grid(1, &[0.1, -1.0], &[false], 50, 1e-5).unwrap_err();
+        assert_eq!(
+            e,
+            CoreError::InvalidParameter("l2 must be positive, not -1".into())
+        );
+        assert!(head_grid(1, &[f64::NAN], &[false], 50, 1e-5).is_err());
+        assert!(head_grid(0, &[0.1], &[false], 50, 1e-5).is_err());
+        assert!(check_selectable(1, false).is_ok());
+        assert!(check_selectable(2, true).is_ok());
+        assert!(check_selectable(2, false).is_err());
+    }
+
+    #[test]
+    fn beats_prefers_accuracy_then_log_loss_and_keeps_the_earlier_on_a_tie() {
+        let q = |accuracy: f64, log_loss: f64| HeadEvaluation {
+            n: 10,
+            accuracy,
+            macro_f1: 0.0,
+            roc_auc: None,
+            log_loss,
+            confusion: vec![],
+        };
+        assert!(beats(&q(0.9, 0.5), &q(0.8, 0.1)));
+        assert!(!beats(&q(0.8, 0.1), &q(0.9, 0.5)));
+        assert!(beats(&q(0.8, 0.2), &q(0.8, 0.3)));
+        assert!(!beats(&q(0.8, 0.3), &q(0.8, 0.3)));
+    }
+
+    #[test]
+    fn search_keeps_the_best_setting_on_the_selection_examples() {
+        // Two "poolings": the real blobs, and the same rows with the first coordinates shuffled
+        // between examples (nearly uninformative). Heavy l2 underfits.
+        let (x, y) = blobs(60, 11, 0.6);
+        let (xs, ys) = blobs(40, 12, 0.6);
+        let scramble = |x: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            let n = x.len();
+            (0..n)
+                .map(|i| {
+                    let mut v = x[i].clone();
+                    for (d, value) in v.iter_mut().enumerate().take(6) {
+                        *value = x[(i * 7 + d * 13) % n][d];
+                    }
+                    v
+                })
+                .collect()
+        };
+        let train_x = vec![x.clone(), scramble(&x)];
+        let select_x = vec![xs.clone(), scramble(&xs)];
+        let grid = head_grid(2, &[1e-4, 10.0], &[false, true], 200, 1e-6).unwrap();
+        let labels = names(3);
+        let search = HeadSearch {
+            grid: &grid,
+            labels: &labels,
+            positive: None,
+        };
+        let mut seen = Vec::new();
+        let choice = search
+            .run(
+                PooledExamples { x: &train_x, y: &y },
+                Some(PooledExamples {
+                    x: &select_x,
+                    y: &ys,
+                }),
+                &Threads::new(2).unwrap(),
+                &mut NoMonitor,
+                &mut |i, c| seen.push((i, c.selection.as_ref().unwrap().accuracy)),
+            )
+            .unwrap();
+        assert_eq!(choice.candidates.len(), grid.len());
+        assert_eq!(
+            seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+            (0..grid.len()).collect::<Vec<_>>()
+        );
+        // Recompute each candidate independently: the choice is the first best by `beats`.
+        let mut expect = 0;
+        let mut quality = Vec::new();
+        for s in &grid {
+            let fit = train_softmax_head(&train_x[s.pooling], &y, &labels, &s.options).unwrap();
+            quality.push(evaluate_head(&fit.head, &select_x[s.pooling], &ys, None).unwrap());
+        }
+        for i in 1..grid.len() {
+            if beats(&quality[i], &quality[expect]) {
+                expect = i;
+            }
+        }
+        assert_eq!(choice.chosen, expect);
+        assert_eq!(
+            choice.candidates[expect].selection.as_ref(),
+            Some(&quality[expect])
+        );
+        assert_eq!(
+            grid[expect].pooling, 0,
+            "the informative pooling wins: {quality:?}"
+        );
+        let alone = train_softmax_head(&train_x[0], &y, &labels, &grid[expect].options).unwrap();
+        assert_eq!(choice.fit, alone);
+    }
+
+    #[test]
+    fn search_needs_a_selection_set_for_several_settings_and_stops_on_cancel() {
+        let (x, y) = blobs(20, 13, 0.3);
+        let xs = vec![x];
+        let labels = names(3);
+        let two = head_grid(1, &[0.1, 1.0], &[false], 50, 1e-6).unwrap();
+        let search = HeadSearch {
+            grid: &two,
+            labels: &labels,
+            positive: None,
+        };
+        let train = PooledExamples { x: &xs, y: &y };
+        let e = search
+            .run(
+                train,
+                None,
+                &Threads::current(),
+                &mut NoMonitor,
+                &mut |_, _| {},
+            )
+            .unwrap_err();
+        assert!(matches!(e, CoreError::InvalidParameter(_)));
+        // One setting needs none.
+        let one = head_grid(1, &[0.1], &[false], 50, 1e-6).unwrap();
+        let single = HeadSearch {
+            grid: &one,
+            ..search
+        };
+        let c = single
+            .run(
+                train,
+                None,
+                &Threads::current(),
+                &mut NoMonitor,
+                &mut |_, _| {},
+            )
+            .unwrap();
+        assert_eq!((c.chosen, c.candidates.len()), (0, 1));
+        assert!(c.candidates[0].selection.is_none());
+        // A monitor that says stop before the second setting ends the search there.
+        struct StopAtSecondSetting;
+        impl Monitor for StopAtSecondSetting {
+            fn step(&mut self, p: &Progress) -> Result<()> {
+                if p.phase == "setting" && p.step == 2 {
+                    Err(CoreError::Cancelled)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let mut trained = 0;
+        let e = search
+            .run(
+                train,
+                Some(train),
+                &Threads::current(),
+                &mut StopAtSecondSetting,
+                &mut |_, _| trained += 1,
+            )
+            .unwrap_err();
+        assert_eq!((e, trained), (CoreError::Cancelled, 1));
     }
 }

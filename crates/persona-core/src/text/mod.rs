@@ -51,12 +51,13 @@ use serde::{Deserialize, Serialize};
 pub use backend::{Backend, BatchOutput, GraphIo, InputKind, OrtBackend, OutputKind, PortInfo};
 pub use batch::{plan_batches, Encoded, PaddedBatch, TextEncoder};
 pub use head::{
-    evaluate_head, holdout_split, train_softmax_head, train_softmax_head_with, Head,
-    HeadEvaluation, HeadTrainOptions, TrainedHead,
+    beats, check_selectable, evaluate_head, head_grid, holdout_split, train_softmax_head,
+    train_softmax_head_with, Candidate, Head, HeadChoice, HeadEvaluation, HeadSearch, HeadSetting,
+    HeadTrainOptions, PooledExamples, TrainedHead,
 };
 pub use runtime::{cuda_available, init_runtime, runtime_info, RuntimeInfo};
 
-use crate::cf::{Monitor, NoMonitor, Progress};
+use crate::control::{Monitor, NoMonitor, Progress};
 use crate::{CoreError, Result};
 
 /// Default truncation length: 256 tokens, special tokens included. It is the length
@@ -613,12 +614,12 @@ fn probe(backend: &dyn Backend, encoder: &TextEncoder) -> Result<usize> {
     let short = make(1);
     let batch = PaddedBatch::new(&[&short], encoder.pad_id());
     match backend.run(&batch) {
-        Ok(_) => Err(CoreError::InvalidData(format!(
+        Ok(_) => Err(CoreError::SequenceTooLong(format!(
             "the model fails on texts of max_length = {} tokens (its position table may be \
              shorter; lower max_length): {first}",
             encoder.max_length()
         ))),
-        Err(e) => Err(CoreError::InvalidData(format!(
+        Err(e) => Err(CoreError::TokenizerMismatch(format!(
             "the model fails on the tokenizer's largest token id {max_id} (vocabulary of {} \
              ids): the tokenizer does not match the model's embedding table: {e}",
             encoder.vocab_size()
@@ -1036,7 +1037,7 @@ mod tests {
         .is_err());
         assert!(matches!(
             TextEncoder::from_bytes(b"{not json", 16),
-            Err(CoreError::CorruptModel(_))
+            Err(CoreError::CorruptTokenizer(_))
         ));
         assert!(TextEncoder::from_bytes(TOKENIZER, 1).is_err());
         assert!(TextEncoder::from_bytes(TOKENIZER, 2).is_err()); // [CLS] [SEP] leave no room

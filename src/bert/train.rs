@@ -1,0 +1,628 @@
+//! `bert_train_classifier`: a softmax head trained inside the database on a text encoder's
+//! frozen embeddings of a relation's labelled texts, evaluated, and registered as a text model.
+//!
+//! The steps, in order, on the backend's thread: [`parse_options`] → [`resolve_encoder`] →
+//! [`read_data`] (as the calling role) → [`check_memory`] → [`embed_all`] (ONNX Runtime, batched
+//! by length; every pooling asked for from one inference pass) → `HeadSearch::run` (the grid
+//! search and its choice rule are `persona_core::text::head`'s; the optimiser's passes run on
+//! `persona.training_threads` threads) → [`store`] (evaluated, checked the way it will be
+//! loaded, registered) with the report.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use persona_core::control::{Monitor, Progress, Threads};
+use persona_core::text::{
+    check_selectable, evaluate_head, head_grid, holdout_split, Candidate, Head, HeadChoice,
+    HeadEvaluation, HeadSearch, HeadSetting, HeadTrainOptions, ModelSpec, PooledExamples, Pooling,
+    Task, TextModel,
+};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use pgrx::PgSqlErrorCode::*;
+use serde_json::{json, Map, Value};
+
+use super::register::{check_replace, check_store_privilege, register_head};
+use super::{check_name, positive_index};
+use crate::error::{raise_hint, OrRaise};
+use crate::monitor::{Interrupts, ProgressNotices};
+use crate::options::Options;
+use crate::settings;
+use crate::source::{check_columns, for_each_row, ident, qualified_name, ColumnKind};
+use crate::spi::{select, select_one, Columns};
+use crate::text_store::{self, OrRaiseText, Phase};
+
+const TRAIN_OPTIONS: &[&str] = &[
+    "text_column",
+    "label_column",
+    "holdout_fraction",
+    "validation",
+    "seed",
+    "l2",
+    "balanced",
+    "max_iterations",
+    "tolerance",
+    "positive_label",
+    "pooling",
+    "max_length",
+    "replace",
+];
+
+/// Most distinct labels a classifier may have.
+const MAX_LABELS: usize = 1000;
+
+/// Texts embedded per call of the core (progress is exact between chunks; token ids of one
+/// chunk at a time are held).
+const CHUNK: usize = 8192;
+
+/// What `options` asks for.
+struct TrainOptions {
+    text_col: String,
+    label_col: String,
+    holdout: f64,
+    seed: u64,
+    /// `pooling` as given (`None`: the encoder's own).
+    poolings: Option<Vec<Pooling>>,
+    /// `max_length` as given (`None`: the encoder's own).
+    max_length: Option<usize>,
+    l2s: Vec<f64>,
+    balances: Vec<bool>,
+    max_iterations: u64,
+    tolerance: f64,
+    validation: Option<String>,
+    positive_label: Option<Value>,
+    replace: bool,
+}
+
+/// Reads and checks `options`; refuses a grid that cannot be chosen from before any work.
+fn parse_options(options: &Value) -> TrainOptions {
+    let o = Options::new(options, TRAIN_OPTIONS, "bert_train_classifier");
+    let holdout = o.number("holdout_fraction").unwrap_or(0.2);
+    if !(0.0..1.0).contains(&holdout) {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("holdout_fraction must be in [0, 1), not {holdout}"),
+            "0 trains on every row and reports no held-out metrics.",
+        );
+    }
+    let defaults = HeadTrainOptions::default();
+    let t = TrainOptions {
+        text_col: o.string("text_column").unwrap_or_else(|| "text".into()),
+        label_col: o.string("label_column").unwrap_or_else(|| "label".into()),
+        holdout,
+        seed: o.integer("seed", 0, u64::MAX).unwrap_or(42),
+        poolings: o.poolings(),
+        max_length: o.integer("max_length", 2, 8192).map(|v| v as usize),
+        l2s: o.numbers("l2", defaults.l2),
+        balances: o.booleans("balanced", defaults.balanced),
+        max_iterations: o
+            .integer("max_iterations", 1, 100_000)
+            .unwrap_or(defaults.max_iterations),
+        tolerance: o.number("tolerance").unwrap_or(defaults.tolerance),
+        validation: o.string("validation"),
+        positive_label: o.get("positive_label").cloned(),
+        replace: o.boolean("replace").unwrap_or(false),
+    };
+    // The grid's own checks (l2 > 0; held-out rows to choose among several settings), here
+    // with the hints of this function's options.
+    t.grid(1).or_raise_hint(
+        "e.g. '{\"l2\": 0.001}', or a list to choose from: '{\"l2\": [0.0001, 0.001, 0.01]}'.",
+    );
+    let n_settings = t.l2s.len() * t.balances.len() * t.poolings.as_ref().map_or(1, Vec::len);
+    check_selectable(n_settings, t.validation.is_some() || holdout > 0.0).or_raise_hint(
+        "Set holdout_fraction above 0, or name a validation relation with the option \"validation\".",
+    );
+    t
+}
+
+impl TrainOptions {
+    fn grid(&self, n_poolings: usize) -> persona_core::Result<Vec<HeadSetting>> {
+        head_grid(
+            n_poolings,
+            &self.l2s,
+            &self.balances,
+            self.max_iterations,
+            self.tolerance,
+        )
+    }
+}
+
+/// The encoder a head is trained on: its graph row and what it gives.
+struct Encoder {
+    /// The row holding its ONNX graph (a head model's own encoder).
+    graph: String,
+    /// Its embedding width.
+    dim: usize,
+    pooling: Pooling,
+    max_length: usize,
+}
+
+/// The encoder called `name`: any model with embeddings (for a head model, its encoder).
+fn resolve_encoder(name: &str) -> Encoder {
+    let base = text_store::model(name);
+    let Some(dim) = base.model.dim() else {
+        raise_hint(
+            ERRCODE_WRONG_OBJECT_TYPE,
+            format!("text model \"{name}\" gives no embeddings (it is a logits classifier)"),
+            "Train on an encoder, such as 'minilm'.",
+        )
+    };
+    let graph = base.graph.clone();
+    let max_length = select_one::<JsonB>(
+        "SELECT spec FROM persona.bert_model_store WHERE name = $1",
+        &[graph.as_str().into()],
+        "persona.bert_model_store",
+    )
+    .and_then(|j| serde_json::from_value::<ModelSpec>(j.0).ok())
+    .unwrap_or_default()
+    .max_length;
+    Encoder {
+        graph,
+        dim,
+        pooling: base.model.spec().pooling,
+        max_length,
+    }
+}
+
+/// Labelled texts of one relation, labels as indices into the training labels.
+struct Labelled {
+    relname: String,
+    texts: Vec<String>,
+    y: Vec<usize>,
+    skipped_null: u64,
+}
+
+/// The training labels, the training rows and the validation rows, read as the calling role.
+fn read_data(
+    source: pg_sys::Oid,
+    validation: Option<pg_sys::Oid>,
+    t: &TrainOptions,
+) -> (Vec<String>, Labelled, Option<Labelled>) {
+    Spi::connect(|client| {
+        let relname = qualified_name(client, source);
+        let columns = [
+            (t.text_col.as_str(), ColumnKind::Text, "text_column"),
+            (t.label_col.as_str(), ColumnKind::Label, "label_column"),
+        ];
+        check_columns(client, source, &relname, &columns);
+        let labels = distinct_labels(client, &relname, &t.text_col, &t.label_col);
+        let index: HashMap<&str, usize> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
+        let data = read_labelled(client, relname, t, &index);
+        let valid = validation.map(|oid| {
+            let relname = qualified_name(client, oid);
+            check_columns(client, oid, &relname, &columns);
+            read_labelled(client, relname, t, &index)
+        });
+        if valid.as_ref().is_some_and(|v| v.y.is_empty()) {
+            raise_hint(
+                ERRCODE_DATA_EXCEPTION,
+                "the validation relation has no labelled texts",
+                "Name a relation with rows of non-NULL text and label.",
+            );
+        }
+        (labels, data, valid)
+    })
+}
+
+/// Distinct non-NULL labels of rows with a text, in the label column's own order (numbers
+/// numerically, booleans false first, text by collation): at least two, at most [`MAX_LABELS`].
+fn distinct_labels(
+    client: &SpiClient<'_>,
+    rel: &str,
+    text_col: &str,
+    label_col: &str,
+) -> Vec<String> {
+    let query = format!(
+        "SELECT s.l::text FROM (SELECT DISTINCT {l} AS l FROM {rel} WHERE {l} IS NOT NULL AND {t} IS NOT NULL) s \
+         ORDER BY s.l LIMIT {}",
+        MAX_LABELS + 1,
+        l = ident(label_col),
+        t = ident(text_col),
+    );
+    let labels: Vec<String> = select(client, &query, None, &[], rel)
+        .map(|r| r.column::<String>(1, "label").unwrap_or_default())
+        .collect();
+    match labels.len() {
+        0 => raise_hint(
+            ERRCODE_DATA_EXCEPTION,
+            format!("{rel} has no rows with a non-NULL \"{text_col}\" and \"{label_col}\""),
+            "Train on a relation (or view) of labelled texts.",
+        ),
+        1 => raise_hint(
+            ERRCODE_DATA_EXCEPTION,
+            format!(
+                "the label column \"{label_col}\" of {rel} holds one class only (\"{}\")",
+                labels[0]
+            ),
+            "A classifier needs at least two labels: include rows of the other classes, or \
+             check the view's WHERE clause and the option \"label_column\".",
+        ),
+        n if n > MAX_LABELS => raise_hint(
+            ERRCODE_DATA_EXCEPTION,
+            format!(
+                "the label column \"{label_col}\" of {rel} holds more than {MAX_LABELS} distinct values"
+            ),
+            "Is it the right column? Name the class column with the option \"label_column\".",
+        ),
+        _ => labels,
+    }
+}
+
+/// Reads `(text, label)` rows of `relname` as the calling role. `labels` maps label text →
+/// index; a label outside it (possible in the validation relation only) is an error.
+fn read_labelled(
+    client: &SpiClient<'_>,
+    relname: String,
+    t: &TrainOptions,
+    labels: &HashMap<&str, usize>,
+) -> Labelled {
+    let query = format!(
+        "SELECT {}::text, {}::text FROM {relname}",
+        ident(&t.text_col),
+        ident(&t.label_col)
+    );
+    let (mut texts, mut y, mut skipped_null) = (Vec::new(), Vec::new(), 0u64);
+    let mut unknown: Option<String> = None;
+    for_each_row(client, &query, 10_000, |r| {
+        match (
+            r.column::<String>(1, "text"),
+            r.column::<String>(2, "label"),
+        ) {
+            (Some(t), Some(l)) => match labels.get(l.as_str()) {
+                Some(&i) => {
+                    texts.push(t);
+                    y.push(i);
+                }
+                None => {
+                    unknown.get_or_insert(l);
+                }
+            },
+            _ => skipped_null += 1,
+        }
+    });
+    if let Some(l) = unknown {
+        let mut known: Vec<&str> = labels.keys().copied().collect();
+        known.sort_unstable();
+        raise_hint(
+            ERRCODE_DATA_EXCEPTION,
+            format!("{relname} has the label \"{l}\", which the training relation does not have"),
+            format!(
+                "The validation relation must use the training labels ({}).",
+                known.join(", ")
+            ),
+        );
+    }
+    Labelled {
+        relname,
+        texts,
+        y,
+        skipped_null,
+    }
+}
+
+/// The OID of the relation named in the option "validation" (resolved like a regclass, with
+/// the caller's search_path and privileges checked when it is read).
+fn validation_relation(name: &str) -> pg_sys::Oid {
+    select_one::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[name.into()],
+        "the validation relation",
+    )
+    .unwrap_or_else(|| {
+        raise_hint(
+            ERRCODE_UNDEFINED_TABLE,
+            format!("validation relation \"{name}\" does not exist"),
+            "Name a table or view with the same text and label columns, e.g. '{\"validation\": \"public.reviews_valid\"}'.",
+        )
+    })
+}
+
+/// Refuses (54000) a training whose embeddings (of every pooling, in f32: the optimiser reads
+/// them in place) and texts would exceed `persona.max_training_memory`.
+fn check_memory(data: &Labelled, valid: Option<&Labelled>, pooled_dims: usize) {
+    let rows = data.texts.len() + valid.map_or(0, |v| v.texts.len());
+    let text_bytes: usize = data.texts.iter().map(String::len).sum();
+    let need = rows * pooled_dims * 4 + text_bytes;
+    let limit = settings::max_training_bytes();
+    if need > limit {
+        raise_hint(
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "training on {rows} texts of {pooled_dims}-dimensional embeddings (all poolings) needs about {} MB, more than persona.max_training_memory ({} MB)",
+                need >> 20,
+                limit >> 20
+            ),
+            "Raise persona.max_training_memory, or train on a sample (a view with TABLESAMPLE or LIMIT).",
+        );
+    }
+}
+
+/// Progress NOTICEs (at most every 5 s) and cancel checks while embedding.
+struct EmbedMonitor {
+    notices: ProgressNotices,
+    what: &'static str,
+    done: usize,
+    chunk: usize,
+    total: usize,
+}
+
+impl Monitor for EmbedMonitor {
+    fn step(&mut self, p: &Progress) -> persona_core::Result<()> {
+        pgrx::check_for_interrupts!();
+        if self.notices.due() {
+            let done = self.done + self.chunk * p.step / p.steps.max(1);
+            let secs = self.notices.elapsed();
+            notice!(
+                "pg_persona: bert_train_classifier: embedded {done} of {} {} texts ({:.0} texts/s, {secs:.0} s)",
+                self.total,
+                self.what,
+                done as f64 / secs.max(1e-9)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Embeds `texts` in chunks under each of `poolings` (one inference pass), with progress and
+/// cancel: `result[p][row]`.
+fn embed_all(
+    model: &TextModel,
+    graph: &str,
+    texts: &[String],
+    poolings: &[Pooling],
+    what: &'static str,
+) -> Vec<Vec<Vec<f32>>> {
+    let mut monitor = EmbedMonitor {
+        notices: ProgressNotices::new(),
+        what,
+        done: 0,
+        chunk: 0,
+        total: texts.len(),
+    };
+    let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(texts.len()); poolings.len()];
+    for chunk in texts.chunks(CHUNK) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        monitor.chunk = chunk.len();
+        let pooled = model
+            .embed_poolings_with(&refs, poolings, &mut monitor)
+            .or_raise_text(Phase::Infer(graph));
+        for (o, p) in out.iter_mut().zip(pooled) {
+            o.extend(p);
+        }
+        monitor.done += chunk.len();
+    }
+    out
+}
+
+/// Row views `[pooling][row]` of embeddings `[pooling][row]`, for the rows `idx` (all: `None`).
+fn views<'a>(emb: &'a [Vec<Vec<f32>>], idx: Option<&[usize]>) -> Vec<Vec<&'a [f32]>> {
+    emb.iter()
+        .map(|e| match idx {
+            Some(idx) => idx.iter().map(|&i| e[i].as_slice()).collect(),
+            None => e.iter().map(Vec::as_slice).collect(),
+        })
+        .collect()
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+fn metrics(e: &HeadEvaluation) -> Value {
+    json!({
+        "n": e.n,
+        "accuracy": round4(e.accuracy),
+        "macro_f1": round4(e.macro_f1),
+        "roc_auc": e.roc_auc.map(round4),
+        "log_loss": round4(e.log_loss),
+        "confusion": e.confusion,
+    })
+}
+
+/// A candidate as the report and the progress NOTICEs show it.
+fn candidate_json(c: &Candidate, poolings: &[Pooling]) -> Value {
+    let o = &c.setting.options;
+    let mut row = json!({"pooling": poolings[c.setting.pooling], "l2": o.l2, "balanced": o.balanced, "iterations": c.iterations, "converged": c.converged});
+    if let (Some(e), Some(obj)) = (&c.selection, row.as_object_mut()) {
+        obj.insert("accuracy".into(), json!(round4(e.accuracy)));
+        obj.insert("log_loss".into(), json!(round4(e.log_loss)));
+        obj.insert("macro_f1".into(), json!(round4(e.macro_f1)));
+    }
+    row
+}
+
+/// Trains a classification head on `encoder`'s embeddings of `source`'s texts and registers it
+/// as `name`. Implementation of `bert_train_classifier(text, regclass, text, jsonb)`
+/// (sql/finalize.sql); the README lists the options.
+#[pg_extern(schema = "persona", volatile, parallel_unsafe)]
+fn bert_train_classifier_impl(
+    name: &str,
+    source: pg_sys::Oid,
+    encoder: &str,
+    options: JsonB,
+) -> JsonB {
+    let t0 = Instant::now();
+    check_name(name);
+    check_store_privilege(name, "INSERT, UPDATE");
+    let t = parse_options(&options.0);
+    if name == encoder {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "a classifier cannot replace its own encoder",
+            "Give the classifier another name.",
+        );
+    }
+    check_replace(name, t.replace, false);
+    let enc = resolve_encoder(encoder);
+    // Every pooling asked for is computed from the same inference pass.
+    let poolings = t.poolings.clone().unwrap_or_else(|| vec![enc.pooling]);
+    let grid = t.grid(poolings.len()).or_raise();
+    let validation_oid = t.validation.as_deref().map(validation_relation);
+
+    let t_read = Instant::now();
+    let (labels, data, valid) = read_data(source, validation_oid, &t);
+    let read_seconds = t_read.elapsed().as_secs_f64();
+    check_memory(
+        &data,
+        valid.as_ref(),
+        poolings.iter().map(|p| p.dim(enc.dim)).sum(),
+    );
+
+    let max_length = t.max_length.unwrap_or(enc.max_length);
+    let positive = t
+        .positive_label
+        .as_ref()
+        .map(|v| positive_index(v, &labels, Some(labels.len())));
+    let spec_for = |head: Option<Head>, pooling: Pooling| ModelSpec {
+        task: if head.is_some() {
+            Task::Classification
+        } else {
+            Task::Embedding
+        },
+        pooling,
+        max_length,
+        labels: if head.is_some() {
+            labels.clone()
+        } else {
+            Vec::new()
+        },
+        positive_label: if head.is_some() { positive } else { None },
+        head,
+    };
+    let embedder =
+        text_store::model_on_graph(&enc.graph, spec_for(None, poolings[0]), Phase::Train);
+    let (train_idx, test_idx) = if t.holdout > 0.0 {
+        holdout_split(&data.y, t.holdout, t.seed).or_raise_text(Phase::Train)
+    } else {
+        ((0..data.y.len()).collect(), Vec::new())
+    };
+
+    // Embed (the expensive part), under every pooling at once: emb[p][row].
+    let t_embed = Instant::now();
+    let emb = embed_all(&embedder, &enc.graph, &data.texts, &poolings, "training");
+    let embed_seconds = t_embed.elapsed().as_secs_f64();
+    let valid_emb = valid
+        .as_ref()
+        .map(|v| embed_all(&embedder, &enc.graph, &v.texts, &poolings, "validation"));
+    pgrx::check_for_interrupts!();
+
+    // Train each setting; keep the best on the validation relation, else the held-out rows.
+    let t_train = Instant::now();
+    let threads = Threads::new(settings::training_threads()).or_raise_text(Phase::Train);
+    let labels_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| data.y[i]).collect() };
+    let (train_y, test_y) = (labels_of(&train_idx), labels_of(&test_idx));
+    let (train_x, test_x) = (views(&emb, Some(&train_idx)), views(&emb, Some(&test_idx)));
+    let valid_x = valid_emb.as_deref().map(|e| views(e, None));
+    let selection = match (&valid_x, &valid) {
+        (Some(x), Some(v)) => Some(PooledExamples { x, y: &v.y }),
+        _ => (!test_y.is_empty()).then_some(PooledExamples {
+            x: &test_x,
+            y: &test_y,
+        }),
+    };
+    let search = HeadSearch {
+        grid: &grid,
+        labels: &labels,
+        positive,
+    };
+    let choice = search
+        .run(
+            PooledExamples {
+                x: &train_x,
+                y: &train_y,
+            },
+            selection,
+            &threads,
+            &mut Interrupts,
+            &mut |i, c| {
+                if grid.len() > 1 {
+                    notice!(
+                        "pg_persona: bert_train_classifier: setting {} of {}: {}",
+                        i + 1,
+                        grid.len(),
+                        candidate_json(c, &poolings)
+                    );
+                }
+            },
+        )
+        .or_raise_text(Phase::Train);
+    let train_seconds = t_train.elapsed().as_secs_f64();
+
+    // The final model, checked the way it will be loaded, evaluated and stored.
+    let setting = &grid[choice.chosen];
+    let p = setting.pooling;
+    let spec = spec_for(Some(choice.fit.head.clone()), poolings[p]);
+    let model = text_store::model_on_graph(&enc.graph, spec.clone(), Phase::Train);
+    let positive = model.positive_label();
+    let evaluate = |x: &[&[f32]], y: &[usize]| {
+        evaluate_head(&choice.fit.head, x, y, positive).or_raise_text(Phase::Train)
+    };
+    let on_train = evaluate(&train_x[p], &train_y);
+    let on_holdout = (!test_y.is_empty()).then(|| evaluate(&test_x[p], &test_y));
+    let on_valid = match (&valid_x, &valid) {
+        (Some(x), Some(v)) => Some(evaluate(&x[p], &v.y)),
+        _ => None,
+    };
+    let mut counts = vec![0u64; labels.len()];
+    for &c in &data.y {
+        counts[c] += 1;
+    }
+    let mut summary = json!({
+        "model": name,
+        "encoder": enc.graph,
+        "source": data.relname,
+        "validation": valid.as_ref().map(|v| v.relname.clone()),
+        "text_column": t.text_col,
+        "label_column": t.label_col,
+        "labels": labels,
+        "positive_label": positive.and_then(|p| labels.get(p)),
+        "class_counts": labels.iter().zip(&counts).map(|(l, c)| (l.clone(), json!(c))).collect::<Map<String, Value>>(),
+        "rows_used": data.y.len(),
+        "rows_skipped_null": data.skipped_null,
+        "train_rows": train_idx.len(),
+        "holdout_rows": test_idx.len(),
+        "holdout_fraction": t.holdout,
+        "seed": t.seed,
+        "pooling": poolings[p],
+        "max_length": max_length,
+        "l2": setting.options.l2,
+        "balanced": setting.options.balanced,
+        "iterations": choice.fit.iterations,
+        "converged": choice.fit.converged,
+        "loss": round4(choice.fit.loss),
+        "candidates": candidates(&choice, &poolings),
+        "train": metrics(&on_train),
+        "holdout": on_holdout.as_ref().map(metrics),
+        "validation_metrics": on_valid.as_ref().map(metrics),
+        "read_seconds": round4(read_seconds),
+        "embed_seconds": round4(embed_seconds),
+        "rows_per_second": (data.texts.len() as f64 / embed_seconds.max(1e-9)).round(),
+        "train_seconds": round4(train_seconds),
+    });
+    let version = register_head(name, &enc.graph, &model, &spec, summary.clone(), false);
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("version".into(), json!(version));
+        obj.insert("seconds".into(), json!(round4(t0.elapsed().as_secs_f64())));
+    }
+    JsonB(summary)
+}
+
+/// Every candidate of a search over several settings (null for a single setting).
+fn candidates(choice: &HeadChoice, poolings: &[Pooling]) -> Value {
+    if choice.candidates.len() > 1 {
+        Value::Array(
+            choice
+                .candidates
+                .iter()
+                .map(|c| candidate_json(c, poolings))
+                .collect(),
+        )
+    } else {
+        Value::Null
+    }
+}

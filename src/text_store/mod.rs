@@ -1,0 +1,208 @@
+//! Text models in a backend: their rows in `persona.bert_model_store`, ONNX Runtime, the
+//! per-backend cache of sessions and models, and the SQLSTATEs of their errors.
+//!
+//! | module | what |
+//! |---|---|
+//! | this one | reading the model rows, checking a model before it is stored |
+//! | [`cache`] | the per-backend cache: name → loaded model, graph → sessions |
+//! | [`runtime`] | loading ONNX Runtime, creating sessions, signal masks |
+//! | [`errors`] | core errors → SQLSTATE and hint, by kind and phase |
+
+pub mod cache;
+pub mod errors;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use persona_core::text::{ModelSpec, OrtBackend, Task, TextModel};
+use persona_core::CoreError;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+
+pub use cache::{invalidate, model, remember_registered, Loaded};
+pub use errors::{raise_text, OrRaiseText, Phase};
+pub use runtime::{runtime_ready, RunConfig};
+
+use crate::error::raise_hint;
+use crate::spi::{select, select_one, Columns};
+
+/// Which versions a loaded model was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    version: i64,
+    /// The encoder's version, for a model on an encoder.
+    encoder_version: Option<i64>,
+}
+
+/// The table every read here names in its errors.
+const STORE: &str = "persona.bert_model_store";
+
+/// The registered model names, for hints.
+pub fn known_models() -> Option<String> {
+    select_one::<String>(
+        "SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM persona.bert_model_store",
+        &[],
+        STORE,
+    )
+}
+
+/// Raises 42704 for a model that is not registered.
+pub fn missing_model(name: &str) -> ! {
+    raise_hint(
+        ERRCODE_UNDEFINED_OBJECT,
+        format!("text model \"{name}\" does not exist"),
+        match known_models() {
+            Some(k) => format!(
+                "Registered text models: {k}. Register one with bert_register_model or train one \
+                 with bert_train_classifier."
+            ),
+            None => "No text model is registered: run SELECT bert_register_defaults(); (after \
+                     scripts/setup.sh), or register one with bert_register_model."
+                .into(),
+        },
+    )
+}
+
+/// The versions of model `name` and of its encoder, or 42704.
+fn resolve(name: &str) -> Stamp {
+    let row = Spi::connect(|client| {
+        let t = select(
+            client,
+            "SELECT m.version, e.version FROM persona.bert_model_store m \
+             LEFT JOIN persona.bert_model_store e ON e.name = m.encoder WHERE m.name = $1",
+            Some(1),
+            &[name.into()],
+            STORE,
+        );
+        if t.is_empty() {
+            return None;
+        }
+        let r = t.first();
+        Some((
+            r.column::<i64>(1, "version")?,
+            r.column::<i64>(2, "encoder version"),
+        ))
+    });
+    match row {
+        Some((version, encoder_version)) => Stamp {
+            version,
+            encoder_version,
+        },
+        None => missing_model(name),
+    }
+}
+
+/// Parses a task name as stored and as given to the SQL functions.
+pub fn parse_task(task: &str) -> Option<Task> {
+    serde_json::from_value(serde_json::Value::String(task.to_string())).ok()
+}
+
+/// The stored spec of model `name` and the name of the row holding its graph (itself, or its
+/// encoder).
+fn read_model_spec(name: &str) -> (ModelSpec, String) {
+    let row = Spi::connect(|client| {
+        let t = select(
+            client,
+            "SELECT m.spec::text, coalesce(m.encoder, m.name) FROM persona.bert_model_store m \
+             WHERE m.name = $1",
+            Some(1),
+            &[name.into()],
+            STORE,
+        );
+        if t.is_empty() {
+            return None;
+        }
+        let r = t.first();
+        Some((
+            r.column::<String>(1, "spec")?,
+            r.column::<String>(2, "graph")?,
+        ))
+    });
+    let Some((spec_json, graph)) = row else {
+        missing_model(name)
+    };
+    let spec: ModelSpec = serde_json::from_str(&spec_json).unwrap_or_else(|e| {
+        raise_text(
+            CoreError::CorruptModel(format!(
+                "the stored spec of model \"{name}\" is invalid: {e}"
+            )),
+            Phase::Load(name),
+        )
+    });
+    (spec, graph)
+}
+
+/// The task and tokenizer of the graph row `graph` at `graph_version`.
+fn read_graph_meta(graph: &str, graph_version: i64) -> (Task, Vec<u8>) {
+    let row = Spi::connect(|client| {
+        let t = select(
+            client,
+            "SELECT task, tokenizer FROM persona.bert_model_store WHERE name = $1 AND version = $2",
+            Some(1),
+            &[graph.into(), graph_version.into()],
+            STORE,
+        );
+        if t.is_empty() {
+            return None;
+        }
+        let r = t.first();
+        Some((
+            r.column::<String>(1, "task")?,
+            r.column::<String>(2, "tokenizer")?,
+        ))
+    });
+    let Some((task, tokenizer)) = row else {
+        raise_hint(
+            ERRCODE_UNDEFINED_OBJECT,
+            format!("the graph of text model \"{graph}\" changed or is missing"),
+            "Another session replaced or dropped it; retry the statement.",
+        )
+    };
+    let task = parse_task(&task).unwrap_or_else(|| {
+        raise_text(
+            CoreError::CorruptModel(format!("model \"{graph}\" has an unknown task \"{task}\"")),
+            Phase::Load(graph),
+        )
+    });
+    (task, tokenizer.into_bytes())
+}
+
+/// The ONNX bytes of the graph row `graph`.
+fn read_onnx(graph: &str) -> Vec<u8> {
+    select_one::<Vec<u8>>(
+        "SELECT onnx FROM persona.bert_model_store WHERE name = $1",
+        &[graph.into()],
+        STORE,
+    )
+    .unwrap_or_else(|| missing_model(graph))
+}
+
+/// A model to be registered, checked by [`check_model`].
+pub struct Checked {
+    /// The model, as it will be loaded later.
+    pub model: TextModel,
+    /// The session it runs on.
+    pub session: Arc<OrtBackend>,
+}
+
+/// Loads `onnx` + `tokenizer` with `spec` as a registration would, raising registration errors.
+pub fn check_model(onnx: &[u8], tokenizer: &[u8], spec: ModelSpec) -> Checked {
+    let config = RunConfig::current();
+    let session = runtime::create_session(onnx, spec.task, &config, Phase::Register);
+    let model = cache::build(tokenizer, session.clone(), spec, &config, Phase::Register);
+    Checked { model, session }
+}
+
+/// Builds a model with `spec` on the graph of the registered model `graph` (which must hold a
+/// graph: no encoder of its own), for training and for checking a head before storing it.
+pub fn model_on_graph(graph: &str, spec: ModelSpec, phase: Phase<'_>) -> TextModel {
+    let stamp = resolve(graph);
+    if stamp.encoder_version.is_some() {
+        raise_hint(
+            ERRCODE_WRONG_OBJECT_TYPE,
+            format!("text model \"{graph}\" has no ONNX graph of its own"),
+            "Name the encoder it is built on.",
+        );
+    }
+    cache::assemble(graph, stamp.version, spec, &RunConfig::current(), phase)
+}

@@ -1,0 +1,88 @@
+//! What a per-backend model cache has resolved in the current transaction.
+//!
+//! Both model caches (cf models in [`crate::model_store`], text models in
+//! [`crate::text_store`]) keep decoded models for as long as their version stays current, but
+//! look the version up again in each new transaction, so that another session's training,
+//! deployment or registration is seen at the next transaction without reconnecting. This is the
+//! part they share: name → version resolutions that are forgotten when the local transaction id
+//! changes, and the entry used last (a per-row function asks for the same name again and again,
+//! and this answers without hashing it).
+
+use std::collections::HashMap;
+
+use pgrx::pg_sys;
+
+/// The local transaction id of this backend's current transaction.
+pub fn current_lxid() -> u32 {
+    // SAFETY: MyProc is set for every backend and parallel worker before any function runs.
+    unsafe { (*pg_sys::MyProc).lxid }
+}
+
+/// Name → version resolutions of one transaction, and the entry used last in it.
+pub struct Resolutions<V, M> {
+    lxid: u32,
+    versions: HashMap<String, V>,
+    last: Option<(String, M)>,
+}
+
+impl<V: Copy, M> Default for Resolutions<V, M> {
+    fn default() -> Self {
+        Resolutions {
+            lxid: 0,
+            versions: HashMap::new(),
+            last: None,
+        }
+    }
+}
+
+impl<V: Copy, M> Resolutions<V, M> {
+    /// Forgets everything if a new transaction began since the last call; returns whether it did.
+    pub fn sync(&mut self) -> bool {
+        let lxid = current_lxid();
+        if lxid == self.lxid {
+            return false;
+        }
+        self.lxid = lxid;
+        self.forget_all();
+        true
+    }
+
+    /// The entry last used in this transaction, if it was used under `name`.
+    #[inline]
+    pub fn last(&self, name: &str) -> Option<&M> {
+        match &self.last {
+            Some((n, m)) if n == name && self.lxid == current_lxid() => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Remembers `m` as the entry last used, under `name`.
+    pub fn set_last(&mut self, name: &str, m: M) {
+        self.sync();
+        self.last = Some((name.to_string(), m));
+    }
+
+    /// The version `name` resolved to in this transaction.
+    pub fn version(&mut self, name: &str) -> Option<V> {
+        self.sync();
+        self.versions.get(name).copied()
+    }
+
+    /// Remembers that `name` resolved to `version` in this transaction.
+    pub fn resolved(&mut self, name: &str, version: V) {
+        self.sync();
+        self.versions.insert(name.to_string(), version);
+    }
+
+    /// Forgets what `name` resolved to (after this session changed it).
+    pub fn forget(&mut self, name: &str) {
+        self.versions.remove(name);
+        self.last = None;
+    }
+
+    /// Forgets every resolution.
+    pub fn forget_all(&mut self) {
+        self.versions.clear();
+        self.last = None;
+    }
+}

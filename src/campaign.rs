@@ -19,7 +19,7 @@ use crate::feedback::{self, FeedbackOf};
 use crate::model_store;
 use crate::options::check_k;
 use crate::settings;
-use crate::source::{check_columns, qualified_name, ColumnKind};
+use crate::source::{checked_relation, ColumnKind};
 use crate::spi::{select, select_one, Columns};
 
 /// A campaign's row in `persona.campaigns`, with its events relation resolved and checked.
@@ -59,7 +59,8 @@ const ARM_COSTS: ArmNumbers = ArmNumbers {
     column: "arm_costs",
     noun: "cost",
     valid: f64::is_finite,
-    hint: "Costs are numbers, e.g. UPDATE persona.campaigns SET arm_costs = '{\"email\": 800, \"push\": 300}' WHERE campaign = ...",
+    hint: "Costs are numbers, e.g. UPDATE persona.campaigns SET arm_costs = '{\"email\": 800, \
+           \"push\": 300}' WHERE campaign = ...",
     example: "e.g. {\"email\": 800, \"push\": 300}",
 };
 
@@ -91,20 +92,24 @@ fn arm_numbers(campaign: &str, value: Value, what: &ArmNumbers) -> Vec<(String, 
 
 fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     let row = select(
-            client,
-            "SELECT COALESCE(c.events, 'persona.campaign_events'::regclass)::oid, c.control_arm, c.planned_split, c.cost::float8, \
+        client,
+        "SELECT COALESCE(c.events, 'persona.campaign_events'::regclass)::oid, c.control_arm, \
+             c.planned_split, c.cost::float8, \
                     COALESCE(c.items, '{}'), \
-                    pg_catalog.to_char(c.starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                    pg_catalog.to_char(c.ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), c.channel, \
+                    pg_catalog.to_char(c.starts_at AT TIME ZONE 'UTC', \
+                    'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    pg_catalog.to_char(c.ends_at AT TIME ZONE 'UTC', \
+                    'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), c.channel, \
                     pg_catalog.to_jsonb(c) -> 'arm_costs' \
              FROM persona.campaigns c WHERE c.campaign = $1",
-            Some(1),
-            &[campaign.into()],
-            "persona.campaigns",
-        );
+        Some(1),
+        &[campaign.into()],
+        "persona.campaigns",
+    );
     if row.is_empty() {
         let known = select_one::<String>(
-            "SELECT pg_catalog.string_agg(campaign, ', ' ORDER BY campaign) FROM (SELECT campaign FROM persona.campaigns ORDER BY campaign LIMIT 20) c",
+            "SELECT pg_catalog.string_agg(campaign, ', ' ORDER BY campaign) FROM (SELECT campaign \
+             FROM persona.campaigns ORDER BY campaign LIMIT 20) c",
             &[],
             "persona.campaigns",
         );
@@ -112,8 +117,13 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
             ERRCODE_UNDEFINED_OBJECT,
             format!("campaign \"{campaign}\" does not exist"),
             match known {
-                Some(k) => format!("Known campaigns: {k}. Add it with INSERT INTO persona.campaigns (campaign) VALUES (...)."),
-                None => "persona.campaigns is empty: INSERT INTO persona.campaigns (campaign, ...) first.".into(),
+                Some(k) => format!(
+                    "Known campaigns: {k}. Add it with INSERT INTO persona.campaigns (campaign) \
+                     VALUES (...)."
+                ),
+                None => "persona.campaigns is empty: INSERT INTO persona.campaigns (campaign, \
+                         ...) first."
+                    .into(),
             },
         );
     }
@@ -144,11 +154,9 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
                 .collect::<HashMap<_, _>>()
         });
     let planned_split = split.map(|j| arm_numbers(campaign, j.0, &PLANNED_SPLIT));
-    let events = qualified_name(client, events_oid);
-    check_columns(
+    let events = checked_relation(
         client,
         events_oid,
-        &events,
         &[
             ("campaign", ColumnKind::Text, "campaign"),
             ("user_id", ColumnKind::Id, "user_id"),
@@ -188,13 +196,18 @@ fn arm_aggregates(
                   min(occurred_at) AS first_at, max(occurred_at) AS last_at \
              FROM {} WHERE campaign = $1 GROUP BY 1, 2) \
          SELECT arm, \
-                count(*) FILTER (WHERE exposures > 0), sum(exposures)::bigint, sum(clicks)::bigint, \
-                count(*) FILTER (WHERE clicks > 0), sum(conversions)::bigint, count(*) FILTER (WHERE conversions > 0), \
+                count(*) FILTER (WHERE exposures > 0), sum(exposures)::bigint, \
+                sum(clicks)::bigint, \
+                count(*) FILTER (WHERE clicks > 0), sum(conversions)::bigint, count(*) FILTER \
+                (WHERE conversions > 0), \
                 sum(revenue), COALESCE(sum(revenue * revenue) FILTER (WHERE exposures > 0), 0), \
-                pg_catalog.to_char(min(first_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                pg_catalog.to_char(max(last_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                pg_catalog.to_char(min(first_at) AT TIME ZONE 'UTC', \
+                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                pg_catalog.to_char(max(last_at) AT TIME ZONE 'UTC', \
+                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                 count(*) FILTER (WHERE exposures > 0 OR clicks > 0), \
-                sum(clicks::float8 * clicks), sum(exposures::float8 * exposures), sum(clicks::float8 * exposures) \
+                sum(clicks::float8 * clicks), sum(exposures::float8 * exposures), \
+                sum(clicks::float8 * exposures) \
            FROM per_user GROUP BY arm ORDER BY arm = $2 DESC, arm",
         info.events
     );
@@ -244,7 +257,12 @@ fn arm_aggregates(
     attribute_costs(&mut arms, &info.control_arm, cost);
     (
         arms,
-        json!({"starts_at": info.starts_at, "ends_at": info.ends_at, "first_event": first, "last_event": last}),
+        json!({
+            "starts_at": info.starts_at,
+            "ends_at": info.ends_at,
+            "first_event": first,
+            "last_event": last,
+        }),
     )
 }
 
@@ -301,7 +319,8 @@ fn campaign_metrics_daily(
         let sql = format!(
             "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, COALESCE(arm, '') AS arm, \
                     count(DISTINCT user_id) FILTER (WHERE event = 'exposure'), \
-                    count(*) FILTER (WHERE event = 'exposure'), count(*) FILTER (WHERE event = 'click'), \
+                    count(*) FILTER (WHERE event = 'exposure'), count(*) FILTER (WHERE event = \
+                    'click'), \
                     count(*) FILTER (WHERE event = 'conversion'), \
                     COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8, \
                     count(DISTINCT user_id) FILTER (WHERE event = 'conversion') \
@@ -413,11 +432,9 @@ fn campaign_uplift(
                 })
                 .collect();
         let score_rows: Option<Vec<(i64, f64)>> = scores.map(|oid| {
-            let rel = qualified_name(client, oid);
-            check_columns(
+            let rel = checked_relation(
                 client,
                 oid,
-                &rel,
                 &[
                     ("user_id", ColumnKind::Id, "user_id"),
                     ("score", ColumnKind::Number, "score"),
@@ -440,7 +457,8 @@ fn campaign_uplift(
                 raise_hint(
                     ERRCODE_INVALID_PARAMETER_VALUE,
                     format!("campaign \"{campaign}\" names no items to score affinity for"),
-                    "Pass scores => 'my_scores'::regclass (user_id, score), or set persona.campaigns.items.",
+                    "Pass scores => 'my_scores'::regclass (user_id, score), or set \
+                     persona.campaigns.items.",
                 );
             }
             model_store::active(model)
@@ -461,7 +479,8 @@ fn campaign_uplift(
         })
         .collect();
     let unscored = users.len() - obs.len();
-    let hint = "Uplift needs scored users in both the treatment and the control arm, with and without conversions.";
+    let hint = "Uplift needs scored users in both the treatment and the control arm, with and \
+                without conversions.";
     JsonB(json!({
         "campaign": campaign,
         "users": obs.len(),

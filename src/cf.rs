@@ -17,7 +17,7 @@ use crate::model_store;
 use crate::monitor::ProgressNotices;
 use crate::options::{check_k, Options};
 use crate::settings;
-use crate::source::{check_columns, for_each_row, ident, qualified_name, ColumnKind};
+use crate::source::{checked_relation, for_each_row, ident, ColumnKind};
 use crate::spi::{select_one, Columns};
 
 /// Options `cf_train` and `cf_evaluate` understand themselves; every other key goes to the algorithm.
@@ -48,7 +48,7 @@ struct SourceSpec {
 }
 
 fn parse_options(options: &Value, default_fraction: f64, function: &'static str) -> SourceSpec {
-    let o = Options::open(options, SOURCE_OPTIONS, function);
+    let o = Options::open(options, SOURCE_OPTIONS, function, "the algorithm");
     // An explicit null rating column means implicit feedback: every row counts as 1.
     let rating_col = match (o.has("rating_column"), o.string("rating_column")) {
         (true, None) => None,
@@ -59,7 +59,8 @@ fn parse_options(options: &Value, default_fraction: f64, function: &'static str)
         (Some(lo), Some(hi)) if lo < hi => Some((lo as f32, hi as f32)),
         _ => raise_hint(
             ERRCODE_INVALID_PARAMETER_VALUE,
-            "options \"min_rating\" and \"max_rating\" must be given together, with min_rating < max_rating",
+            "options \"min_rating\" and \"max_rating\" must be given together, with min_rating < \
+             max_rating",
             "e.g. '{\"min_rating\": 1, \"max_rating\": 5}'",
         ),
     };
@@ -77,7 +78,8 @@ fn parse_options(options: &Value, default_fraction: f64, function: &'static str)
         other => raise_hint(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("unknown split \"{other}\""),
-            "Valid splits: random (a seeded fraction of all rows), user (the same fraction of each user's rows).",
+            "Valid splits: random (a seeded fraction of all rows), user (the same fraction of \
+             each user's rows).",
         ),
     };
     SourceSpec {
@@ -96,7 +98,6 @@ fn parse_options(options: &Value, default_fraction: f64, function: &'static str)
 /// Reads `(user, item, rating)` rows of `source` as the calling role.
 fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
     Spi::connect(|client| {
-        let relname = qualified_name(client, source);
         let mut wanted = vec![
             (spec.user_col.as_str(), ColumnKind::Id, "user_column"),
             (spec.item_col.as_str(), ColumnKind::Id, "item_column"),
@@ -104,7 +105,7 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
         if let Some(r) = &spec.rating_col {
             wanted.push((r.as_str(), ColumnKind::Number, "rating_column"));
         }
-        check_columns(client, source, &relname, &wanted);
+        let relname = checked_relation(client, source, &wanted);
         let rating = spec
             .rating_col
             .as_deref()
@@ -176,14 +177,16 @@ fn fit(
         raise_hint(
             ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!(
-                "training \"{algo}\" on {} users, {} items and {} ratings needs about {} MB, more than persona.max_training_memory ({} MB)",
+                "training \"{algo}\" on {} users, {} items and {} ratings needs about {} MB, more \
+                 than persona.max_training_memory ({} MB)",
                 d.n_users(),
                 d.n_items(),
                 d.n_ratings(),
                 need / (1 << 20),
                 limit / (1 << 20)
             ),
-            "Raise persona.max_training_memory, use fewer factors or neighbours, or train on a sample.",
+            "Raise persona.max_training_memory, use fewer factors or neighbours, or train on a \
+             sample.",
         );
     }
     let threads = Threads::new(settings::training_threads()).or_raise();
@@ -220,10 +223,10 @@ fn fit(
         "skipped_null": d.counts.skipped_null + rows.null_rows(),
         "skipped_out_of_range": d.counts.skipped_out_of_range,
         "duplicates_merged": d.counts.duplicates_merged,
-        "rating_range": if algo.is_implicit() { Value::Null } else { json!([d.min_rating, d.max_rating]) },
+        "rating_range": (!algo.is_implicit()).then_some([d.min_rating, d.max_rating]),
         "train_seconds": round3(train_seconds),
         "seconds": round3(t0.elapsed().as_secs_f64()),
-        "holdout": eval.map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).unwrap_or(Value::Null),
+        "holdout": eval.and_then(|e| serde_json::to_value(e).ok()),
     });
     (model, summary)
 }
@@ -419,7 +422,8 @@ fn cf_deploy(model: &str, version: i32) -> JsonB {
     .unwrap_or(false);
     if !exists {
         let versions = select_one::<String>(
-            "SELECT pg_catalog.string_agg(version::text, ', ' ORDER BY version) FROM persona.cf_model_versions WHERE model = $1",
+            "SELECT pg_catalog.string_agg(version::text, ', ' ORDER BY version) FROM \
+             persona.cf_model_versions WHERE model = $1",
             &[model.into()],
             "persona.cf_model_versions",
         );

@@ -43,7 +43,11 @@ pub fn core(e: CoreError, hint: Option<&str>) -> ! {
         CoreError::Runtime(m) => raise(
             ERRCODE_SYSTEM_ERROR,
             m,
-            Some(hint.unwrap_or_else(|| "Check persona.onnxruntime_library and that ONNX Runtime >= 1.17 is installed (make setup).".into())),
+            Some(hint.unwrap_or_else(|| {
+                "Check persona.onnxruntime_library and that ONNX Runtime \
+                                         >= 1.17 is installed (make setup)."
+                    .into()
+            })),
         ),
         CoreError::CorruptModel(m) | CoreError::CorruptTokenizer(m) => raise(
             ERRCODE_DATA_CORRUPTED,

@@ -137,8 +137,10 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
     let params: serde_json::Value =
         serde_json::from_str(&model.params).unwrap_or(serde_json::Value::Null);
     let version = write_one::<i32>(
-        "INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, n_users, n_items, n_ratings, data) \
-         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM persona.cf_model_versions WHERE model = $1 \
+        "INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, \
+         n_users, n_items, n_ratings, data) \
+         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM \
+         persona.cf_model_versions WHERE model = $1 \
          RETURNING version",
         &[
             name.into(),
@@ -147,12 +149,22 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
             pgrx::JsonB(summary.clone()).into(),
             (model.users.len() as i32).into(),
             (model.items.len() as i32).into(),
-            summary.get("ratings_used").and_then(serde_json::Value::as_i64).unwrap_or(model.seen.nnz() as i64).into(),
+            summary
+                .get("ratings_used")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(model.seen.nnz() as i64)
+                .into(),
             bytes.into(),
         ],
         "persona.cf_model_versions",
     )
-    .unwrap_or_else(|| raise_hint(ERRCODE_INTERNAL_ERROR, "storing the model returned no version", "Retry."));
+    .unwrap_or_else(|| {
+        raise_hint(
+            ERRCODE_INTERNAL_ERROR,
+            "storing the model returned no version",
+            "Retry.",
+        )
+    });
     activate(name, version);
     version
 }

@@ -13,12 +13,14 @@ pub struct Options<'a> {
     map: &'a Map<String, Value>,
     valid: &'static [&'static str],
     function: &'static str,
+    /// For a function that hands other keys on: to what, for the hints.
+    others: Option<&'static str>,
 }
 
 impl<'a> Options<'a> {
     /// The options of `function`, every key among `valid`.
     pub fn new(value: &'a Value, valid: &'static [&'static str], function: &'static str) -> Self {
-        let o = Self::open(value, valid, function);
+        let o = Self::read(value, valid, function, None);
         if let Some(k) = o.others().next() {
             raise_hint(
                 ERRCODE_INVALID_PARAMETER_VALUE,
@@ -29,20 +31,35 @@ impl<'a> Options<'a> {
         o
     }
 
-    /// The options of `function`, which reads the keys in `valid` and hands the others on (to
-    /// an algorithm, which checks them): see [`Self::others`].
-    pub fn open(value: &'a Value, valid: &'static [&'static str], function: &'static str) -> Self {
+    /// The options of `function`, which reads the keys in `valid` and hands the others on to
+    /// `others` (e.g. "the algorithm", which checks them): see [`Self::other_options`].
+    pub fn open(
+        value: &'a Value,
+        valid: &'static [&'static str],
+        function: &'static str,
+        others: &'static str,
+    ) -> Self {
+        Self::read(value, valid, function, Some(others))
+    }
+
+    fn read(
+        value: &'a Value,
+        valid: &'static [&'static str],
+        function: &'static str,
+        others: Option<&'static str>,
+    ) -> Self {
         let Value::Object(map) = value else {
             raise_hint(
                 ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("the options of {function} must be a JSON object"),
-                format!("Valid keys: {}.", valid.join(", ")),
+                format!("Valid keys: {}.", valid_keys(valid, others)),
             )
         };
         Options {
             map,
             valid,
             function,
+            others,
         }
     }
 
@@ -83,7 +100,7 @@ impl<'a> Options<'a> {
             ),
             format!(
                 "e.g. '{{\"{key}\": ...}}'; valid keys: {}.",
-                self.valid.join(", ")
+                valid_keys(self.valid, self.others)
             ),
         )
     }
@@ -190,6 +207,15 @@ impl<'a> Options<'a> {
             };
             self.bad("pooling", &what, v)
         })
+    }
+}
+
+/// The valid keys of an options object, for hints.
+fn valid_keys(valid: &[&str], others: Option<&str>) -> String {
+    let own = valid.join(", ");
+    match others {
+        Some(to) => format!("{own}, and the options of {to}"),
+        None => own,
     }
 }
 

@@ -29,7 +29,8 @@ mod tests {
         assert_eq!(recs, 7);
         // Recommendations exclude what the user rated.
         let seen = Spi::get_one::<i64>(
-            "SELECT count(*) FROM cf_recommend(1, 50) r JOIN persona.ratings x ON x.item_id = r.item_id AND x.user_id = 1",
+            "SELECT count(*) FROM cf_recommend(1, 50) r JOIN persona.ratings x ON x.item_id = \
+             r.item_id AND x.user_id = 1",
         )
         .unwrap()
         .unwrap();
@@ -227,7 +228,10 @@ mod tests {
             "tiny_cls",
             TINY_CLASSIFIER,
             "classification",
-            r#"{"max_length": 16, "labels": ["neg", "neutral", "pos"], "positive_label": "neg", "replace": true}"#,
+            concat!(
+                r#"{"max_length": 16, "labels": ["neg", "neutral", "pos"], "#,
+                r#""positive_label": "neg", "replace": true}"#
+            ),
         );
         let p_neg = Spi::get_one::<f32>("SELECT bert_score('good', 'tiny_cls')")
             .unwrap()
@@ -246,14 +250,16 @@ mod tests {
                ('Delightful from start to finish', 4), ('Superb cast and a clever plot', 5), \
                ('Terrible, a complete waste of time', 1), ('Boring and far too long', 2), \
                ('I hated every minute of it', 1), ('The worst film I have seen', 1), \
-               ('Dull, lifeless and predictable', 2), ('An awful mess with bad acting', 1)) v(b, s), \
+               ('Dull, lifeless and predictable', 2), ('An awful mess with bad acting', 1)) v(b, \
+               s), \
                generate_series(1, 3);",
         )
         .unwrap();
         Spi::run("CREATE VIEW labelled AS SELECT body AS text, stars >= 4 AS label FROM reviews")
             .unwrap();
         let s = Spi::get_one::<pgrx::JsonB>(
-            "SELECT bert_train_classifier('stars', 'labelled', options => '{\"holdout_fraction\": 0.25}')",
+            "SELECT bert_train_classifier('stars', 'labelled', options => '{\"holdout_fraction\": \
+             0.25}')",
         )
         .unwrap()
         .unwrap()
@@ -274,8 +280,11 @@ mod tests {
         error = "the label column \"label\" of public.one_class holds one class only (\"yes\")"
     )]
     fn bert_one_class_is_an_error() {
-        Spi::run("CREATE TABLE one_class AS SELECT 'some text ' || i AS text, 'yes' AS label FROM generate_series(1, 10) i")
-            .unwrap();
+        Spi::run(
+            "CREATE TABLE one_class AS SELECT 'some text ' || i AS text, 'yes' AS label FROM \
+                  generate_series(1, 10) i",
+        )
+        .unwrap();
         Spi::run("SELECT bert_train_classifier('c', 'one_class')").unwrap();
     }
 

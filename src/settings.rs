@@ -48,11 +48,20 @@ pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>
 pub static SENTIMENT_MODEL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"sentiment"));
 
+/// Registers every setting (from `_PG_init`) and reserves the `persona.` prefix.
 pub fn init() {
+    init_training_and_statistics();
+    init_text();
+    reserve_prefix(c"persona");
+}
+
+/// The settings of training and of campaign statistics.
+fn init_training_and_statistics() {
     GucRegistry::define_int_guc(
         c"persona.training_threads",
         c"Threads one cf_train call may use (0: one per CPU core).",
-        c"Training runs its parallel phases on a pool of this many threads. Only the backend's own thread talks to PostgreSQL.",
+        c"Training runs its parallel phases on a pool of this many threads. Only the backend's \
+          own thread talks to PostgreSQL.",
         &TRAINING_THREADS,
         0,
         1024,
@@ -62,7 +71,8 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"persona.max_training_memory",
         c"Largest memory a training may plan to use; larger jobs are refused before they start.",
-        c"cf_train estimates the memory of the data and the model before training and raises an error (SQLSTATE 54000) above this limit.",
+        c"cf_train estimates the memory of the data and the model before training and raises an \
+          error (SQLSTATE 54000) above this limit.",
         &MAX_TRAINING_MEMORY_MB,
         1,
         i32::MAX,
@@ -72,17 +82,25 @@ pub fn init() {
     GucRegistry::define_float_guc(
         c"persona.significance_level",
         c"Significance level (alpha) of campaign_metrics' tests and confidence intervals.",
-        c"A difference is reported as significant when its p-value is below this level; intervals have coverage 1 - alpha.",
+        c"A difference is reported as significant when its p-value is below this level; intervals \
+          have coverage 1 - alpha.",
         &SIGNIFICANCE_LEVEL,
         1e-6,
         0.5,
         GucContext::Userset,
         GucFlags::default(),
     );
+}
+
+/// The settings of text models: device, threads, batching, paths, the sentiment model.
+fn init_text() {
     GucRegistry::define_enum_guc(
         c"persona.device",
         c"Where text models run: cpu, cuda or auto.",
-        c"cuda uses ONNX Runtime's CUDA execution provider (needs the onnxruntime-gpu build of libonnxruntime, CUDA 13 and a GPU) and is an error without it; auto uses CUDA when it works and otherwise the CPU, with one NOTICE per backend. Takes effect for sessions created afterwards.",
+        c"cuda uses ONNX Runtime's CUDA execution provider (needs the onnxruntime-gpu build of \
+          libonnxruntime, CUDA 13 and a GPU) and is an error without it; auto uses CUDA when it \
+          works and otherwise the CPU, with one NOTICE per backend. Takes effect for sessions \
+          created afterwards.",
         &DEVICE,
         GucContext::Userset,
         GucFlags::default(),
@@ -90,7 +108,10 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"persona.inference_threads",
         c"ONNX Runtime threads per backend and text model (0: automatic).",
-        c"0 means one per CPU core in an ordinary backend. Inside a parallel query (a parallel worker, or the leader while it runs a parallel plan) each process gets this number (or the core count) divided by max_parallel_workers_per_gather + 1, at least 1, so the workers together do not oversubscribe the cores.",
+        c"0 means one per CPU core in an ordinary backend. Inside a parallel query (a parallel \
+          worker, or the leader while it runs a parallel plan) each process gets this number (or \
+          the core count) divided by max_parallel_workers_per_gather + 1, at least 1, so the \
+          workers together do not oversubscribe the cores.",
         &INFERENCE_THREADS,
         0,
         256,
@@ -100,7 +121,8 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"persona.batch_size",
         c"Most texts per ONNX Runtime inference run.",
-        c"Texts of one call are sorted by length and cut into batches of at most this many texts and persona.max_batch_tokens tokens, each padded to its own longest text.",
+        c"Texts of one call are sorted by length and cut into batches of at most this many texts \
+          and persona.max_batch_tokens tokens, each padded to its own longest text.",
         &BATCH_SIZE,
         1,
         4096,
@@ -110,7 +132,8 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"persona.max_batch_tokens",
         c"Most tokens (texts times padded length) per ONNX Runtime inference run.",
-        c"Bounds the memory of one run: attention needs heads x texts x length^2 floats. A single text longer than this runs alone.",
+        c"Bounds the memory of one run: attention needs heads x texts x length^2 floats. A single \
+          text longer than this runs alone.",
         &MAX_BATCH_TOKENS,
         1,
         1 << 24,
@@ -119,8 +142,10 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"persona.max_sequence_length",
-        c"Caps the truncation length (in tokens) of every text model (0: each model's own max_length).",
-        c"Texts longer than the limit are truncated at the end, special tokens included. Lower it to trade accuracy on long texts for speed; it never raises a model's own max_length.",
+        c"Caps the truncation length (in tokens) of every text model (0: each model's own \
+          max_length).",
+        c"Texts longer than the limit are truncated at the end, special tokens included. Lower it \
+          to trade accuracy on long texts for speed; it never raises a model's own max_length.",
         &MAX_SEQUENCE_LENGTH,
         0,
         8192,
@@ -130,26 +155,32 @@ pub fn init() {
     define_path_guc(
         c"persona.onnxruntime_library",
         c"Path of the ONNX Runtime shared library (libonnxruntime.so, version 1.17 or newer).",
-        c"Loaded on a backend's first use of a text model, never at server start. The default is pg_persona/libonnxruntime.so in the server's package library directory (pg_config --pkglibdir), where scripts/setup.sh installs it. A backend keeps the library it loaded first: reconnect after changing this.",
+        c"Loaded on a backend's first use of a text model, never at server start. The default is \
+          pg_persona/libonnxruntime.so in the server's package library directory (pg_config \
+          --pkglibdir), where scripts/setup.sh installs it. A backend keeps the library it loaded \
+          first: reconnect after changing this.",
         &ONNXRUNTIME_LIBRARY,
         default_library_path(),
     );
     define_path_guc(
         c"persona.model_dir",
         c"Directory that bert_register_model may read model files from.",
-        c"File paths given to bert_register_model must resolve (after following symbolic links) inside this directory. The default is extension/pg_persona/models in the server's share directory (pg_config --sharedir), where scripts/setup.sh installs the default models.",
+        c"File paths given to bert_register_model must resolve (after following symbolic links) \
+          inside this directory. The default is extension/pg_persona/models in the server's share \
+          directory (pg_config --sharedir), where scripts/setup.sh installs the default models.",
         &MODEL_DIR,
         default_model_dir(),
     );
     GucRegistry::define_string_guc(
         c"persona.sentiment_model",
         c"Text model whose mean score is the sentiment of campaign_metrics and user_profile.",
-        c"A classification model registered with pg_persona (default: the built-in sentiment model). Its positive-label probability, averaged over the feedback texts, is reported as mean sentiment.",
+        c"A classification model registered with pg_persona (default: the built-in sentiment \
+          model). Its positive-label probability, averaged over the feedback texts, is reported \
+          as mean sentiment.",
         &SENTIMENT_MODEL,
         GucContext::Userset,
         GucFlags::default(),
     );
-    reserve_prefix(c"persona");
 }
 
 /// Defines a superuser-only string setting whose boot value is computed at run time (from the

@@ -8,7 +8,7 @@ use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::error::{raise, raise_hint};
-use crate::spi::{select, Columns};
+use crate::spi::{first, select, Columns};
 
 /// The kinds of column a source may need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,19 +48,14 @@ impl ColumnKind {
 
 /// `schema.relation`, each part quoted, for the relation with this OID.
 pub fn qualified_name(client: &SpiClient<'_>, rel: pg_sys::Oid) -> String {
-    let t = select(
+    let name = first(
         client,
         "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-        Some(1),
         &[rel.into()],
         "pg_class",
-    );
-    let name = if t.is_empty() {
-        None
-    } else {
-        t.first().column::<String>(1, "relname")
-    };
+    )
+    .and_then(|r| r.column::<String>(1, "relname"));
     name.unwrap_or_else(|| {
         raise(
             ERRCODE_UNDEFINED_TABLE,
@@ -68,6 +63,18 @@ pub fn qualified_name(client: &SpiClient<'_>, rel: pg_sys::Oid) -> String {
             None,
         )
     })
+}
+
+/// The quoted name of the relation `rel` ([`qualified_name`]) once it is checked to have each
+/// `(column, kind, option)` of `wanted` ([`check_columns`]).
+pub fn checked_relation(
+    client: &SpiClient<'_>,
+    rel: pg_sys::Oid,
+    wanted: &[(&str, ColumnKind, &str)],
+) -> String {
+    let relname = qualified_name(client, rel);
+    check_columns(client, rel, &relname, wanted);
+    relname
 }
 
 /// Checks that `rel` has each `(column, kind)`; raises 42703 or 42804 naming the option to set.
@@ -100,7 +107,8 @@ pub fn check_columns(
                     ERRCODE_UNDEFINED_COLUMN,
                     format!("column \"{col}\" does not exist in {relname}"),
                     format!(
-                        "{relname} has columns {}; name the right one with the option \"{option}\", e.g. '{{\"{option}\": \"...\"}}'.",
+                        "{relname} has columns {}; name the right one with the option \
+                         \"{option}\", e.g. '{{\"{option}\": \"...\"}}'.",
                         have.join(", ")
                     ),
                 )

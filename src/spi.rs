@@ -31,13 +31,19 @@ pub fn select_one<A: FromDatum + IntoDatum>(
     args: &[DatumWithOid<'_>],
     what: &str,
 ) -> Option<A> {
-    Spi::connect(|client| {
-        let t = select(client, query, Some(1), args, what);
-        if t.is_empty() {
-            return None;
-        }
-        t.first().column(1, what)
-    })
+    Spi::connect(|client| first(client, query, args, what)?.column(1, what))
+}
+
+/// The first row of a read-only query on an open connection (`None`: no row), as a table
+/// positioned on it.
+pub fn first<'c>(
+    client: &'c SpiClient<'_>,
+    query: &str,
+    args: &[DatumWithOid<'_>],
+    what: &str,
+) -> Option<SpiTupleTable<'c>> {
+    let t = select(client, query, Some(1), args, what);
+    (!t.is_empty()).then(|| t.first())
 }
 
 /// The rows of a read-only query on an open connection.

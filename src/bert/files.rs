@@ -23,7 +23,8 @@ pub(super) fn check_file_privilege() {
             ERRCODE_INSUFFICIENT_PRIVILEGE,
             "permission denied to register a text model from a server file",
             "Only superusers and members of pg_read_server_files may register models from files; \
-             others can pass the bytes: bert_register_model(name, onnx bytea, tokenizer text, task).",
+             others can pass the bytes: bert_register_model(name, onnx bytea, tokenizer text, \
+             task).",
         );
     }
 }
@@ -84,7 +85,8 @@ pub(super) fn read_model_file(root: &Path, path: &Path) -> Vec<u8> {
         raise_hint(
             ERRCODE_UNDEFINED_FILE,
             format!("model file {} cannot be opened: {e}", path.display()),
-            "A model directory holds model.onnx and tokenizer.json (as Hugging Face Optimum exports them).",
+            "A model directory holds model.onnx and tokenizer.json (as Hugging Face Optimum \
+             exports them).",
         )
     });
     if !real.starts_with(root) {

@@ -56,7 +56,8 @@ pub(crate) fn encoder(name: &str) -> Rc<text_store::Loaded> {
         raise_hint(
             ERRCODE_WRONG_OBJECT_TYPE,
             format!("text model \"{name}\" is a classifier graph and gives no embeddings"),
-            "Use bert_score or bert_classify with it, or bert_embed with an encoder such as 'minilm'.",
+            "Use bert_score or bert_classify with it, or bert_embed with an encoder such as \
+             'minilm'.",
         );
     }
     m
@@ -67,10 +68,12 @@ pub(crate) fn scores(m: &TextModel, name: &str, texts: &[&str]) -> Vec<f32> {
         raise_hint(
             ERRCODE_WRONG_OBJECT_TYPE,
             format!(
-                "text model \"{name}\" has {} labels and no positive label, so it has no single score",
+                "text model \"{name}\" has {} labels and no positive label, so it has no single \
+                 score",
                 m.labels().len()
             ),
-            "Use bert_classify, or register the model with options => '{\"positive_label\": \"...\"}'.",
+            "Use bert_classify, or register the model with options => '{\"positive_label\": \
+             \"...\"}'.",
         );
     }
     m.score_with(texts, &mut Interrupts)
@@ -88,7 +91,8 @@ pub(crate) fn check_name(name: &str) {
         raise_hint(
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("invalid text model name \"{name}\""),
-            "Model names are 1 to 63 characters: letters, digits, _ . : - (not first), e.g. 'reviews_sentiment'.",
+            "Model names are 1 to 63 characters: letters, digits, _ . : - (not first), e.g. \
+             'reviews_sentiment'.",
         );
     }
 }
@@ -114,7 +118,8 @@ pub(crate) fn positive_index(v: &Value, labels: &[String], n_labels: Option<usiz
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("positive_label {v} is not one of the model's labels"),
             if labels.is_empty() {
-                "Give the labels with the option \"labels\", or the positive label's index (0-based)."
+                "Give the labels with the option \"labels\", or the positive label's index \
+                 (0-based)."
                     .to_string()
             } else {
                 format!("The labels are: {}.", labels.join(", "))

@@ -52,7 +52,8 @@ pub(super) fn existing(name: &str) -> Option<Vec<String>> {
         return None;
     }
     let users = select_one::<Vec<String>>(
-        "SELECT coalesce(pg_catalog.array_agg(name ORDER BY name), '{}') FROM persona.bert_model_store WHERE encoder = $1",
+        "SELECT coalesce(pg_catalog.array_agg(name ORDER BY name), '{}') FROM \
+         persona.bert_model_store WHERE encoder = $1",
         &[name.into()],
         STORE,
     )
@@ -103,7 +104,8 @@ pub(crate) fn check_store_privilege(name: &str, privileges: &str) {
             format!("permission denied to change text model \"{name}\""),
             format!(
                 "Registering, training and dropping text models need {privileges} on \
-                 persona.bert_model_store (and USAGE on persona.bert_model_version_seq to register); \
+                 persona.bert_model_store (and USAGE on persona.bert_model_version_seq to \
+                 register); \
                  the extension's owner has them and may GRANT them."
             ),
         );
@@ -140,7 +142,6 @@ pub(super) fn register(r: Registration) -> Value {
     let mut spec = m.spec().clone();
     // Store the model's own max_length, not one capped by persona.max_sequence_length.
     spec.max_length = r.spec.max_length;
-    let spec_json = spec_value(&spec);
     let tokenizer = String::from_utf8(r.tokenizer).unwrap_or_else(|_| {
         raise_hint(
             ERRCODE_INVALID_TEXT_REPRESENTATION,
@@ -148,34 +149,17 @@ pub(super) fn register(r: Registration) -> Value {
             "Pass the tokenizer.json file's text.",
         )
     });
-    let task = match spec.task {
-        Task::Embedding => "embedding",
-        Task::Classification => "classification",
-    };
-    let version = write_one::<i64>(
-        "INSERT INTO persona.bert_model_store AS s (name, task, encoder, spec, dim, labels, positive_label, onnx, tokenizer, source, builtin) \
-         VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (name) DO UPDATE SET task = EXCLUDED.task, encoder = NULL, spec = EXCLUDED.spec, \
-           dim = EXCLUDED.dim, labels = EXCLUDED.labels, positive_label = EXCLUDED.positive_label, \
-           onnx = EXCLUDED.onnx, tokenizer = EXCLUDED.tokenizer, source = EXCLUDED.source, \
-           builtin = EXCLUDED.builtin, version = pg_catalog.nextval('persona.bert_model_version_seq'), \
-           created_at = pg_catalog.now(), created_by = CURRENT_USER \
-         RETURNING version",
-        &[
-            r.name.as_str().into(),
-            task.into(),
-            JsonB(spec_json).into(),
-            m.dim().map(|d| d as i32).into(),
-            labels.clone().into(),
-            positive.clone().into(),
-            r.onnx.as_slice().into(),
-            tokenizer.as_str().into(),
-            JsonB(r.source).into(),
-            r.builtin.into(),
-        ],
-        STORE,
-    )
-    .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "storing the model returned no version", None));
+    let task = task_name(spec.task);
+    let version = store(Row {
+        name: &r.name,
+        task: spec.task,
+        encoder: None,
+        spec: &spec,
+        model: m,
+        graph: Some((&r.onnx, &tokenizer)),
+        source: r.source,
+        builtin: r.builtin,
+    });
     text_store::invalidate();
     text_store::remember_registered(
         &r.name,
@@ -210,30 +194,77 @@ pub(crate) fn register_head(
     source: Value,
     builtin: bool,
 ) -> i64 {
-    let (labels, positive) = label_info(model);
-    let spec_json = spec_value(spec);
+    store(Row {
+        name,
+        task: Task::Classification,
+        encoder: Some(graph),
+        spec,
+        model,
+        graph: None,
+        source,
+        builtin,
+    })
+}
+
+/// A row of `persona.bert_model_store` to insert or replace.
+struct Row<'a> {
+    name: &'a str,
+    task: Task,
+    /// The encoder a head model is trained on (`None`: a model with its own graph).
+    encoder: Option<&'a str>,
+    spec: &'a ModelSpec,
+    /// The checked model, for its width and labels.
+    model: &'a TextModel,
+    /// ONNX bytes and tokenizer of a model with its own graph.
+    graph: Option<(&'a [u8], &'a str)>,
+    source: Value,
+    builtin: bool,
+}
+
+fn task_name(task: Task) -> &'static str {
+    match task {
+        Task::Embedding => "embedding",
+        Task::Classification => "classification",
+    }
+}
+
+/// Inserts `row`, or replaces the model of that name with it under a new version. Returns the
+/// version.
+fn store(row: Row<'_>) -> i64 {
+    let (labels, positive) = label_info(row.model);
     let version = write_one::<i64>(
-        "INSERT INTO persona.bert_model_store AS s (name, task, encoder, spec, dim, labels, positive_label, onnx, tokenizer, source, builtin) \
-         VALUES ($1, 'classification', $2, $3, $4, $5, $6, NULL, NULL, $7, $8) \
-         ON CONFLICT (name) DO UPDATE SET task = EXCLUDED.task, encoder = EXCLUDED.encoder, spec = EXCLUDED.spec, \
-           dim = EXCLUDED.dim, labels = EXCLUDED.labels, positive_label = EXCLUDED.positive_label, \
-           onnx = NULL, tokenizer = NULL, source = EXCLUDED.source, builtin = EXCLUDED.builtin, \
+        "INSERT INTO persona.bert_model_store AS s (name, task, encoder, spec, dim, labels, \
+           positive_label, onnx, tokenizer, source, builtin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (name) DO UPDATE SET task = EXCLUDED.task, encoder = EXCLUDED.encoder, \
+           spec = EXCLUDED.spec, dim = EXCLUDED.dim, labels = EXCLUDED.labels, \
+           positive_label = EXCLUDED.positive_label, onnx = EXCLUDED.onnx, \
+           tokenizer = EXCLUDED.tokenizer, source = EXCLUDED.source, builtin = EXCLUDED.builtin, \
            version = pg_catalog.nextval('persona.bert_model_version_seq'), \
            created_at = pg_catalog.now(), created_by = CURRENT_USER \
          RETURNING version",
         &[
-            name.into(),
-            graph.into(),
-            JsonB(spec_json).into(),
-            model.dim().map(|d| d as i32).into(),
+            row.name.into(),
+            task_name(row.task).into(),
+            row.encoder.into(),
+            JsonB(spec_value(row.spec)).into(),
+            row.model.dim().map(|d| d as i32).into(),
             labels.into(),
             positive.into(),
-            JsonB(source).into(),
-            builtin.into(),
+            row.graph.map(|(onnx, _)| onnx).into(),
+            row.graph.map(|(_, tokenizer)| tokenizer).into(),
+            JsonB(row.source).into(),
+            row.builtin.into(),
         ],
         STORE,
     )
-    .unwrap_or_else(|| raise(ERRCODE_INTERNAL_ERROR, "storing the model returned no version", None));
+    .unwrap_or_else(|| {
+        raise(
+            ERRCODE_INTERNAL_ERROR,
+            "storing the model returned no version",
+            None,
+        )
+    });
     text_store::invalidate();
     version
 }
@@ -245,7 +276,8 @@ fn graph_spec(task: &str, options: &Value) -> (ModelSpec, bool) {
             ERRCODE_INVALID_PARAMETER_VALUE,
             format!("unknown task \"{task}\""),
             "task is 'embedding' (an encoder with output last_hidden_state: bert_embed) or \
-             'classification' (a fine-tuned classifier with output logits: bert_score, bert_classify).",
+             'classification' (a fine-tuned classifier with output logits: bert_score, \
+             bert_classify).",
         )
     });
     let o = Options::new(options, REGISTER_OPTIONS, "bert_register_model");
@@ -279,7 +311,8 @@ fn not_null<T>(v: Option<T>, what: &str) -> T {
         raise_hint(
             ERRCODE_NULL_VALUE_NOT_ALLOWED,
             format!("{what} must not be NULL"),
-            "Pass the model's bytes (pg_read_binary_file) and its tokenizer.json's text (pg_read_file).",
+            "Pass the model's bytes (pg_read_binary_file) and its tokenizer.json's text \
+             (pg_read_file).",
         )
     })
 }
@@ -370,7 +403,8 @@ fn bert_drop_model(name: &str, cascade: default!(bool, false)) -> Vec<String> {
     }
     // One statement: the foreign key of the dependents is checked at its end.
     let dropped = write_one::<Vec<String>>(
-        "WITH d AS (DELETE FROM persona.bert_model_store WHERE name = $1 OR encoder = $1 RETURNING name) \
+        "WITH d AS (DELETE FROM persona.bert_model_store WHERE name = $1 OR encoder = $1 \
+         RETURNING name) \
          SELECT pg_catalog.array_agg(name ORDER BY name) FROM d",
         &[name.into()],
         STORE,

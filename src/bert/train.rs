@@ -29,7 +29,7 @@ use crate::error::{raise_hint, OrRaise};
 use crate::monitor::{Interrupts, ProgressNotices};
 use crate::options::Options;
 use crate::settings;
-use crate::source::{check_columns, for_each_row, ident, qualified_name, ColumnKind};
+use crate::source::{checked_relation, for_each_row, ident, ColumnKind};
 use crate::spi::{select, select_one, Columns};
 use crate::text_store::{self, OrRaiseText, Phase};
 
@@ -111,7 +111,8 @@ fn parse_options(options: &Value) -> TrainOptions {
     );
     let n_settings = t.l2s.len() * t.balances.len() * t.poolings.as_ref().map_or(1, Vec::len);
     check_selectable(n_settings, t.validation.is_some() || holdout > 0.0).or_raise_hint(
-        "Set holdout_fraction above 0, or name a validation relation with the option \"validation\".",
+        "Set holdout_fraction above 0, or name a validation relation with the option \
+         \"validation\".",
     );
     t
 }
@@ -180,12 +181,11 @@ fn read_data(
     t: &TrainOptions,
 ) -> (Vec<String>, Labelled, Option<Labelled>) {
     Spi::connect(|client| {
-        let relname = qualified_name(client, source);
         let columns = [
             (t.text_col.as_str(), ColumnKind::Text, "text_column"),
             (t.label_col.as_str(), ColumnKind::Label, "label_column"),
         ];
-        check_columns(client, source, &relname, &columns);
+        let relname = checked_relation(client, source, &columns);
         let labels = distinct_labels(client, &relname, &t.text_col, &t.label_col);
         let index: HashMap<&str, usize> = labels
             .iter()
@@ -194,8 +194,7 @@ fn read_data(
             .collect();
         let data = read_labelled(client, relname, t, &index);
         let valid = validation.map(|oid| {
-            let relname = qualified_name(client, oid);
-            check_columns(client, oid, &relname, &columns);
+            let relname = checked_relation(client, oid, &columns);
             read_labelled(client, relname, t, &index)
         });
         if valid.as_ref().is_some_and(|v| v.y.is_empty()) {
@@ -218,7 +217,8 @@ fn distinct_labels(
     label_col: &str,
 ) -> Vec<String> {
     let query = format!(
-        "SELECT s.l::text FROM (SELECT DISTINCT {l} AS l FROM {rel} WHERE {l} IS NOT NULL AND {t} IS NOT NULL) s \
+        "SELECT s.l::text FROM (SELECT DISTINCT {l} AS l FROM {rel} WHERE {l} IS NOT NULL AND {t} \
+         IS NOT NULL) s \
          ORDER BY s.l LIMIT {}",
         MAX_LABELS + 1,
         l = ident(label_col),
@@ -245,7 +245,8 @@ fn distinct_labels(
         n if n > MAX_LABELS => raise_hint(
             ERRCODE_DATA_EXCEPTION,
             format!(
-                "the label column \"{label_col}\" of {rel} holds more than {MAX_LABELS} distinct values"
+                "the label column \"{label_col}\" of {rel} holds more than {MAX_LABELS} distinct \
+                 values"
             ),
             "Is it the right column? Name the class column with the option \"label_column\".",
         ),
@@ -317,7 +318,8 @@ fn validation_relation(name: &str) -> pg_sys::Oid {
         raise_hint(
             ERRCODE_UNDEFINED_TABLE,
             format!("validation relation \"{name}\" does not exist"),
-            "Name a table or view with the same text and label columns, e.g. '{\"validation\": \"public.reviews_valid\"}'.",
+            "Name a table or view with the same text and label columns, e.g. '{\"validation\": \
+             \"public.reviews_valid\"}'.",
         )
     })
 }
@@ -333,11 +335,13 @@ fn check_memory(data: &Labelled, valid: Option<&Labelled>, pooled_dims: usize) {
         raise_hint(
             ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!(
-                "training on {rows} texts of {pooled_dims}-dimensional embeddings (all poolings) needs about {} MB, more than persona.max_training_memory ({} MB)",
+                "training on {rows} texts of {pooled_dims}-dimensional embeddings (all poolings) \
+                 needs about {} MB, more than persona.max_training_memory ({} MB)",
                 need >> 20,
                 limit >> 20
             ),
-            "Raise persona.max_training_memory, or train on a sample (a view with TABLESAMPLE or LIMIT).",
+            "Raise persona.max_training_memory, or train on a sample (a view with TABLESAMPLE or \
+             LIMIT).",
         );
     }
 }
@@ -358,7 +362,8 @@ impl Monitor for EmbedMonitor {
             let done = self.done + self.chunk * p.step / p.steps.max(1);
             let secs = self.notices.elapsed();
             notice!(
-                "pg_persona: bert_train_classifier: embedded {done} of {} {} texts ({:.0} texts/s, {secs:.0} s)",
+                "pg_persona: bert_train_classifier: embedded {done} of {} {} texts ({:.0} \
+                 texts/s, {secs:.0} s)",
                 self.total,
                 self.what,
                 done as f64 / secs.max(1e-9)
@@ -427,13 +432,71 @@ fn metrics(e: &HeadEvaluation) -> Value {
 /// A candidate as the report and the progress NOTICEs show it.
 fn candidate_json(c: &Candidate, poolings: &[Pooling]) -> Value {
     let o = &c.setting.options;
-    let mut row = json!({"pooling": poolings[c.setting.pooling], "l2": o.l2, "balanced": o.balanced, "iterations": c.iterations, "converged": c.converged});
+    let mut row = json!({
+        "pooling": poolings[c.setting.pooling],
+        "l2": o.l2,
+        "balanced": o.balanced,
+        "iterations": c.iterations,
+        "converged": c.converged,
+    });
     if let (Some(e), Some(obj)) = (&c.selection, row.as_object_mut()) {
         obj.insert("accuracy".into(), json!(round4(e.accuracy)));
         obj.insert("log_loss".into(), json!(round4(e.log_loss)));
         obj.insert("macro_f1".into(), json!(round4(e.macro_f1)));
     }
     row
+}
+
+/// What one call trains: the settings the report needs from every step.
+struct Run<'a> {
+    name: &'a str,
+    t: &'a TrainOptions,
+    encoder: &'a Encoder,
+    poolings: &'a [Pooling],
+    labels: &'a [String],
+    positive: Option<usize>,
+    max_length: usize,
+}
+
+impl Run<'_> {
+    /// The spec of a model on the encoder: an embedder without a head, a classifier with one.
+    fn spec(&self, head: Option<Head>, pooling: Pooling) -> ModelSpec {
+        let classifier = head.is_some();
+        ModelSpec {
+            task: if classifier {
+                Task::Classification
+            } else {
+                Task::Embedding
+            },
+            pooling,
+            max_length: self.max_length,
+            labels: if classifier {
+                self.labels.to_vec()
+            } else {
+                Vec::new()
+            },
+            positive_label: if classifier { self.positive } else { None },
+            head,
+        }
+    }
+}
+
+/// Row views of one call's embeddings (`[pooling][row]`) and labels, split for training.
+struct Split<'a> {
+    train_x: Vec<Vec<&'a [f32]>>,
+    train_y: Vec<usize>,
+    test_x: Vec<Vec<&'a [f32]>>,
+    test_y: Vec<usize>,
+    /// The validation relation's rows, when there is one.
+    valid_x: Option<Vec<Vec<&'a [f32]>>>,
+}
+
+/// Seconds spent in each step, for the report.
+struct Timings {
+    read: f64,
+    embed: f64,
+    train: f64,
+    rows_per_second: f64,
 }
 
 /// Trains a classification head on `encoder`'s embeddings of `source`'s texts and registers it
@@ -466,36 +529,24 @@ fn bert_train_classifier_impl(
 
     let t_read = Instant::now();
     let (labels, data, valid) = read_data(source, validation_oid, &t);
-    let read_seconds = t_read.elapsed().as_secs_f64();
+    let read = t_read.elapsed().as_secs_f64();
     check_memory(
         &data,
         valid.as_ref(),
         poolings.iter().map(|p| p.dim(enc.dim)).sum(),
     );
-
-    let max_length = t.max_length.unwrap_or(enc.max_length);
-    let positive = t
-        .positive_label
-        .as_ref()
-        .map(|v| positive_index(v, &labels, Some(labels.len())));
-    let spec_for = |head: Option<Head>, pooling: Pooling| ModelSpec {
-        task: if head.is_some() {
-            Task::Classification
-        } else {
-            Task::Embedding
-        },
-        pooling,
-        max_length,
-        labels: if head.is_some() {
-            labels.clone()
-        } else {
-            Vec::new()
-        },
-        positive_label: if head.is_some() { positive } else { None },
-        head,
+    let run = Run {
+        name,
+        t: &t,
+        encoder: &enc,
+        poolings: &poolings,
+        labels: &labels,
+        positive: t
+            .positive_label
+            .as_ref()
+            .map(|v| positive_index(v, &labels, Some(labels.len()))),
+        max_length: t.max_length.unwrap_or(enc.max_length),
     };
-    let embedder =
-        text_store::model_on_graph(&enc.graph, spec_for(None, poolings[0]), Phase::Train);
     let (train_idx, test_idx) = if t.holdout > 0.0 {
         holdout_split(&data.y, t.holdout, t.seed).or_raise_text(Phase::Train)
     } else {
@@ -503,113 +554,161 @@ fn bert_train_classifier_impl(
     };
 
     // Embed (the expensive part), under every pooling at once: emb[p][row].
+    let embedder =
+        text_store::model_on_graph(&enc.graph, run.spec(None, poolings[0]), Phase::Train);
     let t_embed = Instant::now();
     let emb = embed_all(&embedder, &enc.graph, &data.texts, &poolings, "training");
-    let embed_seconds = t_embed.elapsed().as_secs_f64();
+    let embed = t_embed.elapsed().as_secs_f64();
     let valid_emb = valid
         .as_ref()
         .map(|v| embed_all(&embedder, &enc.graph, &v.texts, &poolings, "validation"));
     pgrx::check_for_interrupts!();
 
-    // Train each setting; keep the best on the validation relation, else the held-out rows.
-    let t_train = Instant::now();
-    let threads = Threads::new(settings::training_threads()).or_raise_text(Phase::Train);
     let labels_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| data.y[i]).collect() };
-    let (train_y, test_y) = (labels_of(&train_idx), labels_of(&test_idx));
-    let (train_x, test_x) = (views(&emb, Some(&train_idx)), views(&emb, Some(&test_idx)));
-    let valid_x = valid_emb.as_deref().map(|e| views(e, None));
-    let selection = match (&valid_x, &valid) {
+    let split = Split {
+        train_x: views(&emb, Some(&train_idx)),
+        train_y: labels_of(&train_idx),
+        test_x: views(&emb, Some(&test_idx)),
+        test_y: labels_of(&test_idx),
+        valid_x: valid_emb.as_deref().map(|e| views(e, None)),
+    };
+    let t_train = Instant::now();
+    let choice = choose(&run, &grid, &split, valid.as_ref());
+    let timings = Timings {
+        read,
+        embed,
+        train: t_train.elapsed().as_secs_f64(),
+        rows_per_second: data.texts.len() as f64 / embed.max(1e-9),
+    };
+    let mut summary = store(
+        &run,
+        &grid,
+        &choice,
+        &split,
+        &data,
+        valid.as_ref(),
+        &timings,
+    );
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("seconds".into(), json!(round4(t0.elapsed().as_secs_f64())));
+    }
+    JsonB(summary)
+}
+
+/// Trains every setting of `grid` on the training rows and keeps the best on the validation
+/// relation, else on the held-out rows (a progress NOTICE per setting when there are several).
+fn choose(
+    run: &Run<'_>,
+    grid: &[HeadSetting],
+    split: &Split<'_>,
+    valid: Option<&Labelled>,
+) -> HeadChoice {
+    let threads = Threads::new(settings::training_threads()).or_raise_text(Phase::Train);
+    let selection = match (&split.valid_x, valid) {
         (Some(x), Some(v)) => Some(PooledExamples { x, y: &v.y }),
-        _ => (!test_y.is_empty()).then_some(PooledExamples {
-            x: &test_x,
-            y: &test_y,
+        _ => (!split.test_y.is_empty()).then_some(PooledExamples {
+            x: &split.test_x,
+            y: &split.test_y,
         }),
     };
     let search = HeadSearch {
-        grid: &grid,
-        labels: &labels,
-        positive,
+        grid,
+        labels: run.labels,
+        positive: run.positive,
     };
-    let choice = search
-        .run(
-            PooledExamples {
-                x: &train_x,
-                y: &train_y,
-            },
-            selection,
-            &threads,
-            &mut Interrupts,
-            &mut |i, c| {
-                if grid.len() > 1 {
-                    notice!(
-                        "pg_persona: bert_train_classifier: setting {} of {}: {}",
-                        i + 1,
-                        grid.len(),
-                        candidate_json(c, &poolings)
-                    );
-                }
-            },
-        )
-        .or_raise_text(Phase::Train);
-    let train_seconds = t_train.elapsed().as_secs_f64();
+    let train = PooledExamples {
+        x: &split.train_x,
+        y: &split.train_y,
+    };
+    let mut progress = |i: usize, c: &Candidate| {
+        if grid.len() > 1 {
+            notice!(
+                "pg_persona: bert_train_classifier: setting {} of {}: {}",
+                i + 1,
+                grid.len(),
+                candidate_json(c, run.poolings)
+            );
+        }
+    };
+    search
+        .run(train, selection, &threads, &mut Interrupts, &mut progress)
+        .or_raise_text(Phase::Train)
+}
 
-    // The final model, checked the way it will be loaded, evaluated and stored.
+/// Checks the chosen head the way it will be loaded, evaluates it, registers it as `run.name`
+/// and returns the report (with the new version).
+fn store(
+    run: &Run<'_>,
+    grid: &[HeadSetting],
+    choice: &HeadChoice,
+    split: &Split<'_>,
+    data: &Labelled,
+    valid: Option<&Labelled>,
+    timings: &Timings,
+) -> Value {
     let setting = &grid[choice.chosen];
     let p = setting.pooling;
-    let spec = spec_for(Some(choice.fit.head.clone()), poolings[p]);
-    let model = text_store::model_on_graph(&enc.graph, spec.clone(), Phase::Train);
+    let spec = run.spec(Some(choice.fit.head.clone()), run.poolings[p]);
+    let graph = &run.encoder.graph;
+    let model = text_store::model_on_graph(graph, spec.clone(), Phase::Train);
     let positive = model.positive_label();
     let evaluate = |x: &[&[f32]], y: &[usize]| {
-        evaluate_head(&choice.fit.head, x, y, positive).or_raise_text(Phase::Train)
+        let e = evaluate_head(&choice.fit.head, x, y, positive).or_raise_text(Phase::Train);
+        metrics(&e)
     };
-    let on_train = evaluate(&train_x[p], &train_y);
-    let on_holdout = (!test_y.is_empty()).then(|| evaluate(&test_x[p], &test_y));
-    let on_valid = match (&valid_x, &valid) {
+    let holdout = (!split.test_y.is_empty()).then(|| evaluate(&split.test_x[p], &split.test_y));
+    let on_valid = match (&split.valid_x, valid) {
         (Some(x), Some(v)) => Some(evaluate(&x[p], &v.y)),
         _ => None,
     };
+    let labels = run.labels;
     let mut counts = vec![0u64; labels.len()];
     for &c in &data.y {
         counts[c] += 1;
     }
+    let class_counts: Map<String, Value> = labels
+        .iter()
+        .zip(&counts)
+        .map(|(l, c)| (l.clone(), json!(c)))
+        .collect();
+    let t = run.t;
     let mut summary = json!({
-        "model": name,
-        "encoder": enc.graph,
+        "model": run.name,
+        "encoder": graph,
         "source": data.relname,
-        "validation": valid.as_ref().map(|v| v.relname.clone()),
+        "validation": valid.map(|v| v.relname.clone()),
         "text_column": t.text_col,
         "label_column": t.label_col,
         "labels": labels,
         "positive_label": positive.and_then(|p| labels.get(p)),
-        "class_counts": labels.iter().zip(&counts).map(|(l, c)| (l.clone(), json!(c))).collect::<Map<String, Value>>(),
+        "class_counts": class_counts,
         "rows_used": data.y.len(),
         "rows_skipped_null": data.skipped_null,
-        "train_rows": train_idx.len(),
-        "holdout_rows": test_idx.len(),
+        "train_rows": split.train_y.len(),
+        "holdout_rows": split.test_y.len(),
         "holdout_fraction": t.holdout,
         "seed": t.seed,
-        "pooling": poolings[p],
-        "max_length": max_length,
+        "pooling": run.poolings[p],
+        "max_length": run.max_length,
         "l2": setting.options.l2,
         "balanced": setting.options.balanced,
         "iterations": choice.fit.iterations,
         "converged": choice.fit.converged,
         "loss": round4(choice.fit.loss),
-        "candidates": candidates(&choice, &poolings),
-        "train": metrics(&on_train),
-        "holdout": on_holdout.as_ref().map(metrics),
-        "validation_metrics": on_valid.as_ref().map(metrics),
-        "read_seconds": round4(read_seconds),
-        "embed_seconds": round4(embed_seconds),
-        "rows_per_second": (data.texts.len() as f64 / embed_seconds.max(1e-9)).round(),
-        "train_seconds": round4(train_seconds),
+        "candidates": candidates(choice, run.poolings),
+        "train": evaluate(&split.train_x[p], &split.train_y),
+        "holdout": holdout,
+        "validation_metrics": on_valid,
+        "read_seconds": round4(timings.read),
+        "embed_seconds": round4(timings.embed),
+        "rows_per_second": timings.rows_per_second.round(),
+        "train_seconds": round4(timings.train),
     });
-    let version = register_head(name, &enc.graph, &model, &spec, summary.clone(), false);
+    let version = register_head(run.name, graph, &model, &spec, summary.clone(), false);
     if let Some(obj) = summary.as_object_mut() {
         obj.insert("version".into(), json!(version));
-        obj.insert("seconds".into(), json!(round4(t0.elapsed().as_secs_f64())));
     }
-    JsonB(summary)
+    summary
 }
 
 /// Every candidate of a search over several settings (null for a single setting).

@@ -50,7 +50,8 @@ pub fn raise_text(e: CoreError, phase: Phase<'_>) -> ! {
         (CoreError::Runtime(_), _) => (
             ERRCODE_SYSTEM_ERROR,
             "ONNX Runtime could not create a session for the model; the server log may say more. \
-             With persona.device = cuda, check the GPU build of ONNX Runtime and its CUDA libraries."
+             With persona.device = cuda, check the GPU build of ONNX Runtime and its CUDA \
+             libraries."
                 .into(),
         ),
         (CoreError::CorruptTokenizer(_), Phase::Register) => (

@@ -24,7 +24,7 @@ pub use errors::{raise_text, OrRaiseText, Phase};
 pub use runtime::{runtime_ready, RunConfig};
 
 use crate::error::raise_hint;
-use crate::spi::{select, select_one, Columns};
+use crate::spi::{first, select_one, Columns};
 
 /// Which versions a loaded model was built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,18 +66,13 @@ pub fn missing_model(name: &str) -> ! {
 /// The versions of model `name` and of its encoder, or 42704.
 fn resolve(name: &str) -> Stamp {
     let row = Spi::connect(|client| {
-        let t = select(
+        let r = first(
             client,
             "SELECT m.version, e.version FROM persona.bert_model_store m \
              LEFT JOIN persona.bert_model_store e ON e.name = m.encoder WHERE m.name = $1",
-            Some(1),
             &[name.into()],
             STORE,
-        );
-        if t.is_empty() {
-            return None;
-        }
-        let r = t.first();
+        )?;
         Some((
             r.column::<i64>(1, "version")?,
             r.column::<i64>(2, "encoder version"),
@@ -101,18 +96,13 @@ pub fn parse_task(task: &str) -> Option<Task> {
 /// encoder).
 fn read_model_spec(name: &str) -> (ModelSpec, String) {
     let row = Spi::connect(|client| {
-        let t = select(
+        let r = first(
             client,
             "SELECT m.spec::text, coalesce(m.encoder, m.name) FROM persona.bert_model_store m \
              WHERE m.name = $1",
-            Some(1),
             &[name.into()],
             STORE,
-        );
-        if t.is_empty() {
-            return None;
-        }
-        let r = t.first();
+        )?;
         Some((
             r.column::<String>(1, "spec")?,
             r.column::<String>(2, "graph")?,
@@ -135,17 +125,12 @@ fn read_model_spec(name: &str) -> (ModelSpec, String) {
 /// The task and tokenizer of the graph row `graph` at `graph_version`.
 fn read_graph_meta(graph: &str, graph_version: i64) -> (Task, Vec<u8>) {
     let row = Spi::connect(|client| {
-        let t = select(
+        let r = first(
             client,
             "SELECT task, tokenizer FROM persona.bert_model_store WHERE name = $1 AND version = $2",
-            Some(1),
             &[graph.into(), graph_version.into()],
             STORE,
-        );
-        if t.is_empty() {
-            return None;
-        }
-        let r = t.first();
+        )?;
         Some((
             r.column::<String>(1, "task")?,
             r.column::<String>(2, "tokenizer")?,

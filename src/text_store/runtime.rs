@@ -213,7 +213,10 @@ pub fn create_session(
                 Err(e) => e.to_string(),
             };
             if !AUTO_NOTICE_SENT.replace(true) {
-                notice!("pg_persona: persona.device is \"auto\" and CUDA cannot be used ({why}); text models run on the CPU");
+                notice!(
+                    "pg_persona: persona.device is \"auto\" and CUDA cannot be used ({why}); \
+                         text models run on the CPU"
+                );
             }
             build(CoreDevice::Cpu).or_raise_text(phase)
         }

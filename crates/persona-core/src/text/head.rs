@@ -1156,15 +1156,16 @@ mod tests {
             positive: None,
         };
         let train = PooledExamples { x: &xs, y: &y };
-        let e = search
-            .run(
+        let without_selection = |s: &HeadSearch<'_>| {
+            s.run(
                 train,
                 None,
                 &Threads::current(),
                 &mut NoMonitor,
                 &mut |_, _| {},
             )
-            .unwrap_err();
+        };
+        let e = without_selection(&search).unwrap_err();
         assert!(matches!(e, CoreError::InvalidParameter(_)));
         // One setting needs none.
         let one = head_grid(1, &[0.1], &[false], 50, 1e-6).unwrap();
@@ -1172,15 +1173,7 @@ mod tests {
             grid: &one,
             ..search
         };
-        let c = single
-            .run(
-                train,
-                None,
-                &Threads::current(),
-                &mut NoMonitor,
-                &mut |_, _| {},
-            )
-            .unwrap();
+        let c = without_selection(&single).unwrap();
         assert_eq!((c.chosen, c.candidates.len()), (0, 1));
         assert!(c.candidates[0].selection.is_none());
         // A monitor that says stop before the second setting ends the search there.

@@ -36,7 +36,10 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --no-default-features --features "pg$(PG_MAJOR) pg_test" -- -D warnings
 
+# The text-runtime tests use the ONNX Runtime and MiniLM that setup.sh installed for $(PG_CONFIG).
 test-core:
+	PERSONA_ORT_LIB=$${PERSONA_ORT_LIB:-$$($(PG_CONFIG) --pkglibdir)/pg_persona/libonnxruntime.so} \
+	PERSONA_MINILM_DIR=$${PERSONA_MINILM_DIR:-$$($(PG_CONFIG) --sharedir)/extension/pg_persona/models/minilm} \
 	cargo test -p persona-core --release
 
 # cargo pgrx test copies its debug build over the system's shared library: stop the system

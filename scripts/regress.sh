@@ -12,6 +12,10 @@ PGPORT=$(pg_port)
 export PGPORT
 work=$(mktemp -d /tmp/persona-regress.XXXXXX)
 cp -r tests/pg_regress/. "$work/"
+# The expected outputs name the directories of Debian's PostgreSQL 15 (setting defaults, library
+# paths in messages); on another server they are that server's.
+lib=$("$PG_CONFIG" --pkglibdir) share=$("$PG_CONFIG" --sharedir)
+sed -i -e "s#/usr/lib/postgresql/15/lib#$lib#g" -e "s#/usr/share/postgresql/15#$share#g" "$work"/expected/*.out
 # Test data of the text-model tests (bert.sql), read there through \getenv abs_srcdir PG_ABS_SRCDIR:
 # the tiny ONNX graphs and tokenizers of persona-core's tests, a stub ONNX Runtime that reports
 # version 1.10 (too old), and a model directory with one model, a symbolic link that escapes it

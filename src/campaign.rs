@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::error::{raise_hint, OrRaise};
 use crate::feedback::{self, FeedbackOf};
 use crate::model_store;
-use crate::options::check_k;
+use crate::options::{check_k, required};
 use crate::settings;
 use crate::source::{checked_relation, ColumnKind};
 use crate::spi::{select, select_one, Columns};
@@ -366,12 +366,15 @@ fn campaign_metrics_daily(
 /// have not been exposed to the campaign yet: the audience of the next send.
 #[pg_extern(stable, parallel_safe)]
 fn campaign_audience(
-    campaign: &str,
-    k: default!(i32, 100),
-    model: default!(&str, "'default'"),
+    campaign: Option<&str>,
+    k: default!(Option<i32>, 100),
+    model: default!(Option<&str>, "'default'"),
     items: default!(Option<Vec<i64>>, "NULL"),
 ) -> TableIterator<'static, (name!(user_id, i64), name!(affinity, f32), name!(rank, i32))> {
-    let k = check_k(k);
+    const F: &str = "campaign_audience";
+    let campaign = required(campaign, "campaign", F);
+    let k = check_k(required(k, "k", F));
+    let model = required(model, "model", F);
     let (items, exposed) = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
         let items = items.unwrap_or(info.items.clone());
@@ -407,11 +410,15 @@ fn campaign_audience(
 /// that is NULL, from the affinity of a cf model for the campaign's items.
 #[pg_extern(stable, parallel_safe)]
 fn campaign_uplift(
-    campaign: &str,
+    campaign: Option<&str>,
     scores: default!(Option<pg_sys::Oid>, "NULL"),
-    model: default!(&str, "'default'"),
-    k: default!(f64, 0.3),
+    model: default!(Option<&str>, "'default'"),
+    k: default!(Option<f64>, 0.3),
 ) -> JsonB {
+    const F: &str = "campaign_uplift";
+    let campaign = required(campaign, "campaign", F);
+    let model = required(model, "model", F);
+    let k = required(k, "k", F);
     let (info, users, score_rows) = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
         let sql = format!(

@@ -35,11 +35,7 @@ pub fn core(e: CoreError, hint: Option<&str>) -> ! {
         | CoreError::SequenceTooLong(m) => raise(ERRCODE_DATA_EXCEPTION, m, hint),
         CoreError::InvalidParameter(m) => raise(ERRCODE_INVALID_PARAMETER_VALUE, m, hint),
         CoreError::TooLarge(m) => raise(ERRCODE_PROGRAM_LIMIT_EXCEEDED, m, hint),
-        CoreError::Cancelled => raise(
-            ERRCODE_QUERY_CANCELED,
-            "canceling statement due to user request",
-            None,
-        ),
+        CoreError::Cancelled => cancelled(),
         CoreError::Runtime(m) => raise(
             ERRCODE_SYSTEM_ERROR,
             m,
@@ -58,6 +54,19 @@ pub fn core(e: CoreError, hint: Option<&str>) -> ! {
             })),
         ),
     }
+}
+
+/// Raises the interrupt that stopped a computation: PostgreSQL's own ERROR for it (query cancel,
+/// statement timeout, termination), which also clears the pending flags; 57014 if none is
+/// pending any more.
+#[track_caller]
+pub fn cancelled() -> ! {
+    pgrx::check_for_interrupts!();
+    raise(
+        PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+        "canceling statement due to user request",
+        None,
+    )
 }
 
 /// Unwraps a core result or raises its error.

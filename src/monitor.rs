@@ -10,6 +10,15 @@ use pgrx::prelude::*;
 /// How often a long computation sends a progress NOTICE, at most.
 pub const NOTICE_EVERY_SECONDS: f64 = 5.0;
 
+/// Whether a query cancel (pg_cancel_backend, statement_timeout) or a termination
+/// (pg_terminate_backend) is pending, without acting on it. Asked on the backend's thread while
+/// a parallel phase runs (`Monitor::interrupted`); the phase stops, and the caller then raises
+/// the interrupt with `check_for_interrupts!` ([`crate::error::cancelled`]).
+pub fn cancel_pending() -> bool {
+    // SAFETY: plain reads of sig_atomic_t flags that PostgreSQL's signal handlers set.
+    unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 }
+}
+
 /// Checks for interrupts at every step and reports nothing: inference batches, head training.
 pub struct Interrupts;
 
@@ -17,6 +26,9 @@ impl Monitor for Interrupts {
     fn step(&mut self, _: &Progress) -> persona_core::Result<()> {
         pgrx::check_for_interrupts!();
         Ok(())
+    }
+    fn interrupted(&mut self) -> bool {
+        cancel_pending()
     }
 }
 
@@ -75,5 +87,8 @@ impl Monitor for ProgressNotices {
             );
         }
         Ok(())
+    }
+    fn interrupted(&mut self) -> bool {
+        cancel_pending()
     }
 }

@@ -210,6 +210,18 @@ impl<'a> Options<'a> {
     }
 }
 
+/// The value of argument `name` of `function`, which must not be NULL (22004). For functions
+/// that cannot be STRICT because another argument's NULL means something.
+pub fn required<T>(v: Option<T>, name: &str, function: &str) -> T {
+    v.unwrap_or_else(|| {
+        raise_hint(
+            ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("argument \"{name}\" of {function} must not be NULL"),
+            "Pass a value, or leave the argument out to get its default.",
+        )
+    })
+}
+
 /// The valid keys of an options object, for hints.
 fn valid_keys(valid: &[&str], others: Option<&str>) -> String {
     let own = valid.join(", ");

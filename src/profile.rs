@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::feedback::{self, FeedbackOf};
 use crate::model_store;
+use crate::options::required;
 use crate::spi::{first, Columns};
 
 /// The one jsonb value of a one-row query (JSON null when it is NULL).
@@ -114,10 +115,11 @@ fn read_user(user_id: i64, model: &str, at: Option<TimestampWithTimeZone>) -> Us
 #[pg_extern(stable, parallel_safe)]
 fn user_profile(
     user_id: Option<i64>,
-    model: default!(&str, "'default'"),
+    model: default!(Option<&str>, "'default'"),
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Option<JsonB> {
     let user_id = user_id?;
+    let model = required(model, "model", "user_profile");
     let u = read_user(user_id, model, as_of);
     let n = u
         .activity

@@ -72,11 +72,12 @@ fn init_training_and_statistics() {
         c"persona.max_training_memory",
         c"Largest memory a training may plan to use; larger jobs are refused before they start.",
         c"cf_train estimates the memory of the data and the model before training and raises an \
-          error (SQLSTATE 54000) above this limit.",
+          error (SQLSTATE 54000) above this limit. Superusers only: it is the bound that keeps \
+          an ordinary role from exhausting the server's memory.",
         &MAX_TRAINING_MEMORY_MB,
         1,
         i32::MAX,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::UNIT_MB,
     );
     GucRegistry::define_float_guc(
@@ -122,11 +123,12 @@ fn init_text() {
         c"persona.batch_size",
         c"Most texts per ONNX Runtime inference run.",
         c"Texts of one call are sorted by length and cut into batches of at most this many texts \
-          and persona.max_batch_tokens tokens, each padded to its own longest text.",
+          and persona.max_batch_tokens tokens, each padded to its own longest text. Superusers \
+          only: with persona.max_batch_tokens it bounds a backend's inference memory.",
         &BATCH_SIZE,
         1,
         4096,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -137,7 +139,7 @@ fn init_text() {
         &MAX_BATCH_TOKENS,
         1,
         1 << 24,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -371,6 +371,9 @@ impl Monitor for EmbedMonitor {
         }
         Ok(())
     }
+    fn interrupted(&mut self) -> bool {
+        crate::monitor::cancel_pending()
+    }
 }
 
 /// Embeds `texts` in chunks under each of `poolings` (one inference pass), with progress and

@@ -5,7 +5,7 @@
 use persona_core::CoreError;
 use pgrx::PgSqlErrorCode::{self, *};
 
-use crate::error::{raise, raise_hint};
+use crate::error::raise_hint;
 use crate::settings;
 
 /// Where a core error happened, which decides its SQLSTATE and hint.
@@ -33,11 +33,7 @@ pub fn raise_text(e: CoreError, phase: Phase<'_>) -> ! {
         library.display()
     );
     let (code, hint): (PgSqlErrorCode, String) = match (&e, phase) {
-        (CoreError::Cancelled, _) => raise(
-            ERRCODE_QUERY_CANCELED,
-            "canceling statement due to user request",
-            None,
-        ),
+        (CoreError::Cancelled, _) => crate::error::cancelled(),
         (CoreError::Runtime(_), Phase::Runtime) => (ERRCODE_SYSTEM_ERROR, library_hint),
         (CoreError::Runtime(_), Phase::Infer(name)) => (
             ERRCODE_SYSTEM_ERROR,

@@ -205,6 +205,12 @@ SELECT regress.masked($$SELECT bert_register_model_file('x', 'tiny', 'embedding'
 SELECT bert_score('good', 'tiny_yes') > 0.5 AS user_scores, array_length(bert_embed('good'), 1) AS user_embeds;
 SELECT regress.error_of($$SELECT bert_drop_model('tiny_file')$$);
 SELECT regress.error_of($$SELECT bert_train_classifier('c1', 'regress.labelled', 'tiny')$$);
+-- The settings that bound a backend's memory are not an ordinary role's to raise.
+SELECT regress.error_of($$SET persona.batch_size = 4096$$);
+SELECT regress.error_of($$SET persona.max_batch_tokens = 16777216$$);
+SELECT regress.error_of($$SET persona.max_training_memory = '2TB'$$);
+SELECT regress.error_of($$SELECT set_config('persona.max_batch_tokens', '16777216', false)$$);
+SELECT current_setting('persona.batch_size') AS batch_size, current_setting('persona.max_batch_tokens') AS max_batch_tokens;
 RESET ROLE;
 REVOKE USAGE ON SCHEMA regress FROM regress_bert_user;
 DROP ROLE regress_bert_user;

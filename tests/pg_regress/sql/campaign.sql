@@ -82,6 +82,12 @@ SELECT jsonb_array_length(campaign_metrics('empty') -> 'arms') AS arms;
 SELECT regress.error_of($$SELECT campaign_metrics('no_such_campaign')$$);
 SELECT regress.error_of($$SELECT * FROM campaign_audience('solo', 5)$$);
 SELECT regress.error_of($$SELECT * FROM campaign_audience('spring_outdoor', 0)$$);
+-- NULL where a value is needed: 22004 naming the argument (these functions cannot be STRICT:
+-- a NULL items or scores argument has a meaning).
+SELECT regress.error_of($$SELECT * FROM campaign_audience(NULL)$$);
+SELECT regress.error_of($$SELECT * FROM campaign_audience('spring_outdoor', NULL)$$);
+SELECT regress.error_of($$SELECT campaign_uplift(NULL)$$);
+SELECT regress.error_of($$SELECT campaign_uplift('spring_outdoor', model => NULL)$$);
 UPDATE persona.campaigns SET planned_split = '{"treatment": -1}' WHERE campaign = 'solo';
 SELECT regress.error_of($$SELECT campaign_metrics('solo')$$);
 SET persona.significance_level = 0.9;

@@ -35,6 +35,15 @@ SELECT regress.error_of($$SELECT * FROM cf_similar_items(1, -3)$$);
 SELECT regress.error_of($$SELECT cf_deploy('default', 99)$$);
 SELECT regress.error_of($$SELECT cf_deploy('nope', 1)$$);
 
+-- A training that diverges (a learning rate far too large) is an error, not a model of NaNs;
+-- the active version stays.
+SELECT active_version AS active_before_divergence FROM persona.cf_models WHERE model = 'default';
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"lr": 1000}')$$);
+SELECT active_version AS active_after_divergence FROM persona.cf_models WHERE model = 'default';
+
+-- A memory estimate that would overflow is refused like any other too-large job.
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'knn_item', options => '{"max_neighbors": 2305843009213693952}')$$) ~ '^54000: training "knn_item" on .* needs about \d+ MB, more than persona.max_training_memory' AS huge_estimate_refused;
+
 -- A job larger than persona.max_training_memory is refused before it starts.
 SET persona.max_training_memory = '1MB';
 SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"factors": 1000}')$$);

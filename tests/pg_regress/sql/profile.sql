@@ -12,5 +12,6 @@ SELECT (user_profile(1) -> 'taste' -> 0 ->> 'category') = (
 SELECT p ->> 'segment' AS segment, p -> 'activity' -> 'ratings' AS ratings, p -> 'churn_risk' AS churn_risk
   FROM user_profile(99999999) p;
 SELECT user_profile(NULL) IS NULL AS null_user;
+SELECT regress.error_of($$SELECT user_profile(1, NULL)$$);
 -- Without a model there is no "next".
 SELECT user_profile(1, 'no_model') -> 'next' AS next;

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Csr, Dataset};
-use crate::control::{Monitor, Progress, Threads};
+use crate::control::{Monitor, Progress, Stop, Threads};
 use crate::{CoreError, Result};
 
 /// Hyper-parameters of [`train_als`].
@@ -130,15 +130,23 @@ pub fn train_als(
         .map(|_| normal.sample(&mut rng))
         .collect();
     for it in 0..p.iterations {
-        threads.run(|| half_step(&d.by_user, &y, &mut x, k, p));
-        threads.run(|| half_step(&d.by_item, &x, &mut y, k, p));
+        // Each half-step is watched: a cancel stops it between rows, not at its end.
+        threads.run_watched(monitor, |stop| {
+            half_step(&d.by_user, &y, &mut x, k, p, stop);
+            Ok(())
+        })?;
+        threads.run_watched(monitor, |stop| {
+            half_step(&d.by_item, &x, &mut y, k, p, stop);
+            Ok(())
+        })?;
         monitor.step(&Progress::epoch("als", it + 1, p.iterations, None))?;
     }
     Ok(AlsFactors { k, x, y })
 }
 
-/// Solves every row of `out` given the fixed factors `fixed` of the other side.
-fn half_step(rows: &Csr, fixed: &[f32], out: &mut [f32], k: usize, p: &AlsParams) {
+/// Solves every row of `out` given the fixed factors `fixed` of the other side; once `stop` is
+/// raised the remaining rows are left as they are.
+fn half_step(rows: &Csr, fixed: &[f32], out: &mut [f32], k: usize, p: &AlsParams, stop: &Stop) {
     let n_fixed = fixed.len() / k;
     let f = DMatrix::<f32>::from_row_slice(n_fixed, k, fixed);
     let mut gram = f.transpose() * &f; // YᵀY, shared by every row
@@ -146,6 +154,9 @@ fn half_step(rows: &Csr, fixed: &[f32], out: &mut [f32], k: usize, p: &AlsParams
         gram[(d, d)] += p.reg;
     }
     out.par_chunks_mut(k).enumerate().for_each(|(r, xr)| {
+        if stop.requested() {
+            return;
+        }
         let (cols, vals) = rows.row(r as u32);
         if cols.is_empty() {
             xr.iter_mut().for_each(|v| *v = 0.0);

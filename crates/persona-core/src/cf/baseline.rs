@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use rayon::prelude::*;
 
 use super::data::{Csr, Dataset};
+use crate::control::Stop;
+use crate::{CoreError, Result};
 
 /// Hyper-parameters of the ALS bias fit (Surprise's defaults).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -26,6 +28,24 @@ impl Default for BaselineParams {
     }
 }
 
+impl BaselineParams {
+    /// Refuses values no training should run with.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(CoreError::InvalidParameter(m.into()));
+        if self.epochs == 0 || self.epochs > 1000 {
+            return bad("\"epochs\" must be between 1 and 1000");
+        }
+        if !(self.reg_u >= 0.0
+            && self.reg_u.is_finite()
+            && self.reg_i >= 0.0
+            && self.reg_i.is_finite())
+        {
+            return bad("\"reg_u\" and \"reg_i\" must be non-negative numbers");
+        }
+        Ok(())
+    }
+}
+
 /// User and item biases around the global mean.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Biases {
@@ -39,6 +59,11 @@ impl Biases {
     /// summed in f64, rows in parallel on rayon's current pool. Shared by the `baseline`
     /// algorithm and the baseline-centred k-NN models.
     pub fn fit(d: &Dataset, p: &BaselineParams) -> Biases {
+        Self::fit_until(d, p, &Stop::new()).expect("never stopped")
+    }
+
+    /// [`Biases::fit`] that ends with `Err(Cancelled)` at the next sweep once `stop` is raised.
+    pub fn fit_until(d: &Dataset, p: &BaselineParams, stop: &Stop) -> Result<Biases> {
         let mu = f64::from(d.global_mean);
         let mut bu = vec![0f64; d.n_users()];
         let mut bi = vec![0f64; d.n_items()];
@@ -55,14 +80,15 @@ impl Biases {
             });
         }
         for _ in 0..p.epochs {
+            stop.check()?;
             step(&mut bi, &d.by_item, &bu, mu, f64::from(p.reg_i));
             step(&mut bu, &d.by_user, &bi, mu, f64::from(p.reg_u));
         }
         let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
-        Biases {
+        Ok(Biases {
             bu: to_f32(bu),
             bi: to_f32(bi),
-        }
+        })
     }
 
     /// μ + the biases that are known; an unknown user or item contributes 0.

@@ -33,6 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cf::baseline::{BaselineParams, Biases};
 use crate::cf::data::{Csr, Dataset, IdMap};
+use crate::control::Stop;
 use crate::{CoreError, Result};
 
 /// Whether neighbours are users or items.
@@ -305,10 +306,16 @@ impl Parts {
 impl KnnModel {
     /// Trains on `ds` with `params`, using rayon's current thread pool.
     pub fn train(ds: &Dataset, params: &KnnParams) -> Result<KnnModel> {
+        Self::train_until(ds, params, &Stop::new())
+    }
+
+    /// [`KnnModel::train`] that ends with `Err(Cancelled)` soon after `stop` is raised: the
+    /// similarity walk checks it before every row.
+    pub fn train_until(ds: &Dataset, params: &KnnParams, stop: &Stop) -> Result<KnnModel> {
         params.validate()?;
         let mu = f64::from(ds.global_mean);
         let (bu, bi) = if params.needs_baselines() {
-            let b = Biases::fit(ds, &BaselineParams::default());
+            let b = Biases::fit_until(ds, &BaselineParams::default(), stop)?;
             (b.bu, b.bi)
         } else {
             (Vec::new(), Vec::new())
@@ -325,6 +332,7 @@ impl KnnModel {
                 cv,
                 max_nb: params.max_neighbors,
                 shrinkage: f64::from(params.shrinkage),
+                stop,
             })
         };
         let nb = match params.similarity {
@@ -342,6 +350,8 @@ impl KnnModel {
                 walk(&rv, &cv, lists::<PearsonBaselineAcc>)
             }
         };
+        // A stopped walk left rows without neighbours: not a model.
+        stop.check()?;
         let means = match params.centering {
             Centering::Mean => row_means(rows, ds.global_mean),
             _ => Vec::new(),
@@ -375,6 +385,14 @@ impl KnnModel {
     }
 
     /// The id maps and training ratings (rows = users), shared with the model's holder.
+    /// Whether every similarity, mean and bias is finite.
+    pub(crate) fn is_finite(&self) -> bool {
+        let m = &self.m;
+        [&m.nb_sim, &m.means, &m.user_bias, &m.item_bias]
+            .iter()
+            .all(|v| v.iter().all(|x| x.is_finite()))
+    }
+
     pub(crate) fn shared(&self) -> (&Arc<IdMap>, &Arc<IdMap>, &Arc<Csr>) {
         (&self.m.users, &self.m.items, &self.m.ratings)
     }
@@ -761,6 +779,8 @@ struct Walk<'a> {
     cv: &'a [f32],
     max_nb: usize,
     shrinkage: f64,
+    /// Raised to stop the walk: the remaining rows are skipped.
+    stop: &'a Stop,
 }
 
 impl Walk<'_> {
@@ -786,6 +806,9 @@ impl Walk<'_> {
                     sim: Vec::new(),
                 };
                 for r in (b * block_len)..((b + 1) * block_len).min(n) {
+                    if self.stop.requested() {
+                        break;
+                    }
                     let kept = self.row_neighbors(r as u32, &mut sc);
                     out.lens.push(kept.len() as u32);
                     for &(y, s) in kept {

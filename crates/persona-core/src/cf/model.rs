@@ -178,6 +178,19 @@ impl CfModel {
         )
     }
 
+    /// Whether every learned number is finite. A training that diverged (a learning rate far too
+    /// large) leaves NaN or infinity, which would make every prediction NaN.
+    pub fn is_finite(&self) -> bool {
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        self.global_mean.is_finite()
+            && match &self.body {
+                Body::Baseline(b) => finite(&b.bu) && finite(&b.bi),
+                Body::Factors(f) => finite(&f.bu) && finite(&f.bi) && finite(&f.p) && finite(&f.q),
+                Body::Als(a) => finite(&a.x) && finite(&a.y),
+                Body::Knn(m) => m.is_finite(),
+            }
+    }
+
     /// Each model user's mean prediction for `items` (their affinity for a campaign's items),
     /// in the model's user order, leaving out the users in `exclude`. Items the model does not
     /// know are left out of the mean, unless it knows none of them (then the predictions fall
@@ -436,6 +449,92 @@ mod tests {
         sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         assert_eq!(top, sorted[..5].to_vec());
         assert_eq!(m.audience(&[2], &exclude, 1000).len(), 28);
+    }
+
+    #[test]
+    fn a_diverged_training_is_an_error_not_a_model_of_nans() {
+        let d = small();
+        let e = train(
+            &d,
+            Algorithm::Svd,
+            r#"{"lr": 1000}"#,
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, crate::CoreError::InvalidParameter(m) if m.contains("diverged")),
+            "{e:?}"
+        );
+        // Sane settings give a finite model.
+        for (name, _) in crate::cf::ALGORITHMS {
+            let algo: Algorithm = name.parse().unwrap();
+            assert!(fit(&d, algo, "{}").is_finite(), "{name}");
+        }
+    }
+
+    #[test]
+    fn memory_estimates_saturate_instead_of_overflowing() {
+        let d = small();
+        let huge = r#"{"max_neighbors": 2305843009213693952}"#;
+        let got = crate::cf::estimate_bytes(&d, Algorithm::KnnItem, huge).unwrap();
+        assert_eq!(got, usize::MAX);
+        let sane = crate::cf::estimate_bytes(&d, Algorithm::KnnItem, "{}").unwrap();
+        assert!(sane > 0 && sane < 1 << 30, "{sane}");
+    }
+
+    /// Says "interrupted" from its first poll on, and counts the polls.
+    struct CancelAtOnce(usize);
+
+    impl crate::control::Monitor for CancelAtOnce {
+        fn step(&mut self, _: &crate::control::Progress) -> crate::Result<()> {
+            Ok(())
+        }
+        fn interrupted(&mut self) -> bool {
+            self.0 += 1;
+            true
+        }
+    }
+
+    #[test]
+    fn long_parallel_trainings_stop_soon_after_a_cancel() {
+        // 8000 users x 300 items at 30 %: uncancelled, k-NN similarities take ~5 s, 1000
+        // baseline sweeps ~1.2 s and 1000 ALS iterations ~20 min on 2 threads (release build);
+        // cancelled at once, each must stop within a few rows or one sweep.
+        let mut rows = Vec::new();
+        for u in 0..8000i64 {
+            for i in 0..300i64 {
+                if (u * 7 + i * 13) % 10 < 3 {
+                    rows.push((u, i, (1 + (u + i) % 5) as f32));
+                }
+            }
+        }
+        let d = Dataset::from_triples(&rows).unwrap();
+        let threads = Threads::new(2).unwrap();
+        for (algo, options) in [
+            // Cosine without centring: no baselines, the similarity walk alone.
+            (
+                Algorithm::KnnUser,
+                r#"{"similarity": "cosine", "centering": "none", "max_neighbors": 200}"#,
+            ),
+            (
+                Algorithm::KnnItem,
+                r#"{"similarity": "pearson_baseline", "max_neighbors": 200}"#,
+            ),
+            (Algorithm::Baseline, r#"{"epochs": 1000}"#),
+            (Algorithm::Als, r#"{"factors": 64, "iterations": 1000}"#),
+        ] {
+            let mut monitor = CancelAtOnce(0);
+            let started = std::time::Instant::now();
+            let got = train(&d, algo, options, &threads, &mut monitor);
+            let took = started.elapsed();
+            assert_eq!(got.unwrap_err(), crate::CoreError::Cancelled, "{algo:?}");
+            assert!(monitor.0 >= 1, "{algo:?} never asked the monitor");
+            assert!(
+                took < std::time::Duration::from_millis(250),
+                "{algo:?} took {took:?}"
+            );
+        }
     }
 
     #[test]

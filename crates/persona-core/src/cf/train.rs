@@ -112,25 +112,29 @@ fn params_json<P: Serialize>(p: &P) -> String {
 /// Bytes the trained model and its training need, estimated before training starts so a too-large
 /// job is refused up front instead of being killed by the operating system.
 pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usize> {
+    // Options such as max_neighbors can be absurd: the products saturate at usize::MAX (which
+    // no memory limit admits) instead of overflowing into a small number.
+    let m = |factors: &[usize]| factors.iter().fold(1usize, |a, &b| a.saturating_mul(b));
     let (u, i, r) = (d.n_users(), d.n_items(), d.n_ratings());
-    let base = (u + i) * 24 + r * 12 * 3; // id maps, two CSR copies, seen list
-    Ok(base
-        + match algo {
-            Algorithm::Baseline => (u + i) * 4,
-            Algorithm::Svd | Algorithm::Svdpp => {
-                let p: MfParams = parse_mf(algo, options)?;
-                (u + 2 * i) * p.factors * 4 + r * 12
-            }
-            Algorithm::KnnUser | Algorithm::KnnItem => {
-                let p: KnnParams = parse(algo, options)?;
-                let rows = if algo == Algorithm::KnnUser { u } else { i };
-                rows * p.max_neighbors * 8 + rayon::current_num_threads() * rows.max(u).max(i) * 16
-            }
-            Algorithm::Als => {
-                let p: AlsParams = parse(algo, options)?;
-                (u + i) * p.factors * 4 + rayon::current_num_threads() * p.factors * p.factors * 8
-            }
-        })
+    let threads = rayon::current_num_threads();
+    let base = m(&[u + i, 24]).saturating_add(m(&[r, 12, 3])); // id maps, two CSRs, seen list
+    let model = match algo {
+        Algorithm::Baseline => m(&[u + i, 4]),
+        Algorithm::Svd | Algorithm::Svdpp => {
+            let p: MfParams = parse_mf(algo, options)?;
+            m(&[u + 2 * i, p.factors, 4]).saturating_add(m(&[r, 12]))
+        }
+        Algorithm::KnnUser | Algorithm::KnnItem => {
+            let p: KnnParams = parse(algo, options)?;
+            let rows = if algo == Algorithm::KnnUser { u } else { i };
+            m(&[rows, p.max_neighbors, 8]).saturating_add(m(&[threads, rows.max(u).max(i), 16]))
+        }
+        Algorithm::Als => {
+            let p: AlsParams = parse(algo, options)?;
+            m(&[u + i, p.factors, 4]).saturating_add(m(&[threads, p.factors, p.factors, 8]))
+        }
+    };
+    Ok(base.saturating_add(model))
 }
 
 fn parse_mf(algo: Algorithm, options: &str) -> Result<MfParams> {
@@ -170,8 +174,10 @@ pub fn train(
     let (body, params) = match algo {
         Algorithm::Baseline => {
             let p: BaselineParams = parse(algo, options)?;
+            p.validate()?;
             monitor.step(&Progress::epoch("baseline", 0, 1, None))?;
-            (Body::Baseline(Biases::fit(d, &p)), params_json(&p))
+            let b = threads.run_watched(monitor, |stop| Biases::fit_until(d, &p, stop))?;
+            (Body::Baseline(b), params_json(&p))
         }
         Algorithm::Svd => {
             let p = parse_mf(algo, options)?;
@@ -189,7 +195,7 @@ pub fn train(
                 Based::Item
             };
             monitor.step(&Progress::epoch("similarities", 0, 1, None))?;
-            let m = threads.run(|| KnnModel::train(d, &p))?;
+            let m = threads.run_watched(monitor, |stop| KnnModel::train_until(d, &p, stop))?;
             (Body::Knn(Box::new(m)), params_json(&p))
         }
         Algorithm::Als => {
@@ -212,7 +218,7 @@ pub fn train(
             Arc::new(d.by_user.clone()),
         ),
     };
-    Ok(CfModel {
+    let model = CfModel {
         algorithm: algo,
         params,
         users,
@@ -222,5 +228,12 @@ pub fn train(
         min_rating: d.min_rating,
         max_rating: d.max_rating,
         body,
-    })
+    };
+    if !model.is_finite() {
+        return Err(CoreError::InvalidParameter(format!(
+            "training \"{algo}\" diverged: the model has NaN or infinite parameters; lower the \
+             learning rate (lr) or raise the regularisation (reg)"
+        )));
+    }
+    Ok(model)
 }

@@ -1,0 +1,30 @@
+-- Long computations stop within about a second of a cancel, including the phases that run on
+-- Rust threads (k-NN similarities, ALS half-steps, baseline sweeps): the backend's thread polls
+-- for the cancel and tells the workers to stop. Each case would run for 10 s or more uncancelled
+-- on a 2-core machine; statement_timeout fires after reading the data, in the parallel phase.
+-- cf_evaluate needs no write privilege, so any role with SELECT on a table can start these.
+CREATE TABLE regress.big AS
+  SELECT u AS user_id, i AS item_id, (1 + (u + i) % 5)::real AS rating
+    FROM generate_series(1, 12000) u, generate_series(1, 300) i
+   WHERE (u * 7 + i * 13) % 10 < 3;
+SELECT count(*) AS ratings FROM regress.big;
+
+-- k-NN similarities (cosine, no baselines: the similarity walk itself).
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '3s';
+SELECT cf_evaluate('regress.big', 'knn_user', '{"similarity": "cosine", "max_neighbors": 200}');
+RESET statement_timeout;
+SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '5 s' AS knn_stopped_in_time;
+
+-- ALS with many factors: each half-step is long.
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '3s';
+SELECT cf_evaluate('regress.big', 'als', '{"factors": 128, "iterations": 1000}');
+RESET statement_timeout;
+SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '5 s' AS als_stopped_in_time;
+
+-- The baseline: at most 1000 sweeps (each checks for a cancel).
+SELECT regress.error_of($$SELECT cf_evaluate('regress.big', 'baseline', '{"epochs": 100000}')$$);
+-- The backend works on.
+SELECT cf_predict(1, 1) IS NOT NULL AS still_predicts;
+DROP TABLE regress.big;

@@ -20,7 +20,7 @@ use crate::model_store;
 use crate::options::{check_k, required};
 use crate::settings;
 use crate::source::{checked_relation, ColumnKind};
-use crate::spi::{select, select_one, Columns};
+use crate::spi::{select, select_one, select_user, Columns};
 
 /// A campaign's row in `persona.campaigns`, with its events relation resolved and checked.
 struct CampaignInfo {
@@ -186,32 +186,44 @@ fn arm_aggregates(
     info: &CampaignInfo,
     campaign: &str,
 ) -> (Vec<ArmAggregate>, Value) {
+    // The events relation is the user's: qualified SQL, planned on the caller's path (spi.rs).
     let sql = format!(
         "WITH per_user AS ( \
-           SELECT COALESCE(arm, '') AS arm, user_id, \
-                  count(*) FILTER (WHERE event = 'exposure') AS exposures, \
-                  count(*) FILTER (WHERE event = 'click') AS clicks, \
-                  count(*) FILTER (WHERE event = 'conversion') AS conversions, \
-                  COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8 AS revenue, \
-                  min(occurred_at) AS first_at, max(occurred_at) AS last_at \
-             FROM {} WHERE campaign = $1 GROUP BY 1, 2) \
+           SELECT COALESCE(arm::pg_catalog.text, '') AS arm, user_id, \
+                  pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'exposure') \
+                    AS exposures, \
+                  pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'click') \
+                    AS clicks, \
+                  pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'conversion') \
+                    AS conversions, \
+                  COALESCE(pg_catalog.sum(value) \
+                    FILTER (WHERE event OPERATOR(pg_catalog.=) 'conversion'), 0)::pg_catalog.float8 \
+                    AS revenue, \
+                  pg_catalog.min(occurred_at) AS first_at, pg_catalog.max(occurred_at) AS last_at \
+             FROM {} WHERE campaign OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2) \
          SELECT arm, \
-                count(*) FILTER (WHERE exposures > 0), sum(exposures)::bigint, \
-                sum(clicks)::bigint, \
-                count(*) FILTER (WHERE clicks > 0), sum(conversions)::bigint, count(*) FILTER \
-                (WHERE conversions > 0), \
-                sum(revenue), COALESCE(sum(revenue * revenue) FILTER (WHERE exposures > 0), 0), \
-                pg_catalog.to_char(min(first_at) AT TIME ZONE 'UTC', \
-                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                pg_catalog.to_char(max(last_at) AT TIME ZONE 'UTC', \
-                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                count(*) FILTER (WHERE exposures > 0 OR clicks > 0), \
-                sum(clicks::float8 * clicks), sum(exposures::float8 * exposures), \
-                sum(clicks::float8 * exposures) \
-           FROM per_user GROUP BY arm ORDER BY arm = $2 DESC, arm",
+                pg_catalog.count(*) FILTER (WHERE exposures OPERATOR(pg_catalog.>) 0), \
+                pg_catalog.sum(exposures)::pg_catalog.int8, \
+                pg_catalog.sum(clicks)::pg_catalog.int8, \
+                pg_catalog.count(*) FILTER (WHERE clicks OPERATOR(pg_catalog.>) 0), \
+                pg_catalog.sum(conversions)::pg_catalog.int8, \
+                pg_catalog.count(*) FILTER (WHERE conversions OPERATOR(pg_catalog.>) 0), \
+                pg_catalog.sum(revenue), \
+                COALESCE(pg_catalog.sum(revenue OPERATOR(pg_catalog.*) revenue) \
+                  FILTER (WHERE exposures OPERATOR(pg_catalog.>) 0), 0), \
+                pg_catalog.to_char(pg_catalog.min(first_at) AT TIME ZONE 'UTC', \
+                  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                pg_catalog.to_char(pg_catalog.max(last_at) AT TIME ZONE 'UTC', \
+                  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                pg_catalog.count(*) FILTER (WHERE exposures OPERATOR(pg_catalog.>) 0 \
+                  OR clicks OPERATOR(pg_catalog.>) 0), \
+                pg_catalog.sum(clicks::pg_catalog.float8 OPERATOR(pg_catalog.*) clicks), \
+                pg_catalog.sum(exposures::pg_catalog.float8 OPERATOR(pg_catalog.*) exposures), \
+                pg_catalog.sum(clicks::pg_catalog.float8 OPERATOR(pg_catalog.*) exposures) \
+           FROM per_user GROUP BY arm ORDER BY arm OPERATOR(pg_catalog.=) $2 DESC, arm",
         info.events
     );
-    let rows = select(
+    let rows = select_user(
         client,
         &sql,
         None,
@@ -317,14 +329,19 @@ fn campaign_metrics_daily(
     let rows = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
         let sql = format!(
-            "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, COALESCE(arm, '') AS arm, \
-                    count(DISTINCT user_id) FILTER (WHERE event = 'exposure'), \
-                    count(*) FILTER (WHERE event = 'exposure'), count(*) FILTER (WHERE event = \
-                    'click'), \
-                    count(*) FILTER (WHERE event = 'conversion'), \
-                    COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8, \
-                    count(DISTINCT user_id) FILTER (WHERE event = 'conversion') \
-               FROM {} WHERE campaign = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT (occurred_at AT TIME ZONE 'UTC')::pg_catalog.date AS day, \
+                    COALESCE(arm::pg_catalog.text, '') AS arm, \
+                    pg_catalog.count(DISTINCT user_id) \
+                      FILTER (WHERE event OPERATOR(pg_catalog.=) 'exposure'), \
+                    pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'exposure'), \
+                    pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'click'), \
+                    pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'conversion'), \
+                    COALESCE(pg_catalog.sum(value) \
+                      FILTER (WHERE event OPERATOR(pg_catalog.=) 'conversion'), \
+                      0)::pg_catalog.float8, \
+                    pg_catalog.count(DISTINCT user_id) \
+                      FILTER (WHERE event OPERATOR(pg_catalog.=) 'conversion') \
+               FROM {} WHERE campaign OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2 ORDER BY 1, 2",
             info.events
         );
         let t = select(
@@ -386,10 +403,11 @@ fn campaign_audience(
             );
         }
         let sql = format!(
-            "SELECT DISTINCT user_id FROM {} WHERE campaign = $1 AND event = 'exposure'",
+            "SELECT DISTINCT user_id::pg_catalog.int8 FROM {} \
+              WHERE campaign OPERATOR(pg_catalog.=) $1 AND event OPERATOR(pg_catalog.=) 'exposure'",
             info.events
         );
-        let exposed: HashSet<i64> = select(
+        let exposed: HashSet<i64> = select_user(
             client,
             &sql,
             None,
@@ -422,14 +440,15 @@ fn campaign_uplift(
     let (info, users, score_rows) = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
         let sql = format!(
-            "SELECT user_id, bool_or(arm = $2), bool_or(event = 'conversion') FROM {} \
-              WHERE campaign = $1 AND arm IS NOT NULL GROUP BY user_id \
-             HAVING bool_or(event = 'exposure')",
+            "SELECT user_id::pg_catalog.int8, pg_catalog.bool_or(arm OPERATOR(pg_catalog.=) $2), \
+                    pg_catalog.bool_or(event OPERATOR(pg_catalog.=) 'conversion') FROM {} \
+              WHERE campaign OPERATOR(pg_catalog.=) $1 AND arm IS NOT NULL GROUP BY 1 \
+             HAVING pg_catalog.bool_or(event OPERATOR(pg_catalog.=) 'exposure')",
             info.events
         );
         let args = [campaign.into(), info.control_arm.as_str().into()];
         let users: Vec<(i64, bool, bool)> =
-            select(client, &sql, None, &args, "the campaign's events")
+            select_user(client, &sql, None, &args, "the campaign's events")
                 .filter_map(|r| {
                     Some((
                         r.column::<i64>(1, "user_id")?,
@@ -447,9 +466,11 @@ fn campaign_uplift(
                     ("score", ColumnKind::Number, "score"),
                 ],
             );
-            let sql =
-                format!("SELECT user_id::bigint, score::float8 FROM {rel} WHERE score IS NOT NULL");
-            select(client, &sql, None, &[], "the scores relation")
+            let sql = format!(
+                "SELECT user_id::pg_catalog.int8, score::pg_catalog.float8 FROM {rel} \
+                 WHERE score IS NOT NULL"
+            );
+            select_user(client, &sql, None, &[], "the scores relation")
                 .filter_map(|r| {
                     Some((r.column::<i64>(1, "user_id")?, r.column::<f64>(2, "score")?))
                 })

@@ -109,9 +109,12 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
         let rating = spec
             .rating_col
             .as_deref()
-            .map_or("1::real".to_string(), |r| format!("{}::real", ident(r)));
+            .map_or("1::pg_catalog.float4".to_string(), |r| {
+                format!("{}::pg_catalog.float4", ident(r))
+            });
+        // The source is the user's: qualified SQL, planned on the caller's path (spi.rs).
         let query = format!(
-            "SELECT {}::bigint, {}::bigint, {} FROM {}",
+            "SELECT {}::pg_catalog.int8, {}::pg_catalog.int8, {} FROM {}",
             ident(&spec.user_col),
             ident(&spec.item_col),
             rating,

@@ -132,7 +132,8 @@ pub fn ident(name: &str) -> String {
 }
 
 /// Runs `query` through a cursor, handing each row to `row` in batches of `batch` rows, checking
-/// for interrupts between batches.
+/// for interrupts between batches. For queries of a user's relation: planned on the caller's
+/// search path, so `query` must qualify every operator, function and type it names (`spi.rs`).
 pub fn for_each_row(
     client: &SpiClient<'_>,
     query: &str,

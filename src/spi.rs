@@ -2,6 +2,20 @@
 //! a broken installation, never a user mistake: every helper raises XX000 naming what it read,
 //! instead of turning the failure into "no row". (PostgreSQL's own errors inside a query, such
 //! as permission denied, propagate with their own SQLSTATE and never reach these helpers.)
+//!
+//! # search_path
+//!
+//! The extension runs inside the caller's session, often a superuser's, whose `search_path` may
+//! hold schemas others can write. Every query here is parsed and planned with the search path
+//! `pg_catalog, pg_temp` ([`CatalogPath`]), so no function, operator, aggregate or type planted
+//! on the caller's path can be picked for the extension's SQL. These helpers are for queries of
+//! the extension's own tables and the system catalogs only. Queries of a user's relation (which
+//! may be a view calling the user's own functions, resolved on the caller's path) go through
+//! [`select_user`] or `source::for_each_row` instead, and qualify every operator, aggregate,
+//! function and type they name themselves (`OPERATOR(pg_catalog.=)`, `pg_catalog.sum`,
+//! `::pg_catalog.float8`).
+
+use std::ffi::c_int;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -19,6 +33,46 @@ pub fn failed(what: &str, e: SpiError) -> ! {
         format!("cannot read or write {what}: {e}"),
         None,
     )
+}
+
+/// While it lives, SQL this backend parses and plans sees the search path `pg_catalog, pg_temp`
+/// (as a function's `SET search_path` clause would make it); the caller's path comes back when
+/// it is dropped. An ERROR on the way unwinds past it: the transaction's (or subtransaction's)
+/// abort restores the setting then, as for any `SET` inside a function.
+pub struct CatalogPath {
+    nest_level: c_int,
+}
+
+impl CatalogPath {
+    pub fn enter() -> CatalogPath {
+        // SAFETY: backend thread; the same calls PostgreSQL makes for a function's SET clause.
+        let nest_level = unsafe {
+            let level = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                c"pg_catalog, pg_temp".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            level
+        };
+        CatalogPath { nest_level }
+    }
+}
+
+impl Drop for CatalogPath {
+    fn drop(&mut self) {
+        // While an ERROR unwinds, the abort that follows restores the setting (and must: the
+        // GUC state may be half-done).
+        if !std::thread::panicking() {
+            // SAFETY: pops the level pushed in `enter`, on the backend thread.
+            unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
+        }
+    }
 }
 
 /// The first column of the first row of a read-only query (`None`: no row, or NULL).
@@ -46,8 +100,25 @@ pub fn first<'c>(
     (!t.is_empty()).then(|| t.first())
 }
 
-/// The rows of a read-only query on an open connection.
+/// The rows of a read-only query of the extension's tables or the catalogs, on an open
+/// connection, planned with the search path `pg_catalog, pg_temp`.
 pub fn select<'c>(
+    client: &'c SpiClient<'_>,
+    query: &str,
+    limit: Option<i64>,
+    args: &[DatumWithOid<'_>],
+    what: &str,
+) -> SpiTupleTable<'c> {
+    let _path = CatalogPath::enter();
+    client
+        .select(query, limit, args)
+        .unwrap_or_else(|e| failed(what, e))
+}
+
+/// The rows of a read-only query that names a user's relation, planned with the caller's search
+/// path (the relation may be a view calling the user's functions). The query must qualify every
+/// operator, aggregate, function and type it names itself.
+pub fn select_user<'c>(
     client: &'c SpiClient<'_>,
     query: &str,
     limit: Option<i64>,
@@ -95,6 +166,7 @@ pub fn write_one<A: FromDatum + IntoDatum>(
     args: &[DatumWithOid<'_>],
     what: &str,
 ) -> Option<A> {
+    let _path = CatalogPath::enter();
     Spi::get_one_with_args::<A>(query, args).unwrap_or_else(|e| match e {
         SpiError::InvalidPosition => None,
         e => failed(what, e),
@@ -103,5 +175,6 @@ pub fn write_one<A: FromDatum + IntoDatum>(
 
 /// Runs a writing statement of the extension's own.
 pub fn write(query: &str, args: &[DatumWithOid<'_>], what: &str) {
+    let _path = CatalogPath::enter();
     Spi::run_with_args(query, args).unwrap_or_else(|e| failed(what, e));
 }

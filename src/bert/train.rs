@@ -30,7 +30,7 @@ use crate::monitor::{Interrupts, ProgressNotices};
 use crate::options::Options;
 use crate::settings;
 use crate::source::{checked_relation, for_each_row, ident, ColumnKind};
-use crate::spi::{select, select_one, Columns};
+use crate::spi::{select_one, select_user, Columns};
 use crate::text_store::{self, OrRaiseText, Phase};
 
 const TRAIN_OPTIONS: &[&str] = &[
@@ -217,14 +217,14 @@ fn distinct_labels(
     label_col: &str,
 ) -> Vec<String> {
     let query = format!(
-        "SELECT s.l::text FROM (SELECT DISTINCT {l} AS l FROM {rel} WHERE {l} IS NOT NULL AND {t} \
+        "SELECT s.l::pg_catalog.text FROM (SELECT DISTINCT {l} AS l FROM {rel} WHERE {l} IS NOT NULL AND {t} \
          IS NOT NULL) s \
          ORDER BY s.l LIMIT {}",
         MAX_LABELS + 1,
         l = ident(label_col),
         t = ident(text_col),
     );
-    let labels: Vec<String> = select(client, &query, None, &[], rel)
+    let labels: Vec<String> = select_user(client, &query, None, &[], rel)
         .map(|r| r.column::<String>(1, "label").unwrap_or_default())
         .collect();
     match labels.len() {
@@ -263,7 +263,7 @@ fn read_labelled(
     labels: &HashMap<&str, usize>,
 ) -> Labelled {
     let query = format!(
-        "SELECT {}::text, {}::text FROM {relname}",
+        "SELECT {}::pg_catalog.text, {}::pg_catalog.text FROM {relname}",
         ident(&t.text_col),
         ident(&t.label_col)
     );
@@ -309,11 +309,17 @@ fn read_labelled(
 /// The OID of the relation named in the option "validation" (resolved like a regclass, with
 /// the caller's search_path and privileges checked when it is read).
 fn validation_relation(name: &str) -> pg_sys::Oid {
-    select_one::<pg_sys::Oid>(
-        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
-        &[name.into()],
-        "the validation relation",
-    )
+    // Resolved on the caller's search path, as a regclass argument would be.
+    Spi::connect(|client| {
+        let t = select_user(
+            client,
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+            Some(1),
+            &[name.into()],
+            "the validation relation",
+        );
+        t.first().column::<pg_sys::Oid>(1, "oid")
+    })
     .unwrap_or_else(|| {
         raise_hint(
             ERRCODE_UNDEFINED_TABLE,

@@ -71,6 +71,13 @@ impl IdMap {
     pub fn ids(&self) -> &[i64] {
         &self.ids
     }
+    /// Whether every id is distinct (a decoded map may hold anything).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.index.len() != self.ids.len() {
+            return Err("an id appears twice".into());
+        }
+        Ok(())
+    }
 }
 
 /// Compressed sparse rows: row `r` holds columns `idx[ptr[r]..ptr[r+1]]` (sorted) with values `val[..]`.
@@ -82,6 +89,31 @@ pub struct Csr {
 }
 
 impl Csr {
+    /// Whether these are well-formed rows of an `n_rows × n_cols` matrix: `n_rows + 1`
+    /// ascending row pointers from 0 to the entry count, one value per entry, and in each row
+    /// strictly ascending columns below `n_cols`. Decoded bytes are checked with it before any
+    /// index is used.
+    pub fn check(&self, n_rows: usize, n_cols: usize) -> std::result::Result<(), String> {
+        if self.ptr.len() != n_rows + 1 || self.ptr.first() != Some(&0) {
+            return Err("row pointers do not match the rows".into());
+        }
+        if self.ptr.windows(2).any(|w| w[0] > w[1])
+            || self.ptr.last().map(|&p| p as usize) != Some(self.idx.len())
+            || self.idx.len() != self.val.len()
+        {
+            return Err("inconsistent row pointers".into());
+        }
+        for w in self.ptr.windows(2) {
+            let cols = &self.idx[w[0] as usize..w[1] as usize];
+            if cols.windows(2).any(|c| c[0] >= c[1])
+                || cols.last().is_some_and(|&c| c as usize >= n_cols)
+            {
+                return Err("columns unsorted or out of range".into());
+            }
+        }
+        Ok(())
+    }
+
     /// Builds rows from `(row, col, value)` triples that are sorted by `(row, col)` with no duplicates.
     fn from_sorted(
         n_rows: usize,

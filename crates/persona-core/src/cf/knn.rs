@@ -259,24 +259,9 @@ impl Parts {
     fn check(&self) -> std::result::Result<(), String> {
         self.params.validate().map_err(|e| e.to_string())?;
         let (nu, ni) = (self.users.len(), self.items.len());
-        let r = &self.ratings;
-        if r.ptr.len() != nu + 1 || r.ptr.first() != Some(&0) {
-            return Err("ratings: row pointers do not match the users".into());
-        }
-        if r.ptr.windows(2).any(|w| w[0] > w[1])
-            || r.ptr.last().map(|&p| p as usize) != Some(r.idx.len())
-            || r.idx.len() != r.val.len()
-        {
-            return Err("ratings: inconsistent row pointers".into());
-        }
-        for w in r.ptr.windows(2) {
-            let cols = &r.idx[w[0] as usize..w[1] as usize];
-            if cols.windows(2).any(|c| c[0] >= c[1])
-                || cols.last().is_some_and(|&c| c as usize >= ni)
-            {
-                return Err("ratings: columns unsorted or out of range".into());
-            }
-        }
+        self.ratings
+            .check(nu, ni)
+            .map_err(|e| format!("ratings: {e}"))?;
         let n = self.n_rows();
         let p = &self.nb_ptr;
         if p.len() != n + 1

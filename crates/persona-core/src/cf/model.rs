@@ -329,7 +329,58 @@ impl CfModel {
             k.attach(&users, &items, &seen)
                 .map_err(|e| CoreError::CorruptModel(format!("the stored k-NN model: {e}")))?;
         }
+        model.check().map_err(|e| {
+            CoreError::CorruptModel(format!("the stored model is inconsistent: {e}"))
+        })?;
         Ok(model)
+    }
+
+    /// Whether every array has the length its ids imply and every stored index is in range, so
+    /// that no prediction can index out of bounds: bytes that decode are not necessarily bytes
+    /// this crate wrote.
+    fn check(&self) -> std::result::Result<(), String> {
+        let (nu, ni) = (self.users.len(), self.items.len());
+        self.users.check().map_err(|e| format!("users: {e}"))?;
+        self.items.check().map_err(|e| format!("items: {e}"))?;
+        if nu > u32::MAX as usize || ni > u32::MAX as usize {
+            return Err("too many users or items".into());
+        }
+        self.seen.check(nu, ni).map_err(|e| format!("seen: {e}"))?;
+        let (lo, hi) = (self.min_rating, self.max_rating);
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err("the rating range is empty".into());
+        }
+        let sized = |what: &str, len: usize, rows: usize, k: usize| {
+            if rows.checked_mul(k) == Some(len) {
+                Ok(())
+            } else {
+                Err(format!("{what} has {len} values, not {rows} x {k}"))
+            }
+        };
+        match &self.body {
+            Body::Baseline(b) => {
+                sized("bu", b.bu.len(), nu, 1)?;
+                sized("bi", b.bi.len(), ni, 1)
+            }
+            Body::Factors(f) => {
+                if f.k == 0 {
+                    return Err("no factors".into());
+                }
+                sized("bu", f.bu.len(), nu, 1)?;
+                sized("bi", f.bi.len(), ni, 1)?;
+                sized("p", f.p.len(), nu, f.k)?;
+                sized("q", f.q.len(), ni, f.k)
+            }
+            Body::Als(a) => {
+                if a.k == 0 {
+                    return Err("no factors".into());
+                }
+                sized("x", a.x.len(), nu, a.k)?;
+                sized("y", a.y.len(), ni, a.k)
+            }
+            // Checked by `attach`, against the same ids.
+            Body::Knn(_) => Ok(()),
+        }
     }
 }
 

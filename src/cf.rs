@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use persona_core::cf::evaluate::{evaluate, split_rows, Rows, SplitKind};
+use persona_core::cf::evaluate::{evaluate_until, split_rows, Rows, SplitKind};
 use persona_core::cf::{estimate_bytes, train, Algorithm, DatasetBuilder};
 use persona_core::control::Threads;
 use persona_core::CoreError;
@@ -208,7 +208,16 @@ fn fit(
         None if !test_idx.is_empty() => Some(rows.triples(&test_idx)),
         None => None,
     };
-    let eval = held_out.as_ref().map(|t| evaluate(&model, t, spec.k));
+    // Ranking every test user over the whole catalogue can be long: watched for a cancel.
+    let eval = held_out
+        .as_ref()
+        .map(|t| {
+            threads.run_watched(&mut ProgressNotices::new(), |stop| {
+                evaluate_until(&model, t, spec.k, stop)
+            })
+        })
+        .transpose()
+        .or_raise();
     // Once evaluated, the held-out rows count as seen: recommendations never offer what a user
     // already rated, whichever part of the split the rating fell in.
     let mut model = model;

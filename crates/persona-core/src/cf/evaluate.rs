@@ -11,7 +11,8 @@ use super::data::DatasetBuilder;
 use super::metrics::{mae, rmse, RankingEval, RankingReport, UserRanking};
 use super::model::CfModel;
 use super::split::{random_split, stratified_split};
-use crate::control::Threads;
+use crate::control::{Stop, Threads};
+use crate::Result;
 
 /// Rows as read from a source, before splitting: `None` ratings are NULLs.
 #[derive(Debug, Clone, Default)]
@@ -107,6 +108,17 @@ pub struct EvalReport {
 
 /// Scores `test` rows with `model`: rating errors, and top-`k` ranking metrics.
 pub fn evaluate(model: &CfModel, test: &[(i64, i64, f32)], k: usize) -> EvalReport {
+    evaluate_until(model, test, k, &Stop::new()).expect("never stopped")
+}
+
+/// [`evaluate`] that ends with `Err(Cancelled)` soon after `stop` is raised: the ranking of
+/// every test user (a top-k over the whole catalogue each) checks it first.
+pub fn evaluate_until(
+    model: &CfModel,
+    test: &[(i64, i64, f32)],
+    k: usize,
+    stop: &Stop,
+) -> Result<EvalReport> {
     let t = Instant::now();
     let (rmse_v, mae_v) = if model.is_implicit() {
         (None, None)
@@ -130,15 +142,20 @@ pub fn evaluate(model: &CfModel, test: &[(i64, i64, f32)], k: usize) -> EvalRepo
         users
             .into_par_iter()
             .map(|(u, rel)| UserRanking {
-                recommended: model
-                    .recommend(u, k, true)
-                    .into_iter()
-                    .map(|(i, _)| i)
-                    .collect(),
+                recommended: if stop.requested() {
+                    Vec::new()
+                } else {
+                    model
+                        .recommend(u, k, true)
+                        .into_iter()
+                        .map(|(i, _)| i)
+                        .collect()
+                },
                 relevant: rel,
             })
             .collect()
     });
+    stop.check()?;
     let ranking = RankingEval {
         k: k.max(1),
         users: rankings,
@@ -146,12 +163,12 @@ pub fn evaluate(model: &CfModel, test: &[(i64, i64, f32)], k: usize) -> EvalRepo
     }
     .report()
     .ok();
-    EvalReport {
+    Ok(EvalReport {
         test_rows: test.len(),
         rmse: rmse_v,
         mae: mae_v,
         ranking,
         predict_seconds: (predict_seconds * 1000.0).round() / 1000.0,
         recommend_seconds: (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-    }
+    })
 }

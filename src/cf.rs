@@ -30,7 +30,7 @@ const SOURCE_OPTIONS: &[&str] = &[
     "test_fraction",
     "split",
     "seed",
-    "k",
+    "top_k",
 ];
 
 /// How to read and split the source.
@@ -90,7 +90,8 @@ fn parse_options(options: &Value, default_fraction: f64, function: &'static str)
         test_fraction,
         split,
         seed: o.integer("seed", 0, u64::MAX).unwrap_or(42),
-        k: o.integer("k", 1, 10_000).unwrap_or(10) as usize,
+        // Not "k": that is k-NN's neighbour count (Surprise's name), one meaning per option.
+        k: o.integer("top_k", 1, 10_000).unwrap_or(10) as usize,
         algo_options: Value::Object(o.other_options()).to_string(),
     }
 }

@@ -41,6 +41,11 @@ SELECT active_version AS active_before_divergence FROM persona.cf_models WHERE m
 SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"lr": 1000}')$$);
 SELECT active_version AS active_after_divergence FROM persona.cf_models WHERE model = 'default';
 
+-- One meaning per option: "k" is k-NN's neighbour count, "top_k" the ranking cut-off.
+SELECT s -> 'params' ->> 'k' AS knn_k, s -> 'holdout' -> 'ranking' ->> 'k' AS ranking_k
+  FROM cf_evaluate(algorithm => 'knn_item', options => '{"k": 5, "top_k": 3}') s;
+SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', model => 'k_svd', options => '{"k": 5}')$$) ~ '^22023: bad option for algorithm "svd": unknown field `k`' AS k_is_not_an_svd_option;
+
 -- A memory estimate that would overflow is refused like any other too-large job.
 SELECT regress.error_of($$SELECT cf_train(algorithm => 'knn_item', options => '{"max_neighbors": 2305843009213693952}')$$) ~ '^54000: training "knn_item" on .* needs about \d+ MB, more than persona.max_training_memory' AS huge_estimate_refused;
 

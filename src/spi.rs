@@ -110,9 +110,8 @@ pub fn select<'c>(
     what: &str,
 ) -> SpiTupleTable<'c> {
     let _path = CatalogPath::enter();
-    client
-        .select(query, limit, args)
-        .unwrap_or_else(|e| failed(what, e))
+    // The same read, under the catalog path.
+    select_user(client, query, limit, args, what)
 }
 
 /// The rows of a read-only query that names a user's relation, planned with the caller's search

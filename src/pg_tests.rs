@@ -89,6 +89,36 @@ mod tests {
         assert!((10..=16).contains(&days), "{days} days");
     }
 
+    #[pg_test]
+    fn report_sentiment_scores_each_feedback_text_once() {
+        Spi::run("SELECT persona.load_demo()").unwrap();
+        let report = || {
+            Spi::get_one::<pgrx::JsonB>("SELECT campaign_metrics('spring_outdoor')")
+                .unwrap()
+                .unwrap()
+                .0["satisfaction"]
+                .clone()
+        };
+        let first = report();
+        if first["mean_sentiment"].is_null() {
+            eprintln!("SKIPPED: no sentiment model here: {first}");
+            return;
+        }
+        let texts = first["feedback_count"].as_u64().unwrap();
+        let m = crate::text_store::model(&crate::settings::sentiment_model());
+        let (hits, misses) = {
+            let memo = m.memo.borrow();
+            (memo.hits, memo.misses)
+        };
+        assert!(misses > 0 && misses <= texts, "{misses} of {texts}");
+        // The second report scores nothing again and gives the same mean.
+        let second = report();
+        let memo = m.memo.borrow();
+        assert_eq!(memo.misses, misses, "a text was scored twice");
+        assert_eq!(memo.hits, hits + texts);
+        assert_eq!(second["mean_sentiment"], first["mean_sentiment"]);
+    }
+
     #[pg_test(error = "campaign \"nope\" does not exist")]
     fn unknown_campaign_is_an_error() {
         Spi::run("SELECT campaign_metrics('nope')").unwrap();

@@ -83,7 +83,8 @@ fn register_minilm(replace: bool) -> String {
     format!("registered version {}", summary["version"])
 }
 
-/// Mean sentiment of `texts` under `persona.sentiment_model`, for campaign and user reports:
+/// Mean sentiment of `texts` under `persona.sentiment_model`, for campaign and user reports
+/// (scores remembered per model version, so repeated reports score only new texts):
 /// `Ok(None)` without texts; `Err(reason)` when the model or ONNX Runtime is not available (the
 /// reports then carry a null and the reason instead of failing). Scoring errors are real errors.
 pub(crate) fn mean_sentiment(texts: &[String]) -> Result<Option<f64>, String> {
@@ -99,7 +100,12 @@ pub(crate) fn mean_sentiment(texts: &[String]) -> Result<Option<f64>, String> {
     runtime_ready().map_err(|why| why.to_string())?;
     let m = classifier(&name);
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let s = scores(&m.model, &name, &texts);
+    // The same feedback is averaged on every report: each text is scored once per model version.
+    let s = m
+        .memo
+        .borrow_mut()
+        .scores(&texts, |missing| Ok(scores(&m.model, &name, missing)))
+        .unwrap_or_else(|e| crate::text_store::raise_text(e, Phase::Infer(&name)));
     Ok(Some(
         s.iter().map(|&x| f64::from(x)).sum::<f64>() / s.len() as f64,
     ))

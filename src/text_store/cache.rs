@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use persona_core::text::{ModelSpec, OrtBackend, Task, TextEncoder, TextModel};
+use persona_core::text::{ModelSpec, OrtBackend, ScoreMemo, Task, TextEncoder, TextModel};
 
 use super::errors::{OrRaiseText, Phase};
 use super::runtime::{
@@ -38,9 +38,14 @@ pub struct Loaded {
     pub model: TextModel,
     /// The name of the row holding its graph (itself, or its encoder).
     pub graph: String,
+    /// Scores this model version already gave, by text (the reports' feedback sentiment).
+    pub memo: RefCell<ScoreMemo>,
     stamp: Stamp,
     config: RunConfig,
 }
+
+/// Bytes of texts a loaded model remembers scores for.
+const MEMO_BYTES: usize = 16 << 20;
 
 #[derive(Default)]
 struct Cache {
@@ -105,6 +110,7 @@ fn load(name: &str, stamp: Stamp, config: &RunConfig) -> Loaded {
     Loaded {
         model,
         graph,
+        memo: RefCell::new(ScoreMemo::with_budget(MEMO_BYTES)),
         stamp,
         config: config.clone(),
     }

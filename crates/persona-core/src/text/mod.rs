@@ -44,6 +44,7 @@ pub mod backend;
 pub mod batch;
 pub mod head;
 pub mod math;
+pub mod memo;
 mod runtime;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,7 @@ pub use head::{
     train_softmax_head_with, Candidate, Head, HeadChoice, HeadEvaluation, HeadSearch, HeadSetting,
     HeadTrainOptions, PooledExamples, TrainedHead,
 };
+pub use memo::ScoreMemo;
 pub use runtime::{cuda_available, init_runtime, runtime_info, RuntimeInfo};
 
 use crate::control::{Monitor, NoMonitor, Progress};

@@ -23,6 +23,23 @@ SELECT cf_evaluate('regress.big', 'als', '{"factors": 128, "iterations": 1000}')
 RESET statement_timeout;
 SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '5 s' AS als_stopped_in_time;
 
+-- pg_cancel_backend from another session, during the k-NN walk of a cf_evaluate (which needs
+-- only SELECT on the source).
+CREATE EXTENSION dblink;
+SELECT dblink_connect('bg', 'dbname=' || pg_catalog.current_database()) AS connected;
+SELECT dblink_exec('bg', 'SET application_name = persona_cancel_probe') AS configured;
+SELECT dblink_send_query('bg', $$SELECT cf_evaluate('regress.big', 'knn_user', '{"similarity": "cosine", "max_neighbors": 200}')$$) AS sent;
+-- Reading the 1.08M rows takes about a second; the walk then runs for 10 s or more.
+SELECT pg_catalog.pg_sleep(2.5);
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SELECT pg_catalog.pg_cancel_backend(pid) AS cancel_sent FROM pg_catalog.pg_stat_activity
+ WHERE application_name = 'persona_cancel_probe';
+SELECT pg_catalog.count(*) AS rows_returned FROM dblink_get_result('bg', false) AS t(r jsonb);
+SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '2 s' AS cancelled_in_time,
+       dblink_error_message('bg') ~ 'canceling statement due to user request' AS cancelled;
+SELECT dblink_disconnect('bg') AS disconnected;
+DROP EXTENSION dblink;
+
 -- The baseline: at most 1000 sweeps (each checks for a cancel).
 SELECT regress.error_of($$SELECT cf_evaluate('regress.big', 'baseline', '{"epochs": 100000}')$$);
 -- The backend works on.

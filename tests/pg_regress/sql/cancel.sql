@@ -40,6 +40,26 @@ SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '2 s' AS can
 SELECT dblink_disconnect('bg') AS disconnected;
 DROP EXTENSION dblink;
 
+-- Text models check between inference batches: scoring 40,000 texts in one call (minutes on
+-- two cores) and training a classifier on them stop at the timeout.
+CREATE TABLE regress.many_texts AS
+  SELECT 'review number ' || i || ' says the product was ' ||
+         CASE WHEN i % 2 = 0 THEN 'great and worth every cent' ELSE 'poor and broke at once' END AS text,
+         i % 2 = 0 AS label
+    FROM generate_series(1, 40000) i;
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '2s';
+SELECT pg_catalog.array_length(bert_score(pg_catalog.array_agg(text)), 1) FROM regress.many_texts;
+RESET statement_timeout;
+SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '4 s' AS scoring_stopped_in_time;
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '2s';
+SELECT bert_train_classifier('cancelled_classifier', 'regress.many_texts');
+RESET statement_timeout;
+SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '4 s' AS training_stopped_in_time;
+SELECT pg_catalog.count(*) AS stored FROM persona.bert_model_store WHERE name = 'cancelled_classifier';
+DROP TABLE regress.many_texts;
+
 -- The baseline: at most 1000 sweeps (each checks for a cancel).
 SELECT regress.error_of($$SELECT cf_evaluate('regress.big', 'baseline', '{"epochs": 100000}')$$);
 -- The backend works on.

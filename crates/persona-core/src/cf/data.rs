@@ -89,6 +89,16 @@ pub struct Csr {
 }
 
 impl Csr {
+    /// The same entries with every value 1: which columns each row has, not their values. What
+    /// a model keeps of the ratings it does not predict from.
+    pub fn pattern(&self) -> Csr {
+        Csr {
+            ptr: self.ptr.clone(),
+            idx: self.idx.clone(),
+            val: vec![1.0; self.idx.len()],
+        }
+    }
+
     /// Whether these are well-formed rows of an `n_rows × n_cols` matrix: `n_rows + 1`
     /// ascending row pointers from 0 to the entry count, one value per entry, and in each row
     /// strictly ascending columns below `n_cols`. Decoded bytes are checked with it before any

@@ -234,21 +234,26 @@ impl CfModel {
         scored
     }
 
-    /// Adds `(user, item, rating)` rows to what users have seen (rows with an unknown user or item
-    /// are ignored), so that recommendations also exclude interactions held out from training.
+    /// Adds `(user, item)` rows to what users have seen (rows with an unknown user or item are
+    /// ignored), so that recommendations also exclude interactions held out from training. Only
+    /// which items were seen is kept, not the ratings ([`Csr::pattern`]).
     pub fn extend_seen(&mut self, rows: &[(i64, i64, f32)]) {
         let mut t: Vec<(u32, u32, f32)> = (0..self.users.len() as u32)
-            .flat_map(|u| {
-                let (items, vals) = self.seen.row(u);
-                items.iter().zip(vals).map(move |(&i, &r)| (u, i, r))
-            })
+            .flat_map(|u| self.seen.row(u).0.iter().map(move |&i| (u, i, 1.0)))
             .collect();
         t.extend(
             rows.iter()
-                .filter_map(|&(u, i, r)| Some((self.users.get(u)?, self.items.get(i)?, r))),
+                .filter_map(|&(u, i, _)| Some((self.users.get(u)?, self.items.get(i)?, 1.0))),
         );
         // A new matrix: a k-NN body keeps the training ratings it shared until now.
         self.seen = Arc::new(Csr::from_triples(self.users.len(), t));
+    }
+
+    /// Whether `seen` holds rating values: only while a k-NN body shares it as its training
+    /// ratings (it predicts from them). Every other model stores which items each user rated
+    /// (to exclude them from recommendations), never the ratings.
+    pub fn seen_holds_ratings(&self) -> bool {
+        matches!(&self.body, Body::Knn(k) if Arc::ptr_eq(k.shared().2, &self.seen))
     }
 
     /// Heap bytes of the learned arrays, for the memory estimate and `cf_models`.
@@ -455,6 +460,55 @@ mod tests {
             }
         }
         Dataset::from_triples(&rows).unwrap()
+    }
+
+    /// What a stored model reveals of its training ratings: a k-NN model predicts from them and
+    /// keeps them; every other model keeps which items each user rated, with no values, stored
+    /// and in memory, also after held-out rows are added.
+    #[test]
+    fn models_keep_only_the_ratings_they_predict_from() {
+        let d = small();
+        let distinct = |c: &Csr| {
+            let mut v: Vec<u32> = c.val.iter().map(|x| x.to_bits()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        };
+        assert!(
+            distinct(&d.by_user) > 1,
+            "the data has several rating values"
+        );
+        for algo in [
+            Algorithm::Baseline,
+            Algorithm::Svd,
+            Algorithm::Svdpp,
+            Algorithm::Als,
+        ] {
+            let mut m = fit(&d, algo, "{}");
+            for _ in 0..2 {
+                assert!(!m.seen_holds_ratings(), "{algo}");
+                assert_eq!(m.seen.idx, d.by_user.idx, "{algo}: which items, per user");
+                assert!(m.seen.val.iter().all(|&v| v == 1.0), "{algo}: no ratings");
+                let back = CfModel::from_bytes(&m.to_bytes()).unwrap();
+                assert!(
+                    back.seen.val.iter().all(|&v| v == 1.0),
+                    "{algo}: none stored"
+                );
+                assert_eq!(all_predictions(&back), all_predictions(&m));
+                m.extend_seen(&[(1, 3, 5.0), (2, 3, 1.0)]);
+            }
+        }
+        let mut m = knn(&d);
+        assert!(m.seen_holds_ratings());
+        assert_eq!(*m.seen, d.by_user, "k-NN predicts from the ratings");
+        m.extend_seen(&[(1, 3, 5.0), (2, 3, 1.0)]);
+        assert!(!m.seen_holds_ratings());
+        assert!(
+            m.seen.val.iter().all(|&v| v == 1.0),
+            "held-out ratings are not kept"
+        );
+        let back = CfModel::from_bytes(&m.to_bytes()).unwrap();
+        assert!(back.seen.val.iter().all(|&v| v == 1.0));
     }
 
     #[test]

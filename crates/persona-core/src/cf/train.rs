@@ -206,7 +206,8 @@ pub fn train(
             )
         }
     };
-    // A k-NN body already holds the id maps and ratings: the model shares them.
+    // A k-NN body already holds the id maps and ratings: the model shares them. The other
+    // models predict without the ratings, so they keep only which items each user rated.
     let (users, items, seen) = match &body {
         Body::Knn(k) => {
             let (u, i, r) = k.shared();
@@ -215,7 +216,7 @@ pub fn train(
         _ => (
             Arc::new(d.users.clone()),
             Arc::new(d.items.clone()),
-            Arc::new(d.by_user.clone()),
+            Arc::new(d.by_user.pattern()),
         ),
     };
     let model = CfModel {

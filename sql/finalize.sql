@@ -62,6 +62,14 @@ COMMENT ON FUNCTION bert_register_model_file(text, text, text, jsonb) IS
   'Register an ONNX text model from a directory under persona.model_dir (superusers and pg_read_server_files only)';
 COMMENT ON FUNCTION bert_drop_model(text, boolean) IS
   'Drop a text model (with cascade, also the classifiers trained on it)';
+COMMENT ON FUNCTION cf_model_grant(text, text) IS
+  'Let a role (or PUBLIC) use a collaborative-filtering model: predict, recommend, read its rows; owner only';
+COMMENT ON FUNCTION cf_model_revoke(text, text) IS
+  'Take back the use of a collaborative-filtering model from a role (or PUBLIC); owner only';
+COMMENT ON FUNCTION bert_model_grant(text, text) IS
+  'Let a role (or PUBLIC) use a text model: score, classify, embed, train on it, read its row; owner only';
+COMMENT ON FUNCTION bert_model_revoke(text, text) IS
+  'Take back the use of a text model from a role (or PUBLIC); owner only';
 COMMENT ON FUNCTION bert_register_defaults(boolean) IS
   'Register the default text models minilm and sentiment from persona.model_dir';
 
@@ -75,8 +83,11 @@ EXCEPTION WHEN OTHERS THEN
     USING HINT = 'Fix the cause, then run SELECT bert_register_defaults();';
 END $$;
 
--- Any role may use stored models (prediction reads them); training needs INSERT/UPDATE, which
--- only the extension owner has until a DBA grants it. User data tables stay private.
+-- Every role sees the model tables, filtered by row-level security to the models it may use
+-- (sql/tables.sql). Creating models needs INSERT on persona.cf_model_versions (cf models) or
+-- persona.bert_model_store (text models), which only the extension owner has until a DBA grants
+-- it; the rows are then written by pg_persona's functions (direct writes are refused). User data
+-- tables stay private.
 GRANT USAGE ON SCHEMA persona TO PUBLIC;
 GRANT SELECT ON persona.cf_model_versions, persona.cf_active, persona.cf_models TO PUBLIC;
 GRANT SELECT ON persona.bert_model_store, persona.bert_models TO PUBLIC;

@@ -81,10 +81,15 @@ ALTER TABLE persona.cf_model_versions ALTER COLUMN data SET STORAGE EXTERNAL; --
 CREATE TABLE persona.cf_active (
     model   text PRIMARY KEY,
     version integer NOT NULL,
-    FOREIGN KEY (model, version) REFERENCES persona.cf_model_versions (model, version)
+    FOREIGN KEY (model, version) REFERENCES persona.cf_model_versions (model, version),
+    -- Added in 0.3.0 (so last): the model's owner (the role that first trained it), the roles it
+    -- granted use to (cf_model_grant), and whether every role may use it.
+    owner         regrole NOT NULL,
+    usable_by     regrole[] NOT NULL DEFAULT '{}',
+    usable_by_all boolean NOT NULL DEFAULT false
 );
 
-CREATE VIEW persona.cf_models AS
+CREATE VIEW persona.cf_models WITH (security_invoker = true) AS
 SELECT v.model,
        a.version AS active_version,
        v.algorithm,
@@ -96,7 +101,9 @@ SELECT v.model,
        pg_catalog.octet_length(v.data) AS bytes,
        v.created_at,
        v.created_by,
-       (SELECT pg_catalog.count(*) FROM persona.cf_model_versions w WHERE w.model = v.model) AS versions
+       (SELECT pg_catalog.count(*) FROM persona.cf_model_versions w WHERE w.model = v.model) AS versions,
+       a.owner,
+       CASE WHEN a.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || a.usable_by::text[] AS usable_by
   FROM persona.cf_active a
   JOIN persona.cf_model_versions v ON v.model = a.model AND v.version = a.version;
 
@@ -123,6 +130,10 @@ CREATE TABLE persona.bert_model_store (
     version        bigint NOT NULL DEFAULT pg_catalog.nextval('persona.bert_model_version_seq'),
     created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by     name NOT NULL DEFAULT CURRENT_USER,
+    -- Added in 0.3.0 (so last), as in persona.cf_active.
+    owner          regrole NOT NULL,
+    usable_by      regrole[] NOT NULL DEFAULT '{}',
+    usable_by_all  boolean NOT NULL DEFAULT false,
     CHECK ((encoder IS NULL) = (onnx IS NOT NULL)),
     CHECK ((onnx IS NULL) = (tokenizer IS NULL)),
     CHECK (encoder IS DISTINCT FROM name)
@@ -142,7 +153,7 @@ $$;
 CREATE TRIGGER new_version BEFORE UPDATE ON persona.bert_model_store
     FOR EACH ROW EXECUTE FUNCTION persona.bert_model_store_new_version();
 
-CREATE VIEW persona.bert_models AS
+CREATE VIEW persona.bert_models WITH (security_invoker = true) AS
 SELECT m.name,
        m.task,
        m.encoder,
@@ -157,9 +168,35 @@ SELECT m.name,
        m.builtin,
        m.version,
        m.created_at,
-       m.created_by
+       m.created_by,
+       m.owner,
+       CASE WHEN m.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || m.usable_by::text[] AS usable_by
   FROM persona.bert_model_store m
   LEFT JOIN persona.bert_model_store e ON e.name = m.encoder;
+
+-- Model privileges. A model is usable by its owner (and the roles that have the owner's
+-- privileges), by the roles it was granted to (cf_model_grant, bert_model_grant), by every role
+-- when granted to PUBLIC (the built-in text models are), and by superusers. Rows a role may not
+-- use are invisible to it, so nothing it cannot use can be read back from the model tables:
+-- SELECT is granted to PUBLIC below, row-level security filters it. There are no policies for
+-- writes: only the tables' owner writes them, through pg_persona's functions, which check the
+-- caller's ownership and record who did it.
+ALTER TABLE persona.cf_active ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON persona.cf_active FOR SELECT USING (
+    usable_by_all
+    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
+    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
+                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+-- A version is visible with its model.
+ALTER TABLE persona.cf_model_versions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON persona.cf_model_versions FOR SELECT USING (
+    EXISTS (SELECT FROM persona.cf_active a WHERE a.model OPERATOR(pg_catalog.=) cf_model_versions.model));
+ALTER TABLE persona.bert_model_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON persona.bert_model_store FOR SELECT USING (
+    usable_by_all
+    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
+    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
+                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
 
 -- User data and models are dumped by pg_dump (the tables themselves belong to the extension).
 SELECT pg_catalog.pg_extension_config_dump('persona.users', '');

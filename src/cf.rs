@@ -13,6 +13,7 @@ use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Value};
 
 use crate::error::{raise, raise_hint, OrRaise};
+use crate::model_acl::{self, Store};
 use crate::model_store;
 use crate::monitor::ProgressNotices;
 use crate::options::{check_k, Options};
@@ -265,6 +266,8 @@ fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jso
     check_model_name(model);
     let algo = parse_algorithm(algorithm);
     let spec = parse_options(&options.0, 0.1, "cf_train");
+    // Before any work: may this role train this model?
+    model_store::check_may_train(model);
     let t0 = Instant::now();
     let (relname, rows) = read_rows(source, &spec);
     let read_seconds = t0.elapsed().as_secs_f64();
@@ -427,6 +430,7 @@ fn cf_similar_users(
 /// Makes `version` the active version of `model` (roll back or forward).
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn cf_deploy(model: &str, version: i32) -> JsonB {
+    model_acl::check_owner(Store::Cf, model, "deploy a version of");
     let exists = select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM persona.cf_model_versions WHERE model = $1 AND version = $2)",
         &[model.into(), version.into()],
@@ -455,4 +459,18 @@ fn cf_deploy(model: &str, version: i32) -> JsonB {
     }
     model_store::activate(model, version);
     JsonB(json!({"model": model, "active_version": version}))
+}
+
+/// Lets `role` (a role name, or PUBLIC) use `model`: predict, recommend, read its rows. Only its
+/// owner (or a member, or a superuser) may. Returns who may use it now besides the owner.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn cf_model_grant(model: &str, role: &str) -> Vec<String> {
+    model_acl::change_use(Store::Cf, model, role, true)
+}
+
+/// Takes back the use of `model` from `role` (or PUBLIC). Returns who may use it now besides
+/// the owner.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn cf_model_revoke(model: &str, role: &str) -> Vec<String> {
+    model_acl::change_use(Store::Cf, model, role, false)
 }

@@ -4,15 +4,13 @@
 //! the caller's privileges, keeps per-backend caches, maps errors to SQLSTATEs and delegates every
 //! algorithm to the pure-Rust `persona-core` crate.
 //!
-//! | module | SQL it defines |
-//! |---|---|
 //! SQL-facing modules, by capability:
 //!
 //! | module | SQL it defines |
 //! |---|---|
-//! | [`cf`] | `cf_train`, `cf_predict`, `cf_recommend`, `cf_similar_items`, `cf_similar_users`, `cf_evaluate`, `cf_deploy` |
+//! | [`cf`] | `cf_train`, `cf_predict`, `cf_recommend`, `cf_similar_items`, `cf_similar_users`, `cf_evaluate`, `cf_deploy`, `cf_model_grant`, `cf_model_revoke` |
 //! | [`campaign`] | `campaign_metrics`, `campaign_metrics_daily`, `campaign_audience`, `campaign_uplift` |
-//! | [`bert`] | `bert_score`, `bert_classify`, `bert_embed`, `bert_register_model`, `bert_register_model_file`, `bert_drop_model`, `bert_register_defaults`, `bert_train_classifier` |
+//! | [`bert`] | `bert_score`, `bert_classify`, `bert_embed`, `bert_register_model`, `bert_register_model_file`, `bert_drop_model`, `bert_register_defaults`, `bert_train_classifier`, `bert_model_grant`, `bert_model_revoke` |
 //! | [`profile`] | `user_profile` |
 //! | [`demo`] | `persona.load_demo` |
 //!
@@ -27,6 +25,7 @@
 //! | [`source`] | reading a user's relation safely (quoted identifiers, caller's privileges, cursor batches) |
 //! | [`monitor`] | interrupt checks and progress NOTICEs between the steps of long computations |
 //! | [`txn_cache`] | what a per-backend cache resolved in the current transaction |
+//! | [`model_acl`] | model owners and grants: who may create, replace, use and share a model |
 //! | [`model_store`] | versioned cf model storage and the per-backend model cache |
 //! | [`text_store`] | text-model storage, ONNX Runtime, the per-backend session cache, text error mapping |
 //! | [`feedback`] | feedback texts and their mean sentiment, for campaign and user reports |
@@ -39,6 +38,7 @@ pub mod cf;
 pub mod demo;
 pub mod error;
 pub mod feedback;
+pub mod model_acl;
 pub mod model_store;
 pub mod monitor;
 pub mod options;

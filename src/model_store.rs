@@ -13,6 +13,7 @@ use persona_core::cf::CfModel;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::error::{core, raise_hint};
+use crate::model_acl::{self, Store};
 use crate::spi::{select_one, write, write_one};
 use crate::txn_cache::Resolutions;
 
@@ -90,6 +91,8 @@ fn active_version(name: &str) -> i32 {
         "persona.cf_active",
     );
     v.unwrap_or_else(|| {
+        // Row-level security hides the models this role may not use: say so when it is that.
+        model_acl::check_usable(Store::Cf, name);
         let known = select_one::<String>(
             "SELECT pg_catalog.string_agg(model, ', ' ORDER BY model) FROM persona.cf_active",
             &[],
@@ -124,40 +127,54 @@ fn load(name: &str, version: i32) -> CfModel {
     CfModel::from_bytes(&bytes).unwrap_or_else(|e| core(e, None))
 }
 
+/// Raises unless the current role may train model `name`: it may create models, and the name is
+/// new or already its own. Called before training, and again by [`save`] under the name's lock.
+pub fn check_may_train(name: &str) {
+    model_acl::check_create(Store::Cf);
+    model_acl::check_owner(Store::Cf, name, "train a new version of");
+}
+
 /// Stores a new version of `name` and makes it active, in the caller's transaction: if anything
-/// later fails, the previous active version stays. Returns the new version number.
+/// later fails, the previous active version stays. Returns the new version number. The caller
+/// becomes the owner of a new name and is recorded as the version's `created_by`.
 pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
-    // Serialise concurrent trainings of the same model name.
+    // Serialise concurrent trainings of the same model name, then check again: another role may
+    // have created the name since cf_train checked.
     write(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('persona.cf:' || $1))",
         &[name.into()],
         "the lock of a cf model",
     );
+    check_may_train(name);
+    let me = model_acl::current_role();
     let bytes = model.to_bytes();
     let params: serde_json::Value =
         serde_json::from_str(&model.params).unwrap_or(serde_json::Value::Null);
-    let version = write_one::<i32>(
-        "INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, \
-         n_users, n_items, n_ratings, data) \
-         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM \
+    let version = model_acl::as_store_owner(|| {
+        write_one::<i32>(
+            "INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, \
+         n_users, n_items, n_ratings, data, created_by) \
+         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 FROM \
          persona.cf_model_versions WHERE model = $1 \
          RETURNING version",
-        &[
-            name.into(),
-            model.algorithm.name().into(),
-            pgrx::JsonB(params).into(),
-            pgrx::JsonB(summary.clone()).into(),
-            (model.users.len() as i32).into(),
-            (model.items.len() as i32).into(),
-            summary
-                .get("ratings_used")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(model.seen.nnz() as i64)
-                .into(),
-            bytes.into(),
-        ],
-        "persona.cf_model_versions",
-    )
+            &[
+                name.into(),
+                model.algorithm.name().into(),
+                pgrx::JsonB(params).into(),
+                pgrx::JsonB(summary.clone()).into(),
+                (model.users.len() as i32).into(),
+                (model.items.len() as i32).into(),
+                summary
+                    .get("ratings_used")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(model.seen.nnz() as i64)
+                    .into(),
+                bytes.into(),
+                me.name.as_str().into(),
+            ],
+            "persona.cf_model_versions",
+        )
+    })
     .unwrap_or_else(|| {
         raise_hint(
             ERRCODE_INTERNAL_ERROR,
@@ -165,17 +182,28 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
             "Retry.",
         )
     });
-    activate(name, version);
+    model_acl::as_store_owner(|| {
+        write(
+            "INSERT INTO persona.cf_active (model, version, owner) \
+             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regrole) \
+             ON CONFLICT (model) DO UPDATE SET version = EXCLUDED.version",
+            &[name.into(), version.into(), me.oid.into()],
+            "persona.cf_active",
+        )
+    });
+    invalidate(name);
     version
 }
 
-/// Points `name` at `version`.
+/// Points existing model `name` at `version`, one of its versions (the caller checked both and
+/// that the current role owns the model).
 pub fn activate(name: &str, version: i32) {
-    write(
-        "INSERT INTO persona.cf_active (model, version) VALUES ($1, $2) \
-         ON CONFLICT (model) DO UPDATE SET version = EXCLUDED.version",
-        &[name.into(), version.into()],
-        "persona.cf_active",
-    );
+    model_acl::as_store_owner(|| {
+        write(
+            "UPDATE persona.cf_active SET version = $2 WHERE model = $1",
+            &[name.into(), version.into()],
+            "persona.cf_active",
+        )
+    });
     invalidate(name);
 }

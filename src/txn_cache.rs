@@ -7,6 +7,10 @@
 //! part they share: name → version resolutions that are forgotten when the local transaction id
 //! changes, and the entry used last (a per-row function asks for the same name again and again,
 //! and this answers without hashing it).
+//!
+//! A resolution is also the role's: models are read with the caller's privileges (row-level
+//! security hides the ones it may not use, `crate::model_acl`), so when the current role changes
+//! (`SET ROLE`, a `SECURITY DEFINER` function) everything is resolved again, as that role.
 
 use std::collections::HashMap;
 
@@ -18,9 +22,17 @@ pub fn current_lxid() -> u32 {
     unsafe { (*pg_sys::MyProc).lxid }
 }
 
-/// Name → version resolutions of one transaction, and the entry used last in it.
+/// The role whose privileges apply now.
+#[inline]
+pub fn current_user() -> pg_sys::Oid {
+    // SAFETY: reads a backend global, set in every transaction.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// Name → version resolutions of one transaction and role, and the entry used last in it.
 pub struct Resolutions<V, M> {
     lxid: u32,
+    user: pg_sys::Oid,
     versions: HashMap<String, V>,
     last: Option<(String, M)>,
 }
@@ -29,6 +41,7 @@ impl<V: Copy, M> Default for Resolutions<V, M> {
     fn default() -> Self {
         Resolutions {
             lxid: 0,
+            user: pg_sys::InvalidOid,
             versions: HashMap::new(),
             last: None,
         }
@@ -36,13 +49,14 @@ impl<V: Copy, M> Default for Resolutions<V, M> {
 }
 
 impl<V: Copy, M> Resolutions<V, M> {
-    /// Forgets everything if a new transaction began since the last call; returns whether it did.
+    /// Forgets everything if a new transaction began, or the role changed, since the last call;
+    /// returns whether it did.
     pub fn sync(&mut self) -> bool {
-        let lxid = current_lxid();
-        if lxid == self.lxid {
+        let (lxid, user) = (current_lxid(), current_user());
+        if lxid == self.lxid && user == self.user {
             return false;
         }
-        self.lxid = lxid;
+        (self.lxid, self.user) = (lxid, user);
         self.forget_all();
         true
     }
@@ -51,7 +65,11 @@ impl<V: Copy, M> Resolutions<V, M> {
     #[inline]
     pub fn last(&self, name: &str) -> Option<&M> {
         match &self.last {
-            Some((n, m)) if n == name && self.lxid == current_lxid() => Some(m),
+            Some((n, m))
+                if n == name && self.lxid == current_lxid() && self.user == current_user() =>
+            {
+                Some(m)
+            }
             _ => None,
         }
     }

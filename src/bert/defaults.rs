@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 
-use super::register::{existing, register, register_head, Registration};
+use super::register::{existing, existing_as_caller, register, register_head, Registration};
 use super::{classifier, scores, MINILM, SENTIMENT};
 use crate::settings;
 use crate::text_store::{self, runtime_ready, Phase};
@@ -92,10 +92,13 @@ pub(crate) fn mean_sentiment(texts: &[String]) -> Result<Option<f64>, String> {
         return Ok(None);
     }
     let name = settings::sentiment_model();
-    if existing(&name).is_none() {
-        return Err(format!(
-            "text model \"{name}\" (persona.sentiment_model) is not registered"
-        ));
+    if existing_as_caller(&name).is_none() {
+        return Err(match existing(&name) {
+            None => format!("text model \"{name}\" (persona.sentiment_model) is not registered"),
+            Some(_) => format!(
+                "text model \"{name}\" (persona.sentiment_model) is not usable by this role"
+            ),
+        });
     }
     runtime_ready().map_err(|why| why.to_string())?;
     let m = classifier(&name);

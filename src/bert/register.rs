@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::files::{check_file_privilege, model_files, read_model_file};
 use super::{check_name, positive_index};
 use crate::error::{raise, raise_hint};
+use crate::model_acl::{self, Store};
 use crate::options::Options;
 use crate::spi::{select_one, write_one};
 use crate::text_store;
@@ -40,8 +41,14 @@ pub(super) struct Registration {
     pub(super) builtin: bool,
 }
 
-/// Whether `name` exists and which models use it as their encoder.
+/// Whether `name` exists and which models use it as their encoder, whoever owns them (a
+/// decision about registering or dropping must see models the caller may not use).
 pub(super) fn existing(name: &str) -> Option<Vec<String>> {
+    model_acl::as_store_owner(|| existing_as_caller(name))
+}
+
+/// Whether `name` exists and which models use it, among those the current role may use.
+pub(super) fn existing_as_caller(name: &str) -> Option<Vec<String>> {
     let exists = select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM persona.bert_model_store WHERE name = $1)",
         &[name.into()],
@@ -89,27 +96,11 @@ pub(crate) fn check_replace(name: &str, replace: bool, keep_dependents: bool) {
     }
 }
 
-/// Raises 42501 before any expensive work unless the current role may write text models
-/// (`privileges`: e.g. "INSERT, UPDATE" for registering and training, "DELETE" for dropping).
-pub(crate) fn check_store_privilege(name: &str, privileges: &str) {
-    let allowed = select_one::<bool>(
-        "SELECT pg_catalog.has_table_privilege('persona.bert_model_store', $1)",
-        &[privileges.into()],
-        STORE,
-    )
-    .unwrap_or(false);
-    if !allowed {
-        raise_hint(
-            ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied to change text model \"{name}\""),
-            format!(
-                "Registering, training and dropping text models need {privileges} on \
-                 persona.bert_model_store (and USAGE on persona.bert_model_version_seq to \
-                 register); \
-                 the extension's owner has them and may GRANT them."
-            ),
-        );
-    }
+/// Raises 42501 before any expensive work unless the current role may create text models and
+/// `name` is new or its own.
+pub(crate) fn check_may_store(name: &str) {
+    model_acl::check_create(Store::Text);
+    model_acl::check_owner(Store::Text, name, "replace");
 }
 
 /// A spec as stored: through its JSON text, so `f32` weights keep their shortest digits
@@ -134,7 +125,7 @@ fn label_info(m: &TextModel) -> (Option<Vec<String>>, Option<String>) {
 /// Checks a model with its own graph by loading it, then stores it. Returns a summary.
 pub(super) fn register(r: Registration) -> Value {
     check_name(&r.name);
-    check_store_privilege(&r.name, "INSERT, UPDATE");
+    check_may_store(&r.name);
     check_replace(&r.name, r.replace, r.keep_dependents);
     let checked = text_store::check_model(&r.onnx, &r.tokenizer, r.spec.clone());
     let m = &checked.model;
@@ -232,32 +223,45 @@ fn task_name(task: Task) -> &'static str {
 /// version.
 fn store(row: Row<'_>) -> i64 {
     let (labels, positive) = label_info(row.model);
-    let version = write_one::<i64>(
-        "INSERT INTO persona.bert_model_store AS s (name, task, encoder, spec, dim, labels, \
-           positive_label, onnx, tokenizer, source, builtin) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+    // Checked by the caller; checked again here, right before the write, as the same statement
+    // could otherwise replace a model another role registered meanwhile.
+    check_may_store(row.name);
+    let me = model_acl::current_role();
+    // Written as the store's owner: the caller becomes the owner of a new model and is recorded
+    // as created_by; a replacement keeps the owner and grants (built-in models stay usable by
+    // every role).
+    let version = model_acl::as_store_owner(|| {
+        write_one::<i64>(
+            "INSERT INTO persona.bert_model_store AS s (name, task, encoder, spec, dim, labels, \
+           positive_label, onnx, tokenizer, source, builtin, created_by, owner, usable_by_all) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+           $13::pg_catalog.oid::pg_catalog.regrole, $11) \
          ON CONFLICT (name) DO UPDATE SET task = EXCLUDED.task, encoder = EXCLUDED.encoder, \
            spec = EXCLUDED.spec, dim = EXCLUDED.dim, labels = EXCLUDED.labels, \
            positive_label = EXCLUDED.positive_label, onnx = EXCLUDED.onnx, \
            tokenizer = EXCLUDED.tokenizer, source = EXCLUDED.source, builtin = EXCLUDED.builtin, \
            version = pg_catalog.nextval('persona.bert_model_version_seq'), \
-           created_at = pg_catalog.now(), created_by = CURRENT_USER \
+           created_at = pg_catalog.now(), created_by = EXCLUDED.created_by, \
+           usable_by_all = s.usable_by_all OR EXCLUDED.usable_by_all \
          RETURNING version",
-        &[
-            row.name.into(),
-            task_name(row.task).into(),
-            row.encoder.into(),
-            JsonB(spec_value(row.spec)).into(),
-            row.model.dim().map(|d| d as i32).into(),
-            labels.into(),
-            positive.into(),
-            row.graph.map(|(onnx, _)| onnx).into(),
-            row.graph.map(|(_, tokenizer)| tokenizer).into(),
-            JsonB(row.source).into(),
-            row.builtin.into(),
-        ],
-        STORE,
-    )
+            &[
+                row.name.into(),
+                task_name(row.task).into(),
+                row.encoder.into(),
+                JsonB(spec_value(row.spec)).into(),
+                row.model.dim().map(|d| d as i32).into(),
+                labels.into(),
+                positive.into(),
+                row.graph.map(|(onnx, _)| onnx).into(),
+                row.graph.map(|(_, tokenizer)| tokenizer).into(),
+                JsonB(row.source).into(),
+                row.builtin.into(),
+                me.name.as_str().into(),
+                me.oid.into(),
+            ],
+            STORE,
+        )
+    })
     .unwrap_or_else(|| {
         raise(
             ERRCODE_INTERNAL_ERROR,
@@ -387,10 +391,10 @@ fn bert_register_model_file(
 /// which drops those too. Returns the names dropped.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn bert_drop_model(name: &str, cascade: default!(bool, false)) -> Vec<String> {
-    check_store_privilege(name, "DELETE");
-    let Some(users) = existing(name) else {
+    if !model_acl::check_owner(Store::Text, name, "drop") {
         text_store::missing_model(name)
-    };
+    }
+    let users = existing(name).unwrap_or_default();
     if !users.is_empty() && !cascade {
         raise_hint(
             ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
@@ -401,15 +405,37 @@ fn bert_drop_model(name: &str, cascade: default!(bool, false)) -> Vec<String> {
             format!("Drop them first, or use SELECT bert_drop_model('{name}', cascade => true)."),
         );
     }
-    // One statement: the foreign key of the dependents is checked at its end.
-    let dropped = write_one::<Vec<String>>(
-        "WITH d AS (DELETE FROM persona.bert_model_store WHERE name = $1 OR encoder = $1 \
+    // One statement: the foreign key of the dependents is checked at its end. The owner of an
+    // encoder drops the models trained on it with cascade, whoever owns them (as DROP ... CASCADE).
+    let dropped = model_acl::as_store_owner(|| {
+        write_one::<Vec<String>>(
+            "WITH d AS (DELETE FROM persona.bert_model_store WHERE name = $1 OR encoder = $1 \
          RETURNING name) \
          SELECT pg_catalog.array_agg(name ORDER BY name) FROM d",
-        &[name.into()],
-        STORE,
-    )
+            &[name.into()],
+            STORE,
+        )
+    })
     .unwrap_or_default();
     text_store::invalidate();
     dropped
+}
+
+/// Lets `role` (a role name, or PUBLIC) use text model `name`: score, classify, embed, train
+/// classifiers on it, read its row. Only its owner (or a member, or a superuser) may. Returns who
+/// may use it now besides the owner.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn bert_model_grant(name: &str, role: &str) -> Vec<String> {
+    let to = model_acl::change_use(Store::Text, name, role, true);
+    text_store::invalidate();
+    to
+}
+
+/// Takes back the use of text model `name` from `role` (or PUBLIC). Returns who may use it now
+/// besides the owner.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn bert_model_revoke(name: &str, role: &str) -> Vec<String> {
+    let to = model_acl::change_use(Store::Text, name, role, false);
+    text_store::invalidate();
+    to
 }

@@ -23,7 +23,7 @@ use pgrx::JsonB;
 use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Map, Value};
 
-use super::register::{check_replace, check_store_privilege, register_head};
+use super::register::{check_may_store, check_replace, register_head};
 use super::{check_name, positive_index};
 use crate::error::{raise_hint, OrRaise};
 use crate::monitor::{Interrupts, ProgressNotices};
@@ -520,7 +520,7 @@ fn bert_train_classifier_impl(
 ) -> JsonB {
     let t0 = Instant::now();
     check_name(name);
-    check_store_privilege(name, "INSERT, UPDATE");
+    check_may_store(name);
     let t = parse_options(&options.0);
     if name == encoder {
         raise_hint(

@@ -24,6 +24,7 @@ pub use errors::{raise_text, OrRaiseText, Phase};
 pub use runtime::{runtime_ready, RunConfig};
 
 use crate::error::raise_hint;
+use crate::model_acl::{self, Store};
 use crate::spi::{first, select_one, Columns};
 
 /// Which versions a loaded model was built from.
@@ -46,8 +47,10 @@ pub fn known_models() -> Option<String> {
     )
 }
 
-/// Raises 42704 for a model that is not registered.
+/// Raises 42704 for a model that is not registered (42501 for one this role may not use: row-level
+/// security hides it).
 pub fn missing_model(name: &str) -> ! {
+    model_acl::check_usable(Store::Text, name);
     raise_hint(
         ERRCODE_UNDEFINED_OBJECT,
         format!("text model \"{name}\" does not exist"),
@@ -68,7 +71,7 @@ fn resolve(name: &str) -> Stamp {
     let row = Spi::connect(|client| {
         let r = first(
             client,
-            "SELECT m.version, e.version FROM persona.bert_model_store m \
+            "SELECT m.version, e.version, m.encoder FROM persona.bert_model_store m \
              LEFT JOIN persona.bert_model_store e ON e.name = m.encoder WHERE m.name = $1",
             &[name.into()],
             STORE,
@@ -76,10 +79,13 @@ fn resolve(name: &str) -> Stamp {
         Some((
             r.column::<i64>(1, "version")?,
             r.column::<i64>(2, "encoder version"),
+            r.column::<String>(3, "encoder"),
         ))
     });
     match row {
-        Some((version, encoder_version)) => Stamp {
+        // A model on an encoder this role may not use (row-level security hides it).
+        Some((_, None, Some(encoder))) => missing_model(&encoder),
+        Some((version, encoder_version, _)) => Stamp {
             version,
             encoder_version,
         },

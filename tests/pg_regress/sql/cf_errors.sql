@@ -54,14 +54,22 @@ SET persona.max_training_memory = '1MB';
 SELECT regress.error_of($$SELECT cf_train(algorithm => 'svd', options => '{"factors": 1000}')$$);
 RESET persona.max_training_memory;
 
--- A role without SELECT on the source gets permission denied; the previous version stays active.
+-- A role that may train, but has no SELECT on the source, gets permission denied (before any
+-- model changes: its own model under another name, as 'default' is the superuser's).
 CREATE ROLE persona_regress_reader;
 GRANT USAGE ON SCHEMA regress TO persona_regress_reader;
+GRANT INSERT ON persona.cf_model_versions TO persona_regress_reader;
 SET ROLE persona_regress_reader;
-SELECT regress.error_of($$SELECT cf_train('persona.ratings')$$);
--- ... but may use the stored models.
+SELECT regress.error_of($$SELECT cf_train('persona.ratings', model => 'readers')$$);
+-- ... and uses a model once its owner grants it (tests/pg_regress/sql/privileges.sql has more).
+SELECT regress.error_of($$SELECT cf_predict(1, 1)$$);
+RESET ROLE;
+SELECT cf_model_grant('default', 'persona_regress_reader') AS usable_by;
+SET ROLE persona_regress_reader;
 SELECT cf_predict(1, 1) BETWEEN 1 AND 5 AS can_predict;
 RESET ROLE;
+SELECT cf_model_revoke('default', 'persona_regress_reader') AS usable_by;
+REVOKE INSERT ON persona.cf_model_versions FROM persona_regress_reader;
 DROP OWNED BY persona_regress_reader;
 DROP ROLE persona_regress_reader;
 

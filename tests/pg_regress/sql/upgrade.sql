@@ -17,10 +17,22 @@ SELECT pg_temp.run('persona_upgrade_updated', $$CREATE EXTENSION pg_persona VERS
 SELECT v FROM dblink('dbname=persona_upgrade_updated',
   $$SELECT extversion FROM pg_extension WHERE extname = 'pg_persona'$$) AS t(v text);
 
--- What users had under 0.1.0: ratings, trained models, a campaign, a text model on minilm. (The
--- library is this build's in both databases, so the models are written in its model format;
--- reading models written by 0.1.0's library, format 1, is tested in persona-core.)
-SELECT pg_temp.run('persona_upgrade_updated', $run$DO $d$ BEGIN
+-- What users had under 0.1.0: ratings, trained models, a campaign, a text model on minilm. This
+-- library changes no model in an older catalog (55000 until ALTER EXTENSION UPDATE), so the
+-- models are trained in the fresh database and their rows copied into the 0.1.0 catalog, as
+-- 0.1.0 stored them. (The models are written in this build's format; reading models written
+-- by 0.1.0's library, format 1, is tested in persona-core.)
+CREATE FUNCTION pg_temp.error_of(query text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; msg text;
+BEGIN
+  EXECUTE query;
+  RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+  RETURN st || ': ' || msg;
+END $$;
+SELECT pg_temp.error_of($$SELECT pg_temp.run('persona_upgrade_updated', 'SELECT cf_train()')$$);
+SELECT pg_temp.run('persona_upgrade_fresh', $run$DO $d$ BEGIN
   PERFORM persona.load_demo(users => 60, items => 30, seed => 3);
   PERFORM cf_train(algorithm => 'svd', model => 'kept', options => '{"seed": 1}');
   PERFORM cf_train(algorithm => 'knn_item', model => 'kept_knn', options => '{"test_fraction": 0}');
@@ -28,6 +40,20 @@ SELECT pg_temp.run('persona_upgrade_updated', $run$DO $d$ BEGIN
     SELECT w1 || ' ' || w2 AS text, CASE WHEN w1 IN ('great', 'lovely') THEN 'yes' ELSE 'no' END AS label
       FROM unnest(ARRAY['great', 'lovely', 'awful', 'broken']) w1, unnest(ARRAY['tent', 'boots', 'jacket']) w2;
   PERFORM bert_train_classifier('mine', 'labelled', 'minilm', '{"holdout_fraction": 0}');
+END $d$$run$);
+SELECT pg_temp.run('persona_upgrade_updated', 'CREATE EXTENSION dblink');
+SELECT pg_temp.run('persona_upgrade_updated', $run$DO $d$ BEGIN
+  PERFORM persona.load_demo(users => 60, items => 30, seed => 3);
+  INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, n_users, n_items, n_ratings, data)
+    SELECT * FROM dblink('dbname=persona_upgrade_fresh',
+      'SELECT model, version, algorithm, params, summary, n_users, n_items, n_ratings, data FROM persona.cf_model_versions')
+      AS t(model text, version int, algorithm text, params jsonb, summary jsonb, n_users int, n_items int, n_ratings bigint, data bytea);
+  INSERT INTO persona.cf_active VALUES ('kept', 1), ('kept_knn', 1);
+  INSERT INTO persona.bert_model_store (name, task, encoder, spec, dim, labels, positive_label, onnx, tokenizer, source, builtin)
+    SELECT * FROM dblink('dbname=persona_upgrade_fresh',
+      'SELECT name, task, encoder, spec, dim, labels, positive_label, onnx, tokenizer, source, builtin FROM persona.bert_model_store')
+      AS t(name text, task text, encoder text, spec jsonb, dim int, labels text[], positive_label text, onnx bytea,
+           tokenizer text, source jsonb, builtin boolean);
 END $d$$run$);
 -- The new library must serve the old catalog until ALTER EXTENSION ... UPDATE runs (it reads
 -- columns added since through to_jsonb): these calls run on the 0.1.0 catalog.
@@ -58,7 +84,8 @@ SELECT pg_catalog.pg_describe_object(classid, objid, 0),
            pg_catalog.pg_get_functiondef(objid) || ' -- ' || coalesce(pg_catalog.obj_description(objid, 'pg_proc'), '')
            || ' ' || coalesce((SELECT proacl::text FROM pg_catalog.pg_proc WHERE oid = objid), '')
          WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN
-           (SELECT relkind::text || ' ' || coalesce(relacl::text, '') FROM pg_catalog.pg_class WHERE oid = objid)
+           (SELECT relkind::text || ' ' || coalesce(relacl::text, '') || CASE WHEN relrowsecurity THEN ' rls' ELSE '' END
+              FROM pg_catalog.pg_class WHERE oid = objid)
            || coalesce(' ' || pg_catalog.pg_get_viewdef(objid), '')
            || coalesce(' -- ' || pg_catalog.obj_description(objid, 'pg_class'), '')
          ELSE '' END
@@ -80,6 +107,11 @@ UNION ALL
 SELECT 'trigger ' || t.tgrelid::pg_catalog.regclass || ' ' || t.tgname, pg_catalog.pg_get_triggerdef(t.oid)
   FROM pg_catalog.pg_trigger t WHERE t.tgrelid IN (SELECT oid FROM rels) AND NOT t.tgisinternal
 UNION ALL
+SELECT 'policy ' || p.polrelid::pg_catalog.regclass || ' ' || p.polname,
+       p.polcmd::text || ' ' || p.polpermissive::text || ' ' || p.polroles::text || ' '
+       || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' / ' || coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '')
+  FROM pg_catalog.pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)
+UNION ALL
 SELECT 'dumped by pg_dump', ext.extconfig::pg_catalog.regclass[]::text || ' ' || coalesce(ext.extcondition::text, '')
   FROM ext
 $q$ AS q;
@@ -88,7 +120,8 @@ CREATE TEMP TABLE fresh AS
 CREATE TEMP TABLE updated AS
   SELECT * FROM dblink('dbname=persona_upgrade_updated', (SELECT q FROM catalog_query)) AS t(object text, definition text);
 SELECT count(*) > 100 AS many_objects, count(*) FILTER (WHERE object LIKE 'function %') > 25 AS many_functions,
-       count(*) FILTER (WHERE object LIKE 'trigger %') AS triggers
+       count(*) FILTER (WHERE object LIKE 'trigger %') AS triggers,
+       count(*) FILTER (WHERE object LIKE 'policy %') AS policies
   FROM fresh;
 -- Differences either way (none expected).
 (SELECT 'only after update' AS side, * FROM updated EXCEPT SELECT 'only after update', * FROM fresh)
@@ -109,6 +142,14 @@ SELECT b.ratings = a.ratings AS ratings_kept, b.predicted = a.predicted AS model
 SELECT v > (SELECT text_version FROM before) AS new_version
   FROM dblink('dbname=persona_upgrade_updated', $$
     UPDATE persona.bert_model_store SET source = source WHERE name = 'mine' RETURNING version$$) AS t(v bigint);
+
+-- New in 0.3.0: models have owners (here the role that trained them); the built-in text models
+-- stay usable by every role, the others become private to their owner.
+SELECT * FROM dblink('dbname=persona_upgrade_updated', $$
+  SELECT 'cf', model, owner = current_user::regrole, usable_by FROM persona.cf_models
+  UNION ALL
+  SELECT 'text', name, owner = current_user::regrole, usable_by FROM persona.bert_models ORDER BY 1, 2$$)
+  AS t(kind text, name text, owned_by_trainer boolean, usable_by text[]);
 
 DROP EXTENSION dblink;
 DROP DATABASE persona_upgrade_fresh;

@@ -1,0 +1,153 @@
+-- pg_persona 0.2.0 -> 0.3.0
+--
+-- Model privileges. Every model has an owner; it is usable (and its rows readable) only by its
+-- owner, the roles it is granted to (cf_model_grant / bert_model_grant) and superusers, enforced
+-- by row-level security on the model tables. Only the tables' owner writes them, through
+-- pg_persona's functions, which refuse to replace another role's model and record the real
+-- caller in created_by. Existing models: the owner is the role that created the active version
+-- (the extension owner when that role no longer exists); the built-in text models stay usable by
+-- every role; every other model becomes private to its owner (a NOTICE names each one and how
+-- to share it again).
+
+\echo Use "ALTER EXTENSION pg_persona UPDATE TO '0.3.0'" to load this file. \quit
+
+ALTER TABLE persona.cf_active
+    ADD COLUMN owner regrole,
+    ADD COLUMN usable_by regrole[] NOT NULL DEFAULT '{}',
+    ADD COLUMN usable_by_all boolean NOT NULL DEFAULT false;
+UPDATE persona.cf_active a
+   SET owner = coalesce(
+         (SELECT r.oid FROM persona.cf_model_versions v JOIN pg_catalog.pg_roles r ON r.rolname = v.created_by
+           WHERE v.model = a.model AND v.version = a.version),
+         (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'persona.cf_active'::pg_catalog.regclass));
+ALTER TABLE persona.cf_active ALTER COLUMN owner SET NOT NULL;
+
+ALTER TABLE persona.bert_model_store
+    ADD COLUMN owner regrole,
+    ADD COLUMN usable_by regrole[] NOT NULL DEFAULT '{}',
+    ADD COLUMN usable_by_all boolean NOT NULL DEFAULT false;
+-- An UPDATE of this table takes a new version (trigger new_version): fine, caches reload once.
+UPDATE persona.bert_model_store m
+   SET owner = coalesce(
+         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = m.created_by),
+         (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'persona.bert_model_store'::pg_catalog.regclass)),
+       usable_by_all = builtin;
+ALTER TABLE persona.bert_model_store ALTER COLUMN owner SET NOT NULL;
+
+DO $$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN SELECT 'model' AS kind, model AS name, owner, 'cf_model_grant' AS fn FROM persona.cf_active
+             UNION ALL
+             SELECT 'text model', name, owner, 'bert_model_grant' FROM persona.bert_model_store WHERE NOT builtin
+             ORDER BY 1, 2
+    LOOP
+        RAISE NOTICE 'pg_persona 0.3.0: % "%" is now usable only by its owner % (and superusers)', m.kind, m.name, m.owner
+            USING HINT = format('To let every role use it as before: SELECT %s(%L, ''PUBLIC'');', m.fn, m.name);
+    END LOOP;
+END
+$$;
+
+-- Who may use a row: its owner and the roles with the owner's privileges, its grantees, every
+-- role when usable_by_all, and superusers (who bypass row-level security).
+ALTER TABLE persona.cf_active ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON persona.cf_active FOR SELECT USING (
+    usable_by_all
+    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
+    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
+                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+ALTER TABLE persona.cf_model_versions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON persona.cf_model_versions FOR SELECT USING (
+    EXISTS (SELECT FROM persona.cf_active a WHERE a.model OPERATOR(pg_catalog.=) cf_model_versions.model));
+ALTER TABLE persona.bert_model_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON persona.bert_model_store FOR SELECT USING (
+    usable_by_all
+    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
+    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
+                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+
+-- 0.2.0 documented granting INSERT, UPDATE (and DELETE) on the model tables to roles that train.
+-- INSERT on persona.cf_model_versions and persona.bert_model_store keeps its meaning (the right
+-- to create models); every other write privilege a role other than the owner holds on the model
+-- tables is revoked: row-level security refuses direct writes, except TRUNCATE, which it does
+-- not cover.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT c.oid::pg_catalog.regclass AS rel, a.privilege_type AS priv,
+               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
+          FROM pg_catalog.pg_class c
+         CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+         WHERE c.oid IN ('persona.cf_model_versions'::pg_catalog.regclass, 'persona.cf_active'::pg_catalog.regclass,
+                         'persona.bert_model_store'::pg_catalog.regclass)
+           AND a.grantee <> c.relowner
+           AND a.privilege_type <> 'SELECT'
+           AND NOT (a.privilege_type = 'INSERT' AND c.oid <> 'persona.cf_active'::pg_catalog.regclass)
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE %s ON %s FROM %s', g.priv, g.rel, g.grantee);
+    END LOOP;
+END
+$$;
+
+-- The views run with the caller's privileges, so they show only the models the caller may use;
+-- they gain each model's owner and grantees.
+CREATE OR REPLACE VIEW persona.cf_models WITH (security_invoker = true) AS
+SELECT v.model,
+       a.version AS active_version,
+       v.algorithm,
+       v.n_users,
+       v.n_items,
+       v.n_ratings,
+       v.params,
+       v.summary -> 'holdout' AS holdout_metrics,
+       pg_catalog.octet_length(v.data) AS bytes,
+       v.created_at,
+       v.created_by,
+       (SELECT pg_catalog.count(*) FROM persona.cf_model_versions w WHERE w.model = v.model) AS versions,
+       a.owner,
+       CASE WHEN a.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || a.usable_by::text[] AS usable_by
+  FROM persona.cf_active a
+  JOIN persona.cf_model_versions v ON v.model = a.model AND v.version = a.version;
+
+CREATE OR REPLACE VIEW persona.bert_models WITH (security_invoker = true) AS
+SELECT m.name,
+       m.task,
+       m.encoder,
+       m.dim,
+       m.labels,
+       m.positive_label,
+       m.spec ->> 'pooling' AS pooling,
+       (m.spec ->> 'max_length')::integer AS max_length,
+       coalesce(pg_catalog.jsonb_typeof(m.spec -> 'head') = 'object', false) AS has_head,
+       coalesce(pg_catalog.octet_length(m.onnx), pg_catalog.octet_length(e.onnx)) AS onnx_bytes,
+       m.source -> 'holdout' AS holdout_metrics,
+       m.builtin,
+       m.version,
+       m.created_at,
+       m.created_by,
+       m.owner,
+       CASE WHEN m.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || m.usable_by::text[] AS usable_by
+  FROM persona.bert_model_store m
+  LEFT JOIN persona.bert_model_store e ON e.name = m.encoder;
+
+-- Sharing a model: its owner grants or revokes its use.
+CREATE FUNCTION "cf_model_grant"("model" TEXT, "role" TEXT) RETURNS TEXT[]
+STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'cf_model_grant_wrapper';
+CREATE FUNCTION "cf_model_revoke"("model" TEXT, "role" TEXT) RETURNS TEXT[]
+STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'cf_model_revoke_wrapper';
+CREATE FUNCTION "bert_model_grant"("name" TEXT, "role" TEXT) RETURNS TEXT[]
+STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'bert_model_grant_wrapper';
+CREATE FUNCTION "bert_model_revoke"("name" TEXT, "role" TEXT) RETURNS TEXT[]
+STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'bert_model_revoke_wrapper';
+COMMENT ON FUNCTION cf_model_grant(text, text) IS
+  'Let a role (or PUBLIC) use a collaborative-filtering model: predict, recommend, read its rows; owner only';
+COMMENT ON FUNCTION cf_model_revoke(text, text) IS
+  'Take back the use of a collaborative-filtering model from a role (or PUBLIC); owner only';
+COMMENT ON FUNCTION bert_model_grant(text, text) IS
+  'Let a role (or PUBLIC) use a text model: score, classify, embed, train on it, read its row; owner only';
+COMMENT ON FUNCTION bert_model_revoke(text, text) IS
+  'Take back the use of a text model from a role (or PUBLIC); owner only';

@@ -1,0 +1,335 @@
+//! Who owns a model and who may use it.
+//!
+//! Every model (a cf model name in `persona.cf_active`, a text model in
+//! `persona.bert_model_store`) has an owner, the roles it was granted to, and a flag for PUBLIC.
+//! **Use** is enforced by PostgreSQL itself: row-level security on the model tables
+//! (sql/tables.sql) hides every row the current role may not use, and every read of a model for
+//! use runs as the caller, so the per-backend caches cannot serve a model to a role that may not
+//! read it (their resolutions are per transaction *and* role: [`crate::txn_cache`]).
+//!
+//! **Changes** are made here: the model tables have no write policies, so only their owner (the
+//! extension owner) writes them. A function that creates, replaces, deploys, drops or grants a
+//! model first checks the caller ([`check_create`], [`check_owner`]), then writes as the tables'
+//! owner ([`as_store_owner`]) with the caller recorded as `created_by`, so neither the owner nor
+//! `created_by` can be claimed falsely, and no role replaces another's model.
+
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+
+use crate::error::{raise, raise_hint};
+use crate::spi::{select_one, write_one};
+
+/// The two kinds of stored model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Collaborative-filtering models: one row per name in `persona.cf_active`.
+    Cf,
+    /// Text models: one row per name in `persona.bert_model_store`.
+    Text,
+}
+
+impl Store {
+    /// The table with one row per model name, holding its owner and grants.
+    fn table(self) -> &'static str {
+        match self {
+            Store::Cf => "persona.cf_active",
+            Store::Text => "persona.bert_model_store",
+        }
+    }
+    fn name_column(self) -> &'static str {
+        match self {
+            Store::Cf => "model",
+            Store::Text => "name",
+        }
+    }
+    /// The table whose INSERT privilege is the right to create models of this kind.
+    fn create_table(self) -> &'static str {
+        match self {
+            Store::Cf => "persona.cf_model_versions",
+            Store::Text => "persona.bert_model_store",
+        }
+    }
+    fn noun(self) -> &'static str {
+        match self {
+            Store::Cf => "model",
+            Store::Text => "text model",
+        }
+    }
+    fn grant_function(self) -> &'static str {
+        match self {
+            Store::Cf => "cf_model_grant",
+            Store::Text => "bert_model_grant",
+        }
+    }
+}
+
+/// A role, by OID and name.
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub oid: pg_sys::Oid,
+    pub name: String,
+}
+
+/// The role whose privileges apply now (`current_user`).
+pub fn current_role() -> Role {
+    // SAFETY: backend thread; GetUserId is always valid in a transaction, and
+    // GetUserNameFromId with noerr = false raises for an unknown role instead of returning NULL.
+    unsafe {
+        let oid = pg_sys::GetUserId();
+        let name = CStr::from_ptr(pg_sys::GetUserNameFromId(oid, false))
+            .to_string_lossy()
+            .into_owned();
+        Role { oid, name }
+    }
+}
+
+/// The name of role `oid`, or its number when it no longer exists.
+fn role_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: backend thread; with noerr = true an unknown role gives NULL, checked.
+    unsafe {
+        let p = pg_sys::GetUserNameFromId(oid, true);
+        if p.is_null() {
+            u32::from(oid).to_string()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Whether the current role has the privileges of `owner` (is it, a member that inherits it, or
+/// a superuser): PostgreSQL's rule for acting as an object's owner.
+fn acts_as(owner: pg_sys::Oid) -> bool {
+    // SAFETY: backend thread; plain catalog lookups.
+    unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner) }
+}
+
+/// Restores the user id and security context saved by [`as_store_owner`].
+struct Restore {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        // SAFETY: backend thread; restores exactly what GetUserIdAndSecContext returned. Also
+        // right while an ERROR unwinds: the (sub)transaction abort would restore the same.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+    }
+}
+
+/// The owner of the model tables (the extension's owner).
+fn store_owner() -> pg_sys::Oid {
+    select_one::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class \
+         WHERE oid = 'persona.cf_active'::pg_catalog.regclass",
+        &[],
+        "the owner of persona.cf_active",
+    )
+    .unwrap_or_else(|| {
+        raise(
+            ERRCODE_INTERNAL_ERROR,
+            "persona.cf_active has no owner",
+            None,
+        )
+    })
+}
+
+/// Runs `f` as the owner of the model tables, as a `SECURITY DEFINER` function would (SET ROLE
+/// is refused meanwhile), then switches back, also when `f` raises. For the extension's own
+/// writes and for decisions that must see rows the caller may not use; `f` must run only the
+/// extension's own fixed SQL (`crate::spi` helpers, which fix the search path).
+pub fn as_store_owner<R>(f: impl FnOnce() -> R) -> R {
+    let owner = store_owner();
+    let mut saved = Restore {
+        user: pg_sys::InvalidOid,
+        context: 0,
+    };
+    // SAFETY: backend thread; the pair PostgreSQL's fmgr_security_definer uses.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved.context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let _restore = saved;
+    f()
+}
+
+/// Whether this database's catalog has model owners (0.3.0 or later). A newer library serves
+/// an older catalog's reads until `ALTER EXTENSION pg_persona UPDATE`, but changes no model.
+fn catalog_has_owners() -> bool {
+    select_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute \
+          WHERE attrelid = 'persona.cf_active'::pg_catalog.regclass AND attname = 'owner' \
+            AND NOT attisdropped)",
+        &[],
+        "pg_catalog.pg_attribute",
+    )
+    .unwrap_or(false)
+}
+
+/// Raises 55000 unless the catalog is recent enough to change models in.
+fn check_catalog() {
+    if !catalog_has_owners() {
+        raise_hint(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "the pg_persona catalog in this database is older than its library",
+            "Run ALTER EXTENSION pg_persona UPDATE; (models are read until then, but not changed).",
+        );
+    }
+}
+
+/// The owner of model `name`, seen past row-level security; `None` if there is no such model.
+pub fn owner_of(store: Store, name: &str) -> Option<pg_sys::Oid> {
+    if !catalog_has_owners() {
+        return None;
+    }
+    let query = format!(
+        "SELECT owner::pg_catalog.oid FROM {} WHERE {} = $1",
+        store.table(),
+        store.name_column()
+    );
+    as_store_owner(|| select_one::<pg_sys::Oid>(&query, &[name.into()], store.table()))
+}
+
+/// Raises 42501 unless the current role may create models of this kind: it has INSERT on the
+/// kind's table (granted by the extension owner), though only pg_persona's functions write it.
+pub fn check_create(store: Store) {
+    check_catalog();
+    let allowed = select_one::<bool>(
+        "SELECT pg_catalog.has_table_privilege($1, 'INSERT')",
+        &[store.create_table().into()],
+        store.create_table(),
+    )
+    .unwrap_or(false);
+    if !allowed {
+        let me = current_role();
+        raise_hint(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to create {}s", store.noun()),
+            format!(
+                "Role {} needs INSERT on {} (GRANT INSERT ON {} TO {}; by the extension's owner).",
+                me.name,
+                store.create_table(),
+                store.create_table(),
+                me.name
+            ),
+        );
+    }
+}
+
+/// Raises 42501 unless the current role acts as the owner of existing model `name`; `action`
+/// says what it tried ("replace", "drop", "deploy a version of", "grant"). Returns whether the
+/// model exists.
+pub fn check_owner(store: Store, name: &str, action: &str) -> bool {
+    check_catalog();
+    let Some(owner) = owner_of(store, name) else {
+        return false;
+    };
+    if !acts_as(owner) {
+        let owner = role_name(owner);
+        raise_hint(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "cannot {action} {} \"{name}\": it belongs to role {owner}",
+                store.noun()
+            ),
+            format!(
+                "Only its owner (or a member of {owner}, or a superuser) can.{}",
+                if action.starts_with("train") || action == "replace" {
+                    " Use another name for a model of your own."
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    true
+}
+
+/// Raises the error for a model the current role cannot see: 42501 when it exists but is not
+/// usable by this role, else nothing (the caller raises its own "does not exist").
+pub fn check_usable(store: Store, name: &str) {
+    if let Some(owner) = owner_of(store, name) {
+        let me = current_role();
+        raise_hint(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for {} \"{name}\"", store.noun()),
+            format!(
+                "Its owner {} (or a superuser) can let role {} use it: SELECT {}('{name}', '{}');",
+                role_name(owner),
+                me.name,
+                store.grant_function(),
+                me.name
+            ),
+        );
+    }
+}
+
+/// A grantee: a role, or PUBLIC.
+enum Grantee {
+    Public,
+    Role(pg_sys::Oid),
+}
+
+fn grantee(role: &str) -> Grantee {
+    if role.eq_ignore_ascii_case("public") {
+        return Grantee::Public;
+    }
+    let oid = if role.is_empty() {
+        None
+    } else {
+        select_one::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regrole(pg_catalog.quote_ident($1))::pg_catalog.oid",
+            &[role.into()],
+            "pg_catalog.pg_authid",
+        )
+    };
+    match oid {
+        Some(oid) => Grantee::Role(oid),
+        None => raise_hint(
+            ERRCODE_UNDEFINED_OBJECT,
+            format!("role \"{role}\" does not exist"),
+            "Name an existing role (as spelt in pg_roles.rolname), or PUBLIC for every role.",
+        ),
+    }
+}
+
+/// Grants (`grant`) or revokes the use of model `name` to or from `role`; returns who may use
+/// it now besides its owner (`PUBLIC` first).
+pub fn change_use(store: Store, name: &str, role: &str, grant: bool) -> Vec<String> {
+    let action = if grant { "grant" } else { "revoke" };
+    if !check_owner(store, name, &format!("{action} the use of")) {
+        let noun = store.noun();
+        raise_hint(
+            ERRCODE_UNDEFINED_OBJECT,
+            format!("{noun} \"{name}\" does not exist"),
+            match store {
+                Store::Cf => "List models with SELECT model FROM persona.cf_models.",
+                Store::Text => "List text models with SELECT name FROM persona.bert_models.",
+            },
+        );
+    }
+    let (table, column) = (store.table(), store.name_column());
+    let set = match (grantee(role), grant) {
+        (Grantee::Public, grant) => format!("usable_by_all = {grant}"),
+        (Grantee::Role(oid), grant) => {
+            let role = format!("{}::pg_catalog.oid::pg_catalog.regrole", u32::from(oid));
+            let kept = format!("pg_catalog.array_remove(usable_by, {role})");
+            if grant {
+                format!("usable_by = {kept} OPERATOR(pg_catalog.||) {role}")
+            } else {
+                format!("usable_by = {kept}")
+            }
+        }
+    };
+    let query = format!(
+        "UPDATE {table} SET {set} WHERE {column} = $1 \
+         RETURNING CASE WHEN usable_by_all THEN '{{PUBLIC}}'::text[] ELSE '{{}}' END \
+           OPERATOR(pg_catalog.||) usable_by::text[]"
+    );
+    as_store_owner(|| write_one::<Vec<String>>(&query, &[name.into()], table)).unwrap_or_default()
+}

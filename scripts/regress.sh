@@ -39,6 +39,10 @@ const OrtApiBase *OrtGetApiBase(void) { return &base; }
 C
 cc -shared -fPIC -o "$data/libonnxruntime_old.so" "$data/old_ort.c"
 chown -R postgres:postgres "$work"
+# The server log from here on must show no crash: a backend killed by a signal (which makes the
+# postmaster restart every backend), a PANIC, or a restart.
+log=$(pg_main_cluster | awk '{print $7}')
+log_start=$(stat -c %s "$log" 2>/dev/null || echo 0)
 status=0
 (cd "$work" && runuser -u postgres -- "$PG_REGRESS" \
    --inputdir=. --outputdir=. --bindir="$PG_BINDIR" \
@@ -47,6 +51,19 @@ status=0
 total=$(grep -c '^test ' "$work/summary.txt" || true)
 failed=$(grep -c '^test .*FAILED' "$work/summary.txt" || true)
 echo "regression: $((total - failed)) passed, $failed failed"
+if [[ -f "$log" ]]; then
+  crashes=$(tail -c +$((log_start + 1)) "$log" \
+    | grep -E "terminated by signal|PANIC|server process .* was terminated|all server processes terminated|database system was interrupted" || true)
+  if [[ -n "$crashes" ]]; then
+    echo "the server log shows crashes during the regression tests:" >&2
+    echo "$crashes" >&2
+    status=1
+  else
+    echo "server log: no crash, PANIC or restart during the run ($log)"
+  fi
+else
+  echo "server log $log not found: crash check skipped" >&2
+fi
 if [[ $status -ne 0 ]]; then
   [[ -f "$work/regression.diffs" ]] && cat "$work/regression.diffs"
   echo "regression tests failed; results in $work" >&2

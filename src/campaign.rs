@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::error::{raise_hint, OrRaise};
 use crate::feedback::{self, FeedbackOf};
+use crate::json::Jsonb;
 use crate::model_store;
 use crate::options::{check_k, required};
 use crate::settings;
@@ -132,7 +133,7 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     let control_arm: String = row
         .column(2, "control_arm")
         .unwrap_or_else(|| "control".into());
-    let split: Option<JsonB> = row.column(3, "planned_split");
+    let split: Option<Jsonb> = row.column(3, "planned_split");
     let cost: Option<f64> = row.column(4, "cost");
     let items: Vec<i64> = row
         .column::<Vec<Option<i64>>>(5, "items")
@@ -146,7 +147,7 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     // Read through to_jsonb so that this library also works on a 0.1.0 catalog, before
     // ALTER EXTENSION ... UPDATE adds the column (a JSON null and a missing key are both None).
     let arm_costs = row
-        .column::<JsonB>(9, "arm_costs")
+        .column::<Jsonb>(9, "arm_costs")
         .filter(|j| !j.0.is_null())
         .map(|j| {
             arm_numbers(campaign, j.0, &ARM_COSTS)
@@ -386,10 +387,24 @@ fn campaign_audience(
     campaign: Option<&str>,
     k: default!(Option<i32>, 100),
     model: default!(Option<&str>, "'default'"),
-    items: default!(Option<Vec<i64>>, "NULL"),
+    items: default!(Option<Vec<Option<i64>>>, "NULL"),
 ) -> TableIterator<'static, (name!(user_id, i64), name!(affinity, f32), name!(rank, i32))> {
     const F: &str = "campaign_audience";
     let campaign = required(campaign, "campaign", F);
+    let items: Option<Vec<i64>> = items.map(|items| {
+        items
+            .into_iter()
+            .map(|i| {
+                i.unwrap_or_else(|| {
+                    raise_hint(
+                        ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                        "items of campaign_audience must not contain NULL",
+                        "Pass item ids, e.g. items => ARRAY[1, 2, 3].",
+                    )
+                })
+            })
+            .collect()
+    });
     let k = check_k(required(k, "k", F));
     let model = required(model, "model", F);
     let (items, exposed) = Spi::connect(|client| {

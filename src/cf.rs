@@ -13,10 +13,11 @@ use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Value};
 
 use crate::error::{raise, raise_hint, OrRaise};
+use crate::json::Jsonb;
 use crate::model_acl::{self, Store};
 use crate::model_store;
 use crate::monitor::ProgressNotices;
-use crate::options::{check_k, Options};
+use crate::options::{check_k, required, Options};
 use crate::settings;
 use crate::source::{checked_relation, for_each_row, ident, ColumnKind};
 use crate::spi::{select_one, Columns};
@@ -262,7 +263,7 @@ fn check_model_name(model: &str) {
 /// Trains a model on `source` and makes it the active version of `model`. Implementation of the
 /// SQL function `cf_train(regclass, text, text, jsonb)` (see sql/finalize.sql).
 #[pg_extern(schema = "persona", volatile, parallel_unsafe)]
-fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: JsonB) -> JsonB {
+fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jsonb) -> JsonB {
     check_model_name(model);
     let algo = parse_algorithm(algorithm);
     let spec = parse_options(&options.0, 0.1, "cf_train");
@@ -285,11 +286,16 @@ fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jso
 /// Trains on part of `source` and scores the rest (or `test`), without storing a model.
 #[pg_extern(schema = "persona", volatile, parallel_unsafe)]
 fn cf_evaluate_impl(
-    source: pg_sys::Oid,
-    algorithm: &str,
-    options: JsonB,
+    source: Option<pg_sys::Oid>,
+    algorithm: Option<&str>,
+    options: Option<Jsonb>,
     test: Option<pg_sys::Oid>,
 ) -> JsonB {
+    // Not STRICT (test may be NULL); the SQL wrapper returns NULL for the others, a direct
+    // call gets 22004.
+    let source = required(source, "source", "cf_evaluate");
+    let algorithm = required(algorithm, "algorithm", "cf_evaluate");
+    let options = required(options, "options", "cf_evaluate");
     let algo = parse_algorithm(algorithm);
     let spec = parse_options(&options.0, 0.2, "cf_evaluate");
     let t0 = Instant::now();

@@ -20,6 +20,7 @@
 //! |---|---|
 //! | [`settings`] | every `persona.*` setting |
 //! | [`options`] | the `options jsonb` argument and `k`, checked with SQLSTATEs and hints |
+//! | [`json`] | `jsonb` arguments and columns as serde_json values (22023, not a panic, for what serde_json cannot hold) |
 //! | [`error`] | raising ERRORs; SQLSTATE mapping of core errors by kind |
 //! | [`spi`] | reading and writing the extension's own tables (SPI failures raise, never vanish) |
 //! | [`source`] | reading a user's relation safely (quoted identifiers, caller's privileges, cursor batches) |
@@ -38,6 +39,7 @@ pub mod cf;
 pub mod demo;
 pub mod error;
 pub mod feedback;
+pub mod json;
 pub mod model_acl;
 pub mod model_store;
 pub mod monitor;
@@ -61,11 +63,13 @@ mod persona {
 // SQL-language wrappers, grants and comments; runs after every Rust function exists.
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
-/// Called once per backend when the library is loaded. Only registers settings: no threads,
-/// no model loading, nothing that must not be inherited across fork.
+/// Called once per backend when the library is loaded. Only registers settings and a
+/// subtransaction callback: no threads, no model loading, nothing that must not be inherited
+/// across fork.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
+    txn_cache::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -10,19 +10,29 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use persona_core::cf::CfModel;
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::error::{core, raise_hint};
 use crate::model_acl::{self, Store};
-use crate::spi::{select_one, write, write_one};
+use crate::spi::{first, select_one, write, write_one, Columns};
 use crate::txn_cache::Resolutions;
+
+/// Which stored row a cached model was decoded from: its version, and the transaction that
+/// wrote the row. A version number alone is not enough: a training rolled back after this
+/// backend used its model frees the number, and the next training stores other bytes under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    version: i32,
+    xmin: i64,
+}
 
 #[derive(Default)]
 struct Cache {
     /// Model name → active version as read in this transaction, and the model used last.
-    resolved: Resolutions<i32, Rc<CfModel>>,
+    resolved: Resolutions<Stamp, Rc<CfModel>>,
     /// Model name → (version, decoded model).
-    models: HashMap<String, (i32, Rc<CfModel>)>,
+    models: HashMap<String, (Stamp, Rc<CfModel>)>,
 }
 
 thread_local! {
@@ -48,7 +58,7 @@ pub fn active(name: &str) -> Rc<CfModel> {
     if let Some(m) = CACHE.with(|c| c.borrow().resolved.last(name).cloned()) {
         return m;
     }
-    let cached = |c: &Cache, version: i32| {
+    let cached = |c: &Cache, version: Stamp| {
         c.models
             .get(name)
             .filter(|(v, _)| *v == version)
@@ -65,7 +75,7 @@ pub fn active(name: &str) -> Rc<CfModel> {
             let version = active_version(name);
             let model = match CACHE.with(|c| cached(&c.borrow(), version)) {
                 Some(m) => m,
-                None => Rc::new(load(name, version)),
+                None => Rc::new(load(name, version.version)),
             };
             (version, model)
         }
@@ -84,12 +94,21 @@ pub fn invalidate(name: &str) {
     CACHE.with(|c| c.borrow_mut().resolved.forget(name));
 }
 
-fn active_version(name: &str) -> i32 {
-    let v = select_one::<i32>(
-        "SELECT version FROM persona.cf_active WHERE model = $1",
-        &[name.into()],
-        "persona.cf_active",
-    );
+fn active_version(name: &str) -> Stamp {
+    let v = Spi::connect(|client| {
+        let r = first(
+            client,
+            "SELECT a.version, v.xmin::text::int8 FROM persona.cf_active a \
+             JOIN persona.cf_model_versions v ON v.model = a.model AND v.version = a.version \
+             WHERE a.model = $1",
+            &[name.into()],
+            "persona.cf_active",
+        )?;
+        Some(Stamp {
+            version: r.column::<i32>(1, "version")?,
+            xmin: r.column::<i64>(2, "xmin")?,
+        })
+    });
     v.unwrap_or_else(|| {
         // Row-level security hides the models this role may not use: say so when it is that.
         model_acl::check_usable(Store::Cf, name);

@@ -88,7 +88,7 @@ pub fn check_columns(
         client,
         "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, NULL), t.typcategory::text \
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         None,
         &[rel.into()],
         "pg_attribute",

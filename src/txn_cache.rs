@@ -10,16 +10,48 @@
 //!
 //! A resolution is also the role's: models are read with the caller's privileges (row-level
 //! security hides the ones it may not use, `crate::model_acl`), so when the current role changes
-//! (`SET ROLE`, a `SECURITY DEFINER` function) everything is resolved again, as that role.
+//! (`SET ROLE`, a `SECURITY DEFINER` function) everything is resolved again, as that role. And
+//! after a subtransaction aborts (`ROLLBACK TO SAVEPOINT`, an exception block), whose rollback
+//! may have removed the version resolved before it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
-use pgrx::pg_sys;
+use pgrx::prelude::*;
 
 /// The local transaction id of this backend's current transaction.
 pub fn current_lxid() -> u32 {
     // SAFETY: MyProc is set for every backend and parallel worker before any function runs.
     unsafe { (*pg_sys::MyProc).lxid }
+}
+
+thread_local! {
+    /// How many subtransactions have aborted in this backend: a resolution made before a
+    /// `ROLLBACK TO SAVEPOINT` (or a PL/pgSQL exception block) may name a version that the
+    /// rollback removed, so resolutions do not outlive one.
+    static ABORTED_SUBXACTS: Cell<u64> = const { Cell::new(0) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        ABORTED_SUBXACTS.with(|n| n.set(n.get() + 1));
+    }
+}
+
+/// Registers the subtransaction callback the caches rely on; called once, from `_PG_init`.
+pub fn init() {
+    // SAFETY: backend thread during library load; the callback only bumps a counter.
+    unsafe { pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut()) };
+}
+
+fn aborted_subxacts() -> u64 {
+    ABORTED_SUBXACTS.with(Cell::get)
 }
 
 /// The role whose privileges apply now.
@@ -33,6 +65,7 @@ pub fn current_user() -> pg_sys::Oid {
 pub struct Resolutions<V, M> {
     lxid: u32,
     user: pg_sys::Oid,
+    aborted: u64,
     versions: HashMap<String, V>,
     last: Option<(String, M)>,
 }
@@ -42,6 +75,7 @@ impl<V: Copy, M> Default for Resolutions<V, M> {
         Resolutions {
             lxid: 0,
             user: pg_sys::InvalidOid,
+            aborted: 0,
             versions: HashMap::new(),
             last: None,
         }
@@ -52,11 +86,11 @@ impl<V: Copy, M> Resolutions<V, M> {
     /// Forgets everything if a new transaction began, or the role changed, since the last call;
     /// returns whether it did.
     pub fn sync(&mut self) -> bool {
-        let (lxid, user) = (current_lxid(), current_user());
-        if lxid == self.lxid && user == self.user {
+        let now = (current_lxid(), current_user(), aborted_subxacts());
+        if now == (self.lxid, self.user, self.aborted) {
             return false;
         }
-        (self.lxid, self.user) = (lxid, user);
+        (self.lxid, self.user, self.aborted) = now;
         self.forget_all();
         true
     }
@@ -66,7 +100,10 @@ impl<V: Copy, M> Resolutions<V, M> {
     pub fn last(&self, name: &str) -> Option<&M> {
         match &self.last {
             Some((n, m))
-                if n == name && self.lxid == current_lxid() && self.user == current_user() =>
+                if n == name
+                    && self.lxid == current_lxid()
+                    && self.user == current_user()
+                    && self.aborted == aborted_subxacts() =>
             {
                 Some(m)
             }

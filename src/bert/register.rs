@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::files::{check_file_privilege, model_files, read_model_file};
 use super::{check_name, positive_index};
 use crate::error::{raise, raise_hint};
+use crate::json::Jsonb;
 use crate::model_acl::{self, Store};
 use crate::options::Options;
 use crate::spi::{select_one, write_one};
@@ -332,7 +333,7 @@ fn bert_register_model(
     onnx: Option<&[u8]>,
     tokenizer: Option<&str>,
     task: default!(Option<&str>, "'embedding'"),
-    options: default!(Option<JsonB>, "'{}'"),
+    options: default!(Option<Jsonb>, "'{}'"),
 ) -> JsonB {
     let name = not_null(name, "the model name");
     let onnx = not_null(onnx, "the ONNX model");
@@ -364,7 +365,7 @@ fn bert_register_model_file(
     name: &str,
     path: &str,
     task: default!(&str, "'embedding'"),
-    options: default!(JsonB, "'{}'"),
+    options: default!(Jsonb, "'{}'"),
 ) -> JsonB {
     check_file_privilege();
     let (spec, replace) = graph_spec(task, &options.0);

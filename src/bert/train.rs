@@ -26,6 +26,7 @@ use serde_json::{json, Map, Value};
 use super::register::{check_may_store, check_replace, register_head};
 use super::{check_name, positive_index};
 use crate::error::{raise_hint, OrRaise};
+use crate::json::Jsonb;
 use crate::monitor::{Interrupts, ProgressNotices};
 use crate::options::Options;
 use crate::settings;
@@ -516,7 +517,7 @@ fn bert_train_classifier_impl(
     name: &str,
     source: pg_sys::Oid,
     encoder: &str,
-    options: JsonB,
+    options: Jsonb,
 ) -> JsonB {
     let t0 = Instant::now();
     check_name(name);

@@ -101,4 +101,14 @@ SELECT round(cf_predict(1, 1, 'shared')::numeric, 3) = round(cf_predict(1, 1, 'm
 SELECT r FROM dblink('dbname=' || current_database(),
                      $$SELECT cf_train(algorithm => 'svdpp', model => 'shared') ->> 'version'$$) AS t(r text);
 SELECT round(cf_predict(1, 1, 'shared')::numeric, 3) = round(cf_predict(1, 1, 'm_svdpp')::numeric, 3) AS sees_v2;
+-- A training rolled back after this backend used its model frees its version number; the next
+-- training's model under that number is not mistaken for the cached one: this backend answers
+-- what a new backend answers.
+BEGIN;
+SELECT cf_train(algorithm => 'baseline', model => 'rolled') ->> 'version' AS version;
+SELECT cf_predict(1, 1, 'rolled') IS NOT NULL AS used;
+ROLLBACK;
+SELECT cf_train(algorithm => 'svd', model => 'rolled', options => '{"seed": 3}') ->> 'version' AS version;
+SELECT cf_predict(1, 1, 'rolled') = r AS same_as_a_new_backend
+  FROM dblink('dbname=' || current_database(), $$SELECT cf_predict(1, 1, 'rolled')$$) AS t(r real);
 DROP EXTENSION dblink;

@@ -36,6 +36,8 @@ pub static INFERENCE_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
 /// `persona.max_batch_tokens`: most tokens (texts × padded length) per inference run.
 pub static MAX_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(8192);
+/// `persona.max_inference_memory`: the most memory one inference run may take, in MB.
+pub static MAX_INFERENCE_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(512);
 /// `persona.max_sequence_length`: caps every text model's truncation length (0: the model's own).
 pub static MAX_SEQUENCE_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// `persona.onnxruntime_library`: path of libonnxruntime.so (boot value set in [`init`]).
@@ -141,6 +143,19 @@ fn init_text() {
         1 << 24,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"persona.max_inference_memory",
+        c"Largest memory one ONNX Runtime inference run may take; batches are cut to fit.",
+        c"Each batch's memory is estimated from its texts, padded length and the model's width \
+          before it runs (attention grows with the square of the length), and batches are made \
+          small enough to stay within this limit; a text too large to run alone is an error \
+          (SQLSTATE 54000). Superusers only: it bounds a backend's inference memory.",
+        &MAX_INFERENCE_MEMORY_MB,
+        16,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MB,
     );
     GucRegistry::define_int_guc(
         c"persona.max_sequence_length",
@@ -325,6 +340,11 @@ pub fn inference_threads() -> usize {
 /// `persona.batch_size`.
 pub fn batch_size() -> usize {
     BATCH_SIZE.get().max(1) as usize
+}
+
+/// `persona.max_inference_memory`, in bytes.
+pub fn max_inference_bytes() -> u64 {
+    (MAX_INFERENCE_MEMORY_MB.get().max(1) as u64) << 20
 }
 
 /// `persona.max_batch_tokens`.

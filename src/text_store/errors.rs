@@ -39,7 +39,7 @@ pub fn raise_text(e: CoreError, phase: Phase<'_>) -> ! {
             ERRCODE_SYSTEM_ERROR,
             format!(
                 "ONNX Runtime failed while running model \"{name}\"; the server log has its \
-                 message. Lower persona.batch_size or persona.max_batch_tokens if it ran out of \
+                 message. Lower persona.max_inference_memory (superuser) if it ran out of \
                  memory."
             ),
         ),
@@ -108,9 +108,18 @@ pub fn raise_text(e: CoreError, phase: Phase<'_>) -> ! {
             ERRCODE_INVALID_PARAMETER_VALUE,
             "Check the model's options: task, labels, positive_label, pooling, max_length.".into(),
         ),
+        (CoreError::TooLarge(_), Phase::Infer(_) | Phase::Register | Phase::Load(_)) => (
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            "A superuser can raise persona.max_inference_memory; or lower \
+             persona.max_sequence_length so texts are cut shorter."
+                .into(),
+        ),
         (CoreError::TooLarge(_), _) => (
             ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            "Raise persona.max_training_memory, or use fewer rows.".into(),
+            "A superuser can raise persona.max_training_memory (the training's data) or \
+             persona.max_inference_memory (one text's inference run); or use fewer rows, or a \
+             lower persona.max_sequence_length."
+                .into(),
         ),
     };
     raise_hint(code, e.to_string(), hint)

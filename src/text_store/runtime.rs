@@ -103,6 +103,7 @@ pub struct RunConfig {
     pub device: Device,
     pub batch_size: usize,
     pub max_batch_tokens: usize,
+    pub max_batch_bytes: u64,
     pub max_sequence_length: Option<usize>,
 }
 
@@ -114,6 +115,7 @@ impl RunConfig {
             device: settings::DEVICE.get(),
             batch_size: settings::batch_size(),
             max_batch_tokens: settings::max_batch_tokens(),
+            max_batch_bytes: settings::max_inference_bytes(),
             max_sequence_length: settings::max_sequence_length(),
         }
     }
@@ -128,6 +130,7 @@ impl RunConfig {
             threads: self.threads,
             batch_size: self.batch_size,
             max_batch_tokens: self.max_batch_tokens,
+            max_batch_bytes: self.max_batch_bytes,
             spin: false,
             device,
         }

@@ -50,7 +50,9 @@ mod runtime;
 use serde::{Deserialize, Serialize};
 
 pub use backend::{Backend, BatchOutput, GraphIo, InputKind, OrtBackend, OutputKind, PortInfo};
-pub use batch::{plan_batches, Encoded, PaddedBatch, TextEncoder};
+pub use batch::{
+    batch_bytes, plan_batches, plan_batches_within, Encoded, PaddedBatch, TextEncoder,
+};
 pub use head::{
     beats, check_selectable, evaluate_head, head_grid, holdout_split, train_softmax_head,
     train_softmax_head_with, Candidate, Head, HeadChoice, HeadEvaluation, HeadSearch, HeadSetting,
@@ -188,6 +190,9 @@ pub struct SessionOptions {
     /// this runs alone). Bounds memory: attention takes `heads × texts × length²` floats.
     /// Default 8192.
     pub max_batch_tokens: usize,
+    /// Most bytes one inference run may take, by [`batch_bytes`] (0: no bound): batches are cut
+    /// to fit, and a text that does not fit alone is a [`CoreError::TooLarge`]. Default 512 MB.
+    pub max_batch_bytes: u64,
     /// Let idle ONNX Runtime worker threads spin-wait (lower latency, burns CPU). Default off.
     pub spin: bool,
     /// Where inference runs. Default [`Device::Cpu`].
@@ -214,6 +219,7 @@ impl Default for SessionOptions {
             threads: 1,
             batch_size: 32,
             max_batch_tokens: 8192,
+            max_batch_bytes: 512 << 20,
             spin: false,
             device: Device::Cpu,
         }
@@ -501,6 +507,38 @@ impl TextModel {
         self.infer_pooled(texts, poolings, monitor)
     }
 
+    /// Batches for texts of these token counts within the session's bounds: texts, tokens and
+    /// estimated memory ([`batch_bytes`]) per run. A text whose run alone would exceed the
+    /// memory bound is a [`CoreError::TooLarge`], before anything runs.
+    pub fn plan(&self, lengths: &[usize]) -> Result<Vec<Vec<usize>>> {
+        let o = &self.opts;
+        // The graph's hidden width; a classifier graph's output width is its label count, so
+        // assume BERT-large's 1024 for it.
+        let hidden = match self.backend.io().output {
+            OutputKind::Hidden => self.width,
+            OutputKind::Logits => 1024,
+        };
+        let fits_memory = |rows, seq| {
+            o.max_batch_bytes == 0 || batch_bytes(rows, seq, hidden) <= o.max_batch_bytes
+        };
+        if let Some(&longest) = lengths.iter().max() {
+            if !fits_memory(1, longest) {
+                return Err(CoreError::TooLarge(format!(
+                    "one text of {longest} tokens needs about {} MB to run, more than the {} MB \
+                     one inference run may take",
+                    batch_bytes(1, longest, hidden) >> 20,
+                    o.max_batch_bytes >> 20
+                )));
+            }
+        }
+        Ok(plan_batches_within(
+            lengths,
+            o.batch_size,
+            !self.backend.io().has_attention_mask(),
+            |rows, seq| rows.saturating_mul(seq) <= o.max_batch_tokens && fits_memory(rows, seq),
+        ))
+    }
+
     /// [`TextModel::infer`] for several poolings at once (`result[p][t]`); a `logits` graph
     /// gives its logits once, whatever the poolings.
     fn infer_pooled(
@@ -515,12 +553,7 @@ impl TextModel {
             .collect::<Result<Vec<Encoded>>>()?;
         let lengths: Vec<usize> = encoded.iter().map(Encoded::len).collect();
         let io = self.backend.io();
-        let plan = plan_batches(
-            &lengths,
-            self.opts.batch_size,
-            self.opts.max_batch_tokens,
-            !io.has_attention_mask(),
-        );
+        let plan = self.plan(&lengths)?;
         let views = match io.output {
             OutputKind::Hidden => poolings.len(),
             OutputKind::Logits => 1,
@@ -838,6 +871,52 @@ mod tests {
         // Mean pooling of the fake: position mean is (len+1)/2, the mean-id column is constant.
         let ids = m.tokenize("bad").unwrap();
         assert_eq!(ids.len(), 3);
+    }
+
+    /// Batches are cut so that each run's estimated memory stays within the bound, whatever the
+    /// text and token bounds allow; a text too large to run alone is refused before any run.
+    #[test]
+    fn batches_fit_the_memory_bound() {
+        let spec = ModelSpec {
+            max_length: 64,
+            ..Default::default()
+        };
+        let hidden = model(OutputKind::Hidden, spec.clone(), SessionOptions::default())
+            .unwrap()
+            .width;
+        let lengths: Vec<usize> = (0..200).map(|i| 2 + i % 63).collect();
+        for budget in [81u64 << 20, 85 << 20, 1 << 30] {
+            let opts = SessionOptions {
+                batch_size: 4096,
+                max_batch_tokens: 1 << 24,
+                max_batch_bytes: budget,
+                ..Default::default()
+            };
+            let m = model(OutputKind::Hidden, spec.clone(), opts).unwrap();
+            let plan = m.plan(&lengths).unwrap();
+            let mut seen: Vec<usize> = plan.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..200).collect::<Vec<_>>());
+            for b in &plan {
+                let seq = b.iter().map(|&i| lengths[i]).max().unwrap();
+                assert!(
+                    batch_bytes(b.len(), seq, hidden) <= budget,
+                    "{} x {seq}",
+                    b.len()
+                );
+            }
+            // A larger budget never needs more runs.
+            if budget == 1 << 30 {
+                assert_eq!(plan.len(), 1);
+            }
+        }
+        let tiny = SessionOptions {
+            max_batch_bytes: 64 << 20,
+            ..Default::default()
+        };
+        let m = model(OutputKind::Hidden, spec, tiny).unwrap();
+        assert!(matches!(m.plan(&[3, 60]), Err(CoreError::TooLarge(_))));
+        assert!(matches!(m.embed(&["good"]), Err(CoreError::TooLarge(_))));
     }
 
     #[test]

@@ -233,8 +233,11 @@ fn char_prefix(text: &str, budget: usize) -> &str {
 }
 
 /// The longest prefix of `text` of at most `budget` bytes that ends where a word ends (the next
-/// character is whitespace, the last one is not); `None` when the whole text fits in `budget`
-/// or no word ends within it.
+/// character is an ASCII space, tab, newline or carriage return, the last one is not); `None`
+/// when the whole text fits in `budget` or no word ends within it. Only those four count:
+/// every tokenizer splits words there, while other Unicode "whitespace" may not separate words
+/// for it (BERT's normaliser deletes U+0085 and U+000B as control characters, joining the
+/// words around them).
 fn word_prefix(text: &str, budget: usize) -> Option<&str> {
     if text.len() <= budget {
         return None;
@@ -245,7 +248,7 @@ fn word_prefix(text: &str, budget: usize) -> Option<&str> {
         if i > budget {
             break;
         }
-        if c.is_whitespace() {
+        if matches!(c, ' ' | '\t' | '\n' | '\r') {
             if in_word {
                 end = Some(i);
             }
@@ -475,6 +478,9 @@ mod tests {
         );
         assert_eq!(word_prefix("nowhitespaceatallhere", 5), None);
         assert_eq!(word_prefix("héllo wörld again", 8), Some("héllo"));
+        // Unicode whitespace a tokenizer may delete (joining the words) is not a word end.
+        assert_eq!(word_prefix("one\u{85}two three", 7), None);
+        assert_eq!(word_prefix("one\u{a0}two three", 7), None);
     }
 
     const TOKENIZER: &[u8] = include_bytes!("../../tests/data/text/tokenizer.json");
@@ -515,6 +521,71 @@ mod tests {
         assert_eq!(got.ids.len(), 16);
         assert_eq!(got, enc.encode(&huge[..15 * 100]).unwrap());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Any text, built from words, every kind of Unicode whitespace and control character,
+        /// combining marks, emoji and special-token look-alikes, tokenises from its prefix
+        /// exactly as whole, never panics, and gives between 1 and max_length tokens.
+        #[test]
+        fn any_text_tokenises_as_if_whole(
+            pieces in proptest::collection::vec(0usize..PIECES.len(), 0..1500),
+            max_length in 3usize..24,
+        ) {
+            let enc = TextEncoder::from_bytes(TOKENIZER, max_length).unwrap();
+            let text: String = pieces.iter().map(|&i| PIECES[i]).collect();
+            let got = enc.encode(&text).unwrap();
+            let whole = enc.finish(&enc.tokenize(&text).unwrap());
+            proptest::prop_assert_eq!(&got, &whole);
+            proptest::prop_assert!(!got.ids.is_empty() && got.ids.len() <= max_length);
+        }
+    }
+
+    /// Pieces of the fuzzed texts.
+    const PIECES: &[&str] = &[
+        "good",
+        "film",
+        "the",
+        "movie",
+        "zz",
+        "a",
+        "b",
+        "unbelievably",
+        " ",
+        " ",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "\r",
+        "\u{b}",
+        "\u{c}",
+        "\u{85}",
+        "\u{a0}",
+        "\u{1680}",
+        "\u{2003}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{202f}",
+        "\u{3000}",
+        "\u{200b}",
+        "\u{feff}",
+        "\u{0}",
+        "\u{fffd}",
+        "\u{301}",
+        "é",
+        "日本",
+        "🎉",
+        "👍🏽",
+        ",",
+        ".",
+        "!",
+        "'",
+        "[CLS]",
+        "[SEP]",
+        "##",
+        "[UNK]",
+    ];
 
     /// Texts whose words are long (but shorter than the giant-word bound) still tokenise as if
     /// whole, and a text that is one 10 MB word (or begins with one) costs what its first

@@ -172,7 +172,12 @@ if "text" in ONLY and os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.
 
     tok = Tokenizer.from_file(f"{MODELS}/minilm/tokenizer.json")
     tok.enable_truncation(256)
-    tok.enable_padding()  # pad to the longest text of each batch
+    tok.enable_padding()  # pad to the longest text of each batch (tokenizer.json pads to 128)
+    # Lengths for sorting come from a tokenizer that does not pad: with padding on, every text
+    # has the batch's padded length and "sorting" by it leaves the order as it was.
+    tok_len = Tokenizer.from_file(f"{MODELS}/minilm/tokenizer.json")
+    tok_len.no_padding()
+    tok_len.enable_truncation(256)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
     so.inter_op_num_threads = 1
@@ -184,7 +189,8 @@ if "text" in ONLY and os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.
         # strongest simple Python baseline; else batches in input order.
         order = list(range(len(texts)))
         if by_length:
-            lengths = [len(e.ids) for e in tok.encode_batch(texts)]
+            lengths = [len(e.ids) for e in tok_len.encode_batch(texts)]
+            assert len(set(lengths)) > 1, "unpadded lengths differ"
             order.sort(key=lambda i: lengths[i])
         out = [0.0] * len(texts)
         for k in range(0, len(order), batch):

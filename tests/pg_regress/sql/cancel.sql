@@ -23,6 +23,22 @@ SELECT cf_evaluate('regress.big', 'als', '{"factors": 128, "iterations": 1000}')
 RESET statement_timeout;
 SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '5 s' AS als_stopped_in_time;
 
+-- The single-threaded SGD trainers (SVD, SVD++) check every 16,384 ratings, not only between
+-- epochs (seconds each here): cf_train stops too, and stores nothing.
+CREATE TEMP TABLE timings (what text, seconds float8);
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '3s';
+SELECT cf_train('regress.big', 'svdpp', 'cancelled_svdpp', '{"epochs": 1000}');
+RESET statement_timeout;
+INSERT INTO timings SELECT 'svdpp', extract(epoch FROM pg_catalog.clock_timestamp() - :'t0'::timestamptz);
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '3s';
+SELECT cf_train('regress.big', 'svd', 'cancelled_svd', '{"epochs": 1000, "factors": 200}');
+RESET statement_timeout;
+INSERT INTO timings SELECT 'svd', extract(epoch FROM pg_catalog.clock_timestamp() - :'t0'::timestamptz);
+SELECT what, seconds < 5 AS stopped_in_time FROM timings ORDER BY what;
+SELECT pg_catalog.count(*) AS stored FROM persona.cf_model_versions WHERE model LIKE 'cancelled%';
+
 -- pg_cancel_backend from another session, during the k-NN walk of a cf_evaluate (which needs
 -- only SELECT on the source).
 CREATE EXTENSION dblink;
@@ -58,7 +74,28 @@ SELECT bert_train_classifier('cancelled_classifier', 'regress.many_texts');
 RESET statement_timeout;
 SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '4 s' AS training_stopped_in_time;
 SELECT pg_catalog.count(*) AS stored FROM persona.bert_model_store WHERE name = 'cancelled_classifier';
+-- Scoring a table row by row stops between rows.
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '2s';
+SELECT pg_catalog.sum(bert_score(text)) FROM regress.many_texts;
+RESET statement_timeout;
+SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '4 s' AS row_scoring_stopped_in_time;
 DROP TABLE regress.many_texts;
+
+-- Campaign statistics over 3 million events stop in their aggregation.
+CREATE TABLE regress.big_events AS
+  SELECT 'big'::text AS campaign, (g % 300000)::bigint AS user_id, CASE WHEN g % 2 = 0 THEN 'control' ELSE 'treatment' END AS arm,
+         CASE WHEN g % 7 = 0 THEN 'conversion' ELSE 'exposure' END AS event, (g % 50)::numeric AS value,
+         timestamptz '2026-01-01' + (g % 30) * interval '1 day' AS occurred_at
+    FROM generate_series(1, 3000000) g;
+INSERT INTO persona.campaigns (campaign, events) VALUES ('big', 'regress.big_events');
+SELECT pg_catalog.clock_timestamp() AS t0 \gset
+SET statement_timeout = '1s';
+SELECT campaign_metrics('big');
+RESET statement_timeout;
+SELECT pg_catalog.clock_timestamp() - :'t0'::timestamptz < interval '3 s' AS campaign_stopped_in_time;
+DELETE FROM persona.campaigns WHERE campaign = 'big';
+DROP TABLE regress.big_events;
 
 -- The baseline: at most 1000 sweeps (each checks for a cancel).
 SELECT regress.error_of($$SELECT cf_evaluate('regress.big', 'baseline', '{"epochs": 100000}')$$);

@@ -45,6 +45,8 @@ SELECT pg_catalog.count(*) AS similar_items FROM cf_similar_items(1, 3, 'sp_svd'
 SELECT pg_catalog.count(*) AS similar_users FROM cf_similar_users(1, 3, 'sp_svd');
 SELECT (cf_evaluate('persona.ratings', 'baseline') -> 'holdout' ->> 'rmse') IS NOT NULL AS evaluated;
 SELECT cf_deploy('sp_svd', 1) ->> 'active_version' AS deployed;
+SELECT cf_model_grant('sp_svd', 'public') AS granted, cf_model_revoke('sp_svd', 'PUBLIC') AS revoked;
+SELECT bert_model_grant('sentiment', current_user) AS granted, bert_model_revoke('sentiment', current_user) AS revoked;
 SELECT (campaign_metrics('spring_outdoor') ->> 'campaign') AS metrics;
 SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 AS daily FROM campaign_metrics_daily('spring_outdoor');
 SELECT pg_catalog.count(*) AS audience FROM campaign_audience('spring_outdoor', 5, 'sp_svd');

@@ -195,6 +195,11 @@ fn init(n: usize, k: usize, std: f32, rng: &mut Pcg64Mcg) -> Vec<f32> {
 }
 
 /// Biased MF by SGD over the ratings, shuffled every epoch.
+/// The SGD trainers run on the caller's thread: they ask [`Monitor::interrupted`] every this
+/// many ratings (a few milliseconds), not only between epochs, which take seconds on millions
+/// of ratings.
+const CHECK_EVERY_RATINGS: usize = 16_384;
+
 pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result<Factors> {
     p.validate()?;
     let k = p.factors;
@@ -212,7 +217,10 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
     for epoch in 0..p.epochs {
         order.shuffle(&mut rng);
         let mut sse = 0f64;
-        for &(u, i, r) in &order {
+        for (n, &(u, i, r)) in order.iter().enumerate() {
+            if n % CHECK_EVERY_RATINGS == 0 && monitor.interrupted() {
+                return Err(CoreError::Cancelled);
+            }
             let (u, i) = (u as usize, i as usize);
             let pu = &mut f.p[u * k..(u + 1) * k];
             let qi = &mut f.q[i * k..(i + 1) * k];
@@ -259,10 +267,18 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
     for epoch in 0..p.epochs {
         users.shuffle(&mut rng);
         let mut sse = 0f64;
+        let mut since_check = 0usize;
         for &u in &users {
             let (items, ratings) = d.by_user.row(u);
             if items.is_empty() {
                 continue;
+            }
+            since_check += items.len();
+            if since_check >= CHECK_EVERY_RATINGS {
+                since_check = 0;
+                if monitor.interrupted() {
+                    return Err(CoreError::Cancelled);
+                }
             }
             let s = 1.0 / (items.len() as f32).sqrt();
             implicit_sum(&y, k, items, s, &mut z);
@@ -443,5 +459,42 @@ mod tests {
         let d = synthetic();
         let r = train_svd(&d, &MfParams::svd(), &mut StopAt(3));
         assert_eq!(r.unwrap_err(), CoreError::Cancelled);
+    }
+
+    /// An interrupt is noticed within an epoch, every CHECK_EVERY_RATINGS ratings: an epoch over
+    /// a million ratings takes seconds, too long to wait for a cancel.
+    #[test]
+    fn an_interrupt_stops_an_epoch_midway() {
+        struct InterruptAfter(usize, usize);
+        impl Monitor for InterruptAfter {
+            fn step(&mut self, _: &Progress) -> Result<()> {
+                panic!("no epoch may finish");
+            }
+            fn interrupted(&mut self) -> bool {
+                self.1 += 1;
+                self.1 > self.0
+            }
+        }
+        let mut rows = Vec::new();
+        for u in 0..2000i64 {
+            for i in 0..60i64 {
+                rows.push((u, i, (1 + (u + i) % 5) as f32));
+            }
+        }
+        let d = Dataset::from_triples(&rows).unwrap();
+        let one_epoch = |mut p: MfParams| {
+            p.epochs = 1;
+            p
+        };
+        for svdpp in [false, true] {
+            let mut m = InterruptAfter(3, 0);
+            let r = if svdpp {
+                train_svdpp(&d, &one_epoch(MfParams::svdpp()), &mut m)
+            } else {
+                train_svd(&d, &one_epoch(MfParams::svd()), &mut m)
+            };
+            assert_eq!(r.unwrap_err(), CoreError::Cancelled);
+            assert_eq!(m.1, 4, "asked until the interrupt, then stopped");
+        }
     }
 }

@@ -17,10 +17,9 @@ use persona_core::text::{ModelSpec, OrtBackend, ScoreMemo, Task, TextEncoder, Te
 
 use super::errors::{OrRaiseText, Phase};
 use super::runtime::{
-    create_session, release_free_memory, with_signals_blocked, RunConfig, Shared,
+    create_session, release_free_memory, with_signals_blocked, RunConfig, SessionKey, Shared,
 };
 use super::{read_graph_meta, read_model_spec, read_onnx, resolve, Stamp};
-use crate::settings::Device;
 use crate::txn_cache::Resolutions;
 
 /// A row holding an ONNX graph: its tokenizer and its sessions.
@@ -29,7 +28,7 @@ struct Graph {
     task: Task,
     tokenizer: Rc<Vec<u8>>,
     /// One session per (threads, device setting).
-    sessions: Vec<((usize, Device), Arc<OrtBackend>)>,
+    sessions: Vec<(SessionKey, Arc<OrtBackend>)>,
 }
 
 /// A loaded model and what it was built from.
@@ -194,7 +193,7 @@ fn remember_session(
     graph_version: i64,
     task: Task,
     tokenizer: Rc<Vec<u8>>,
-    key: (usize, Device),
+    key: SessionKey,
     session: Arc<OrtBackend>,
 ) {
     CACHE.with(|c| {

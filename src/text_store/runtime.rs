@@ -96,6 +96,9 @@ pub fn ensure_runtime() {
     }
 }
 
+/// The settings a session of a graph is built with: threads, device, spinning.
+pub type SessionKey = (usize, Device, bool);
+
 /// Runtime settings a loaded model depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunConfig {
@@ -105,6 +108,7 @@ pub struct RunConfig {
     pub max_batch_tokens: usize,
     pub max_batch_bytes: u64,
     pub max_sequence_length: Option<usize>,
+    pub spin: bool,
 }
 
 impl RunConfig {
@@ -117,12 +121,13 @@ impl RunConfig {
             max_batch_tokens: settings::max_batch_tokens(),
             max_batch_bytes: settings::max_inference_bytes(),
             max_sequence_length: settings::max_sequence_length(),
+            spin: settings::INFERENCE_SPIN.get(),
         }
     }
 
-    /// What identifies a session of a graph: its threads and device setting.
-    pub fn session_key(&self) -> (usize, Device) {
-        (self.threads, self.device)
+    /// What identifies a session of a graph: its threads, device and spinning settings.
+    pub fn session_key(&self) -> SessionKey {
+        (self.threads, self.device, self.spin)
     }
 
     pub fn session_options(&self, device: CoreDevice) -> SessionOptions {
@@ -131,7 +136,7 @@ impl RunConfig {
             batch_size: self.batch_size,
             max_batch_tokens: self.max_batch_tokens,
             max_batch_bytes: self.max_batch_bytes,
-            spin: false,
+            spin: self.spin,
             device,
         }
     }

@@ -133,6 +133,8 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
                 _ => rows.push_null(),
             }
         });
+        // One canonical order: the same rows in any physical order train the same model.
+        rows.canonicalize();
         (relname, rows)
     })
 }

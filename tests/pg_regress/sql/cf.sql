@@ -112,3 +112,17 @@ SELECT cf_train(algorithm => 'svd', model => 'rolled', options => '{"seed": 3}')
 SELECT cf_predict(1, 1, 'rolled') = r AS same_as_a_new_backend
   FROM dblink('dbname=' || current_database(), $$SELECT cf_predict(1, 1, 'rolled')$$) AS t(r real);
 DROP EXTENSION dblink;
+
+-- The same rows in another physical order (as after VACUUM FULL, CLUSTER or from a distributed
+-- table) give the same model bytes for a seed: rows are put in one order before training.
+CREATE TABLE regress.ordered AS SELECT * FROM persona.ratings ORDER BY user_id, item_id;
+CREATE TABLE regress.shuffled AS SELECT * FROM persona.ratings ORDER BY md5(user_id::text || '/' || item_id::text);
+SELECT (SELECT array_agg(user_id) FROM (SELECT user_id FROM regress.ordered LIMIT 5) a) IS DISTINCT FROM
+       (SELECT array_agg(user_id) FROM (SELECT user_id FROM regress.shuffled LIMIT 5) b) AS stored_in_another_order;
+SELECT cf_train('regress.ordered', 'svdpp', 'order_a', '{"seed": 5}') ->> 'version' AS a,
+       cf_train('regress.shuffled', 'svdpp', 'order_b', '{"seed": 5}') ->> 'version' AS b;
+SELECT a.data = b.data AS same_model_bytes
+  FROM persona.cf_model_versions a, persona.cf_model_versions b WHERE a.model = 'order_a' AND b.model = 'order_b';
+DELETE FROM persona.cf_active WHERE model IN ('order_a', 'order_b');
+DELETE FROM persona.cf_model_versions WHERE model IN ('order_a', 'order_b');
+DROP TABLE regress.ordered, regress.shuffled;

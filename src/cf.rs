@@ -268,13 +268,56 @@ fn check_model_name(model: &str) {
 fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jsonb) -> JsonB {
     check_model_name(model);
     let algo = parse_algorithm(algorithm);
-    let spec = parse_options(&options.0, 0.1, "cf_train");
+    // cf_train's own option: refit (cf_evaluate stores nothing, so it has none).
+    let mut options = options.0;
+    let refit = match options.as_object_mut().and_then(|o| o.remove("refit")) {
+        None => true,
+        Some(Value::Bool(b)) => b,
+        Some(other) => raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("option \"refit\" must be true or false, not {other}"),
+            "true (the default) deploys a model fitted on every row after the holdout report; \
+             false deploys the model the report was computed on.",
+        ),
+    };
+    let spec = parse_options(&options, 0.1, "cf_train");
     // Before any work: may this role train this model?
     model_store::check_may_train(model);
     let t0 = Instant::now();
     let (relname, rows) = read_rows(source, &spec);
     let read_seconds = t0.elapsed().as_secs_f64();
-    let (trained, mut summary) = fit(&rows, &spec, algo, None);
+    let (mut trained, mut summary) = fit(&rows, &spec, algo, None);
+    if refit && spec.test_fraction > 0.0 {
+        // The report came from a fit that did not see the held-out rows; the deployed model
+        // sees every row (a second fit: about twice the training time).
+        drop(trained);
+        let everything = SourceSpec {
+            test_fraction: 0.0,
+            ..spec
+        };
+        let (full, full_summary) = fit(&rows, &everything, algo, None);
+        trained = full;
+        let obj = summary.as_object_mut().expect("summary is an object");
+        obj.insert(
+            "report_train_seconds".into(),
+            obj.get("train_seconds").cloned().unwrap_or(Value::Null),
+        );
+        for key in [
+            "users",
+            "items",
+            "ratings_used",
+            "train_seconds",
+            "rating_range",
+        ] {
+            if let Some(v) = full_summary.get(key) {
+                obj.insert(key.into(), v.clone());
+            }
+        }
+    }
+    summary
+        .as_object_mut()
+        .expect("summary is an object")
+        .insert("refit".into(), json!(refit && spec.test_fraction > 0.0));
     let version = model_store::save(model, &trained, &summary);
     let obj = summary.as_object_mut().expect("summary is an object");
     obj.insert("model".into(), json!(model));

@@ -1,10 +1,19 @@
 -- Collaborative filtering: train, predict, recommend, similar, evaluate, versions.
+-- By default the report holds 10% out, and the model deployed is then fitted on every row.
 SELECT r ->> 'model' AS model, r ->> 'version' AS version, r ->> 'algorithm' AS algorithm,
        r ->> 'rows_read' AS rows_read, r ->> 'rows_held_out' AS held_out, r ->> 'ratings_used' AS used,
-       r -> 'rating_range' AS rating_range,
+       r -> 'refit' AS refit, r -> 'rating_range' AS rating_range,
        (r -> 'holdout' ->> 'rmse')::float8 BETWEEN 0.5 AND 1.0 AS rmse_plausible,
        (r -> 'holdout' -> 'ranking' ->> 'k')::int AS k
   FROM cf_train() r;
+SELECT n_ratings = (SELECT count(*) FROM persona.ratings) AS deployed_model_saw_every_row FROM persona.cf_models WHERE model = 'default';
+-- refit => false deploys the model the report was computed on (half the training time).
+SELECT (r ->> 'ratings_used')::int + (r ->> 'rows_held_out')::int = (r ->> 'rows_read')::int AS used_the_split, r -> 'refit' AS refit
+  FROM cf_train(model => 'no_refit', options => '{"refit": false, "epochs": 5}') r;
+SELECT regress.error_of($$SELECT cf_train(model => 'no_refit', options => '{"refit": "yes"}')$$);
+SELECT regress.error_of($$SELECT cf_evaluate(options => '{"refit": false}')$$);
+DELETE FROM persona.cf_active WHERE model = 'no_refit';
+DELETE FROM persona.cf_model_versions WHERE model = 'no_refit';
 
 -- Every algorithm trains and predicts within the rating scale.
 SELECT a AS algorithm, r ->> 'version' AS version,

@@ -11,7 +11,8 @@
 #      model row is byte-identical and no partial version exists.
 #   3. kill -9 of the postmaster right after a training commits: after a restart the new
 #      version is there, byte-identical.
-# Prints figures for the README's Reliability section; exits non-zero on any failure.
+# Prints figures for the README's Reliability section; exits non-zero on any failure. PGOPTIONS
+# (e.g. "-c persona.inference_spin=on") is passed to the pgbench clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
@@ -22,7 +23,7 @@ bash scripts/cluster.sh start
 PGPORT=$(pg_port)
 export PGPORT
 psql() { runuser -u postgres -- "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
-pgbench() { runuser -u postgres -- "$PG_BINDIR/pgbench" "$@"; }
+pgbench() { runuser -u postgres -- env PGOPTIONS="${PGOPTIONS:-}" "$PG_BINDIR/pgbench" "$@"; }
 work=$(mktemp -d /tmp/persona-stress.XXXXXX)
 chmod 755 "$work"
 fail() { echo "stress: FAILED: $*" >&2; exit 1; }

@@ -37,7 +37,7 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
 /// `persona.max_batch_tokens`: most tokens (texts × padded length) per inference run.
 pub static MAX_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(8192);
 /// `persona.inference_spin`: ONNX Runtime worker threads spin-wait between operators.
-pub static INFERENCE_SPIN: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static INFERENCE_SPIN: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// `persona.max_inference_memory`: the most memory one inference run may take, in MB.
 pub static MAX_INFERENCE_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(512);
 /// `persona.max_sequence_length`: caps every text model's truncation length (0: the model's own).
@@ -126,10 +126,11 @@ fn init_text() {
     GucRegistry::define_bool_guc(
         c"persona.inference_spin",
         c"Let ONNX Runtime's worker threads spin-wait for work instead of sleeping.",
-        c"ONNX Runtime's own default. Scoring is about 1.5 times faster with it on this 2-core \
-          machine (4,000 SST-2 phrases: 7.0 s against 9.4 to 12.6 s); the threads spin briefly \
-          between operators and runs, which costs CPU time when many backends score at once. \
-          Takes effect for sessions created afterwards.",
+        c"Off by default: with several backends scoring at once the spinning threads take the \
+          cores from each other (8 clients on 2 cores: 61 transactions/s with it, 157 without). \
+          On, one backend scoring a large array is about 1.5 times faster (ONNX Runtime's own \
+          default): SET it in a session that runs such a job. Takes effect for sessions \
+          created afterwards.",
         &INFERENCE_SPIN,
         GucContext::Userset,
         GucFlags::default(),

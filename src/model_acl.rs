@@ -182,11 +182,17 @@ fn check_catalog() {
     }
 }
 
-/// The owner of model `name`, seen past row-level security; `None` if there is no such model.
+/// The owner of model `name`, seen past row-level security; `None` if there is no such model
+/// (or the catalog is older than owners).
 pub fn owner_of(store: Store, name: &str) -> Option<pg_sys::Oid> {
     if !catalog_has_owners() {
         return None;
     }
+    stored_owner(store, name)
+}
+
+/// [`owner_of`] on a catalog known to have owners.
+fn stored_owner(store: Store, name: &str) -> Option<pg_sys::Oid> {
     let query = format!(
         "SELECT owner::pg_catalog.oid FROM {} WHERE {} = $1",
         store.table(),
@@ -226,7 +232,7 @@ pub fn check_create(store: Store) {
 /// model exists.
 pub fn check_owner(store: Store, name: &str, action: &str) -> bool {
     check_catalog();
-    let Some(owner) = owner_of(store, name) else {
+    let Some(owner) = stored_owner(store, name) else {
         return false;
     };
     if !acts_as(owner) {

@@ -169,13 +169,14 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
     let bytes = model.to_bytes();
     let params: serde_json::Value =
         serde_json::from_str(&model.params).unwrap_or(serde_json::Value::Null);
+    // Both rows in one switch to the store's owner: the version, then the name pointing at it.
     let version = model_acl::as_store_owner(|| {
-        write_one::<i32>(
+        let version = write_one::<i32>(
             "INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, \
-         n_users, n_items, n_ratings, data, created_by) \
-         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 FROM \
-         persona.cf_model_versions WHERE model = $1 \
-         RETURNING version",
+             n_users, n_items, n_ratings, data, created_by) \
+             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 FROM \
+             persona.cf_model_versions WHERE model = $1 \
+             RETURNING version",
             &[
                 name.into(),
                 model.algorithm.name().into(),
@@ -193,22 +194,21 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
             ],
             "persona.cf_model_versions",
         )
-    })
-    .unwrap_or_else(|| {
-        raise_hint(
-            ERRCODE_INTERNAL_ERROR,
-            "storing the model returned no version",
-            "Retry.",
-        )
-    });
-    model_acl::as_store_owner(|| {
+        .unwrap_or_else(|| {
+            raise_hint(
+                ERRCODE_INTERNAL_ERROR,
+                "storing the model returned no version",
+                "Retry.",
+            )
+        });
         write(
             "INSERT INTO persona.cf_active (model, version, owner) \
              VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regrole) \
              ON CONFLICT (model) DO UPDATE SET version = EXCLUDED.version",
             &[name.into(), version.into(), me.oid.into()],
             "persona.cf_active",
-        )
+        );
+        version
     });
     invalidate(name);
     version

@@ -54,6 +54,13 @@ fn aborted_subxacts() -> u64 {
     ABORTED_SUBXACTS.with(Cell::get)
 }
 
+/// What a resolution is valid for: this transaction, this role, no subtransaction aborted since.
+type Scope = (u32, pg_sys::Oid, u64);
+
+fn current_scope() -> Scope {
+    (current_lxid(), current_user(), aborted_subxacts())
+}
+
 /// The role whose privileges apply now.
 #[inline]
 pub fn current_user() -> pg_sys::Oid {
@@ -63,9 +70,7 @@ pub fn current_user() -> pg_sys::Oid {
 
 /// Name → version resolutions of one transaction and role, and the entry used last in it.
 pub struct Resolutions<V, M> {
-    lxid: u32,
-    user: pg_sys::Oid,
-    aborted: u64,
+    scope: Scope,
     versions: HashMap<String, V>,
     last: Option<(String, M)>,
 }
@@ -73,9 +78,7 @@ pub struct Resolutions<V, M> {
 impl<V: Copy, M> Default for Resolutions<V, M> {
     fn default() -> Self {
         Resolutions {
-            lxid: 0,
-            user: pg_sys::InvalidOid,
-            aborted: 0,
+            scope: (0, pg_sys::InvalidOid, 0),
             versions: HashMap::new(),
             last: None,
         }
@@ -86,11 +89,11 @@ impl<V: Copy, M> Resolutions<V, M> {
     /// Forgets everything if a new transaction began, or the role changed, since the last call;
     /// returns whether it did.
     pub fn sync(&mut self) -> bool {
-        let now = (current_lxid(), current_user(), aborted_subxacts());
-        if now == (self.lxid, self.user, self.aborted) {
+        let now = current_scope();
+        if now == self.scope {
             return false;
         }
-        (self.lxid, self.user, self.aborted) = now;
+        self.scope = now;
         self.forget_all();
         true
     }
@@ -99,14 +102,7 @@ impl<V: Copy, M> Resolutions<V, M> {
     #[inline]
     pub fn last(&self, name: &str) -> Option<&M> {
         match &self.last {
-            Some((n, m))
-                if n == name
-                    && self.lxid == current_lxid()
-                    && self.user == current_user()
-                    && self.aborted == aborted_subxacts() =>
-            {
-                Some(m)
-            }
+            Some((n, m)) if n == name && self.scope == current_scope() => Some(m),
             _ => None,
         }
     }

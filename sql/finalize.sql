@@ -91,3 +91,22 @@ END $$;
 GRANT USAGE ON SCHEMA persona TO PUBLIC;
 GRANT SELECT ON persona.cf_model_versions, persona.cf_active, persona.cf_models TO PUBLIC;
 GRANT SELECT ON persona.bert_model_store, persona.bert_models TO PUBLIC;
+
+-- What holds text graphs in memory and on disk: for DBAs and monitoring roles.
+CREATE VIEW persona.text_cache WITH (security_invoker = true) AS
+SELECT e.holder,
+       e.pid,
+       (SELECT pg_catalog.array_agg(m.name ORDER BY m.name)
+          FROM persona.bert_model_store m
+          LEFT JOIN persona.bert_model_store g ON g.name = m.encoder
+         WHERE coalesce(g.onnx_sha256, m.onnx_sha256) = pg_catalog.decode(e.sha256, 'hex')) AS models,
+       e.sha256,
+       e.task,
+       e.bytes,
+       e.last_used
+  FROM persona.text_cache_entries() e;
+COMMENT ON VIEW persona.text_cache IS
+  'Text graphs held by the inference worker (worker), by backends running their own sessions (backend), and the graph file cache (file); bytes: resident memory a session added, or the file size';
+REVOKE ALL ON FUNCTION persona.text_cache_entries() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION persona.text_cache_entries() TO pg_monitor;
+GRANT SELECT ON persona.text_cache TO pg_monitor;

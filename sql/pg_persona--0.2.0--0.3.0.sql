@@ -33,6 +33,10 @@ UPDATE persona.bert_model_store m
          (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'persona.bert_model_store'::pg_catalog.regclass)),
        usable_by_all = builtin;
 ALTER TABLE persona.bert_model_store ALTER COLUMN owner SET NOT NULL;
+-- The graph's identity in the inference worker and its file cache (computed once per write, so
+-- a backend finds the shared session without reading the graph).
+ALTER TABLE persona.bert_model_store
+    ADD COLUMN onnx_sha256 bytea GENERATED ALWAYS AS (pg_catalog.sha256(onnx)) STORED;
 
 DO $$
 DECLARE
@@ -151,3 +155,32 @@ COMMENT ON FUNCTION bert_model_grant(text, text) IS
   'Let a role (or PUBLIC) use a text model: score, classify, embed, train on it, read its row; owner only';
 COMMENT ON FUNCTION bert_model_revoke(text, text) IS
   'Take back the use of a text model from a role (or PUBLIC); owner only';
+
+-- The shared inference worker: what holds text graphs in memory and on disk.
+CREATE FUNCTION persona."text_cache_entries"() RETURNS TABLE (
+	"holder" TEXT,
+	"pid" INT,
+	"sha256" TEXT,
+	"task" TEXT,
+	"bytes" bigint,
+	"last_used" timestamp with time zone
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'text_cache_entries_wrapper';
+CREATE VIEW persona.text_cache WITH (security_invoker = true) AS
+SELECT e.holder,
+       e.pid,
+       (SELECT pg_catalog.array_agg(m.name ORDER BY m.name)
+          FROM persona.bert_model_store m
+          LEFT JOIN persona.bert_model_store g ON g.name = m.encoder
+         WHERE coalesce(g.onnx_sha256, m.onnx_sha256) = pg_catalog.decode(e.sha256, 'hex')) AS models,
+       e.sha256,
+       e.task,
+       e.bytes,
+       e.last_used
+  FROM persona.text_cache_entries() e;
+COMMENT ON VIEW persona.text_cache IS
+  'Text graphs held by the inference worker (worker), by backends running their own sessions (backend), and the graph file cache (file); bytes: resident memory a session added, or the file size';
+REVOKE ALL ON FUNCTION persona.text_cache_entries() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION persona.text_cache_entries() TO pg_monitor;
+GRANT SELECT ON persona.text_cache TO pg_monitor;

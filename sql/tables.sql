@@ -134,6 +134,8 @@ CREATE TABLE persona.bert_model_store (
     owner          regrole NOT NULL,
     usable_by      regrole[] NOT NULL DEFAULT '{}',
     usable_by_all  boolean NOT NULL DEFAULT false,
+    -- Added in 0.3.0: the graph's identity in the inference worker and its file cache.
+    onnx_sha256    bytea GENERATED ALWAYS AS (pg_catalog.sha256(onnx)) STORED,
     CHECK ((encoder IS NULL) = (onnx IS NOT NULL)),
     CHECK ((onnx IS NULL) = (tokenizer IS NULL)),
     CHECK (encoder IS DISTINCT FROM name)

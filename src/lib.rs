@@ -29,6 +29,7 @@
 //! | [`model_acl`] | model owners and grants: who may create, replace, use and share a model |
 //! | [`model_store`] | versioned cf model storage and the per-backend model cache |
 //! | [`text_store`] | text-model storage, ONNX Runtime, the per-backend session cache, text error mapping |
+//! | [`inference`] | the shared inference worker: shared memory, requests, dynamic batching, graph file cache |
 //! | [`feedback`] | feedback texts and their mean sentiment, for campaign and user reports |
 
 use pgrx::prelude::*;
@@ -39,6 +40,7 @@ pub mod cf;
 pub mod demo;
 pub mod error;
 pub mod feedback;
+pub mod inference;
 pub mod json;
 pub mod model_acl;
 pub mod model_store;
@@ -63,13 +65,15 @@ mod persona {
 // SQL-language wrappers, grants and comments; runs after every Rust function exists.
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
-/// Called once per backend when the library is loaded. Only registers settings and a
-/// subtransaction callback: no threads, no model loading, nothing that must not be inherited
-/// across fork.
+/// Called once per backend when the library is loaded (and once in the postmaster when it is in
+/// `shared_preload_libraries`). Only registers settings, a subtransaction callback and, when
+/// preloaded, the inference worker and its shared memory: no threads, no model loading, nothing
+/// that must not be inherited across fork.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
     txn_cache::init();
+    inference::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -28,6 +28,30 @@ pub enum Device {
     Auto,
 }
 
+/// `persona.inference`: where a backend's text inference runs.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Inference {
+    /// The shared inference worker when it exists (pg_persona in shared_preload_libraries),
+    /// else the backend's own ONNX Runtime sessions.
+    #[name = c"auto"]
+    Auto,
+    /// The shared inference worker; an error when it does not exist.
+    #[name = c"worker"]
+    Worker,
+    /// The backend's own ONNX Runtime sessions (one copy of each graph per backend).
+    #[name = c"backend"]
+    Backend,
+}
+
+/// `persona.inference`.
+pub static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Auto);
+/// `persona.worker_threads`: ONNX Runtime intra-op threads of the inference worker (0: cores).
+pub static WORKER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// `persona.max_backend_text_memory`: memory a backend's own text sessions may hold, in MB.
+pub static MAX_BACKEND_TEXT_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+/// `persona.worker_max_graphs`: graphs the inference worker keeps loaded.
+pub static WORKER_MAX_GRAPHS: GucSetting<i32> = GucSetting::<i32>::new(4);
+
 /// `persona.device`.
 pub static DEVICE: GucSetting<Device> = GucSetting::<Device>::new(Device::Cpu);
 /// `persona.inference_threads`: ONNX Runtime intra-op threads per backend and model (0: auto).
@@ -99,6 +123,53 @@ fn init_training_and_statistics() {
 
 /// The settings of text models: device, threads, batching, paths, the sentiment model.
 fn init_text() {
+    GucRegistry::define_enum_guc(
+        c"persona.inference",
+        c"Where text inference runs: auto, worker or backend.",
+        c"worker: the shared inference worker (pg_persona in shared_preload_libraries) holds one \
+          session per model for the whole server and batches every connection's texts together; \
+          backends only tokenise. backend: each backend loads its own ONNX Runtime sessions \
+          (about 200 MB per backend and model). auto (default): worker when it exists, else \
+          backend. Superusers only: it decides how much memory a backend may take.",
+        &INFERENCE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"persona.worker_threads",
+        c"ONNX Runtime threads of the inference worker (0: one per CPU core).",
+        c"The worker runs one batch at a time on this many threads. Read at each session's \
+          creation; change it in postgresql.conf and reload.",
+        &WORKER_THREADS,
+        0,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"persona.max_backend_text_memory",
+        c"Memory a backend's own ONNX Runtime sessions may hold (persona.inference = backend); \
+          0: no bound.",
+        c"Measured as the resident memory each session added when it was created. Past the \
+          bound the least recently used graphs are dropped from the backend (and loaded again \
+          when next used). Superusers only: it bounds a backend's memory.",
+        &MAX_BACKEND_TEXT_MEMORY_MB,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"persona.worker_max_graphs",
+        c"ONNX graphs the inference worker keeps loaded; the least recently used goes first.",
+        c"Each loaded graph takes its weights and ONNX Runtime's buffers once for the whole \
+          server (all-MiniLM-L6-v2 int8: about 150 MB). See persona.text_cache.",
+        &WORKER_MAX_GRAPHS,
+        1,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_enum_guc(
         c"persona.device",
         c"Where text models run: cpu, cuda or auto.",
@@ -349,6 +420,24 @@ pub fn inference_threads() -> usize {
     } else {
         wanted
     }
+}
+
+/// `persona.worker_threads`, 0 resolved to the core count.
+pub fn worker_threads() -> usize {
+    match WORKER_THREADS.get() {
+        n if n > 0 => n as usize,
+        _ => cores(),
+    }
+}
+
+/// `persona.max_backend_text_memory` in bytes (0: no bound).
+pub fn max_backend_text_bytes() -> u64 {
+    (MAX_BACKEND_TEXT_MEMORY_MB.get().max(0) as u64) << 20
+}
+
+/// `persona.worker_max_graphs`.
+pub fn worker_max_graphs() -> usize {
+    WORKER_MAX_GRAPHS.get().max(1) as usize
 }
 
 /// `persona.batch_size`.

@@ -153,11 +153,21 @@ pub(super) fn register(r: Registration) -> Value {
         builtin: r.builtin,
     });
     text_store::invalidate();
+    let hash = persona_core::text::serve::sha256(&r.onnx);
+    if crate::inference::use_worker() {
+        // The worker loads graphs from the file cache: write it now, while the bytes are here.
+        if let Err(e) = persona_core::text::serve::GraphFiles::new(crate::inference::cache_dir())
+            .store(&hash, &r.onnx)
+        {
+            warning!("pg_persona: {e}");
+        }
+    }
     text_store::remember_registered(
         &r.name,
         version,
         spec.task,
         tokenizer.into_bytes(),
+        Some(hash),
         checked.session.clone(),
     );
     let io = m.io();

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use persona_core::text::{ModelSpec, OrtBackend, ScoreMemo, Task, TextEncoder, TextModel};
+use persona_core::text::serve::GraphHash;
+use persona_core::text::{Backend, ModelSpec, OrtBackend, ScoreMemo, Task, TextEncoder, TextModel};
 
 use super::errors::{OrRaiseText, Phase};
 use super::runtime::{
@@ -27,8 +28,14 @@ struct Graph {
     version: i64,
     task: Task,
     tokenizer: Rc<Vec<u8>>,
-    /// One session per (threads, device setting).
-    sessions: Vec<(SessionKey, Arc<OrtBackend>)>,
+    /// The SHA-256 of its ONNX bytes (how the inference worker knows it).
+    hash: Option<GraphHash>,
+    /// One session per (threads, device setting), or the worker's.
+    sessions: Vec<(SessionKey, Arc<dyn Backend>)>,
+    /// Resident memory this backend's own sessions of it added when created.
+    bytes: u64,
+    /// When a model on it was last loaded or resolved (microseconds since the Unix epoch).
+    last_used_us: i64,
 }
 
 /// A loaded model and what it was built from.
@@ -79,11 +86,16 @@ pub fn model(name: &str) -> Rc<Loaded> {
         }
     };
     let cached = CACHE.with(|c| {
-        c.borrow()
+        let mut c = c.borrow_mut();
+        let m = c
             .models
             .get(name)
             .filter(|m| m.stamp == stamp && m.config == config)
-            .cloned()
+            .cloned()?;
+        if let Some(g) = c.graphs.get_mut(&m.graph) {
+            g.last_used_us = crate::inference::shmem::now_us();
+        }
+        Some(m)
     });
     let loaded = match cached {
         Some(m) => m,
@@ -133,7 +145,7 @@ pub(super) fn assemble(
 /// A model with `spec` on `session`, tokenising with `tokenizer` (a `tokenizer.json`).
 pub(super) fn build(
     tokenizer: &[u8],
-    session: Arc<OrtBackend>,
+    session: Arc<dyn Backend>,
     mut spec: ModelSpec,
     config: &RunConfig,
     phase: Phase<'_>,
@@ -147,13 +159,14 @@ pub(super) fn build(
     .or_raise_text(phase)
 }
 
-/// The tokenizer and a session of the graph row `graph` at `graph_version`.
+/// The tokenizer and a session of the graph row `graph` at `graph_version`: the inference
+/// worker's (`persona.inference`), or this backend's own.
 fn graph_session(
     graph: &str,
     graph_version: i64,
     config: &RunConfig,
     phase: Phase<'_>,
-) -> (Rc<Vec<u8>>, Arc<OrtBackend>) {
+) -> (Rc<Vec<u8>>, Arc<dyn Backend>) {
     let key = config.session_key();
     let hit = CACHE.with(|c| {
         let c = c.borrow();
@@ -163,46 +176,92 @@ fn graph_session(
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, s)| s.clone());
-        Some((g.tokenizer.clone(), g.task, session))
+        Some((g.tokenizer.clone(), g.task, g.hash, session))
     });
-    let (tokenizer, task) = match hit {
-        Some((t, _, Some(s))) => return (t, s),
-        Some((t, task, None)) => (t, task),
+    let (tokenizer, task, hash) = match hit {
+        Some((t, _, _, Some(s))) => return (t, s),
+        Some((t, task, hash, None)) => (t, task, hash),
         None => {
-            let (task, tokenizer) = read_graph_meta(graph, graph_version);
-            (Rc::new(tokenizer), task)
+            let (task, tokenizer, hash) = read_graph_meta(graph, graph_version);
+            (Rc::new(tokenizer), task, hash)
         }
     };
-    let onnx = read_onnx(graph);
-    let session = create_session(&onnx, task, config, phase);
-    drop(onnx);
-    release_free_memory();
+    let session: Arc<dyn Backend> = match hash {
+        Some(hash) if config.worker => Arc::new(
+            {
+                let graph = graph.to_string();
+                crate::inference::open_graph(hash, task, move || read_onnx(&graph))
+            }
+            .or_raise_text(phase),
+        ),
+        _ => {
+            let before = crate::inference::worker::resident_bytes();
+            let onnx = read_onnx(graph);
+            let session = create_session(&onnx, task, config, phase);
+            drop(onnx);
+            release_free_memory();
+            let grown = crate::inference::worker::resident_bytes().saturating_sub(before);
+            remember_session(
+                graph,
+                GraphRow {
+                    version: graph_version,
+                    task,
+                    tokenizer: tokenizer.clone(),
+                    hash,
+                },
+                key,
+                session.clone(),
+                grown,
+            );
+            return (tokenizer, session);
+        }
+    };
     remember_session(
         graph,
-        graph_version,
-        task,
-        tokenizer.clone(),
+        GraphRow {
+            version: graph_version,
+            task,
+            tokenizer: tokenizer.clone(),
+            hash,
+        },
         key,
         session.clone(),
+        0,
     );
     (tokenizer, session)
 }
 
-fn remember_session(
-    graph: &str,
-    graph_version: i64,
+/// A graph row as a session was built from it.
+struct GraphRow {
+    version: i64,
     task: Task,
     tokenizer: Rc<Vec<u8>>,
+    hash: Option<GraphHash>,
+}
+
+fn remember_session(
+    graph: &str,
+    row: GraphRow,
     key: SessionKey,
-    session: Arc<OrtBackend>,
+    session: Arc<dyn Backend>,
+    bytes: u64,
 ) {
+    let GraphRow {
+        version: graph_version,
+        task,
+        tokenizer,
+        hash,
+    } = row;
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let fresh = || Graph {
             version: graph_version,
             task,
             tokenizer: tokenizer.clone(),
+            hash,
             sessions: Vec::new(),
+            bytes: 0,
+            last_used_us: 0,
         };
         let g = c.graphs.entry(graph.to_string()).or_insert_with(fresh);
         if g.version != graph_version {
@@ -210,11 +269,66 @@ fn remember_session(
         }
         g.sessions.retain(|(k, _)| *k != key);
         g.sessions.push((key, session));
+        g.bytes += bytes;
+        g.last_used_us = crate::inference::shmem::now_us();
         // Models built on an older version of this graph are stale.
         c.models.retain(|_, m| {
             m.graph != graph || m.stamp.encoder_version.unwrap_or(m.stamp.version) == graph_version
         });
+        evict_over_bound(&mut c, graph);
+        publish(&c);
     });
+}
+
+/// Drops this backend's least recently used graphs (never `keep`) while its own sessions hold
+/// more than `persona.max_backend_text_memory`.
+fn evict_over_bound(c: &mut Cache, keep: &str) {
+    let limit = crate::settings::max_backend_text_bytes();
+    if limit == 0 {
+        return;
+    }
+    while c.graphs.values().map(|g| g.bytes).sum::<u64>() > limit {
+        let victim = c
+            .graphs
+            .iter()
+            .filter(|(name, g)| name.as_str() != keep && g.bytes > 0)
+            .min_by_key(|(_, g)| g.last_used_us)
+            .map(|(name, _)| name.clone());
+        let Some(victim) = victim else { break };
+        c.graphs.remove(&victim);
+        c.models.retain(|_, m| m.graph != victim);
+        c.resolved.forget_all();
+    }
+}
+
+/// Publishes the graphs this backend runs itself (for `persona.text_cache`).
+fn publish(c: &Cache) {
+    let Some(shared) = crate::inference::shmem::shared() else {
+        return;
+    };
+    let Some(slot) = crate::inference::shmem::my_procno().and_then(|p| shared.slot(p)) else {
+        return;
+    };
+    let held: Vec<crate::inference::shmem::HeldGraph> = c
+        .graphs
+        .values()
+        .filter(|g| g.bytes > 0)
+        .map(|g| crate::inference::shmem::HeldGraph {
+            key: persona_core::text::serve::GraphKey {
+                hash: g.hash.unwrap_or([0; 32]),
+                task: g.task,
+            },
+            bytes: g.bytes,
+            last_used_us: g.last_used_us,
+        })
+        .collect();
+    crate::inference::shmem::clear_on_exit();
+    // SAFETY: MyProcPid is this process's pid.
+    slot.pid.store(
+        unsafe { pgrx::pg_sys::MyProcPid },
+        std::sync::atomic::Ordering::Release,
+    );
+    slot.held.publish(&held);
 }
 
 /// Puts the session a registration checked the model with into this backend's cache, so the
@@ -224,8 +338,24 @@ pub fn remember_registered(
     version: i64,
     task: Task,
     tokenizer: Vec<u8>,
+    hash: Option<GraphHash>,
     session: Arc<OrtBackend>,
 ) {
-    let key = RunConfig::current().session_key();
-    remember_session(graph, version, task, Rc::new(tokenizer), key, session);
+    let config = RunConfig::current();
+    if config.worker {
+        // Models run in the worker; the registration's own session is not kept.
+        return;
+    }
+    remember_session(
+        graph,
+        GraphRow {
+            version,
+            task,
+            tokenizer: Rc::new(tokenizer),
+            hash,
+        },
+        config.session_key(),
+        session,
+        0,
+    );
 }

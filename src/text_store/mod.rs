@@ -14,6 +14,7 @@ pub mod runtime;
 
 use std::sync::Arc;
 
+use persona_core::text::serve::GraphHash;
 use persona_core::text::{ModelSpec, OrtBackend, Task, TextModel};
 use persona_core::CoreError;
 use pgrx::prelude::*;
@@ -128,21 +129,27 @@ fn read_model_spec(name: &str) -> (ModelSpec, String) {
     (spec, graph)
 }
 
-/// The task and tokenizer of the graph row `graph` at `graph_version`.
-fn read_graph_meta(graph: &str, graph_version: i64) -> (Task, Vec<u8>) {
+/// The task, tokenizer and graph hash (SHA-256 of its ONNX bytes) of the graph row `graph` at
+/// `graph_version`.
+fn read_graph_meta(graph: &str, graph_version: i64) -> (Task, Vec<u8>, Option<GraphHash>) {
+    // A catalog older than 0.3.0 (before ALTER EXTENSION UPDATE) has no hashes: its graphs run
+    // in the backend.
+    let query = if has_graph_hashes() {
+        "SELECT task, tokenizer, onnx_sha256 FROM persona.bert_model_store \
+         WHERE name = $1 AND version = $2"
+    } else {
+        "SELECT task, tokenizer, NULL::bytea FROM persona.bert_model_store \
+         WHERE name = $1 AND version = $2"
+    };
     let row = Spi::connect(|client| {
-        let r = first(
-            client,
-            "SELECT task, tokenizer FROM persona.bert_model_store WHERE name = $1 AND version = $2",
-            &[graph.into(), graph_version.into()],
-            STORE,
-        )?;
+        let r = first(client, query, &[graph.into(), graph_version.into()], STORE)?;
         Some((
             r.column::<String>(1, "task")?,
             r.column::<String>(2, "tokenizer")?,
+            r.column::<Vec<u8>>(3, "onnx_sha256"),
         ))
     });
-    let Some((task, tokenizer)) = row else {
+    let Some((task, tokenizer, hash)) = row else {
         raise_hint(
             ERRCODE_UNDEFINED_OBJECT,
             format!("the graph of text model \"{graph}\" changed or is missing"),
@@ -155,7 +162,20 @@ fn read_graph_meta(graph: &str, graph_version: i64) -> (Task, Vec<u8>) {
             Phase::Load(graph),
         )
     });
-    (task, tokenizer.into_bytes())
+    let hash = hash.and_then(|h| GraphHash::try_from(h.as_slice()).ok());
+    (task, tokenizer.into_bytes(), hash)
+}
+
+/// Whether the catalog has `bert_model_store.onnx_sha256` (0.3.0 or later).
+fn has_graph_hashes() -> bool {
+    select_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute \
+          WHERE attrelid = 'persona.bert_model_store'::pg_catalog.regclass \
+            AND attname = 'onnx_sha256' AND NOT attisdropped)",
+        &[],
+        "pg_catalog.pg_attribute",
+    )
+    .unwrap_or(false)
 }
 
 /// The ONNX bytes of the graph row `graph`.

@@ -96,8 +96,9 @@ pub fn ensure_runtime() {
     }
 }
 
-/// The settings a session of a graph is built with: threads, device, spinning.
-pub type SessionKey = (usize, Device, bool);
+/// The settings a session of a graph is built with: threads, device, spinning, and whether it is
+/// the inference worker's.
+pub type SessionKey = (usize, Device, bool, bool);
 
 /// Runtime settings a loaded model depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +110,8 @@ pub struct RunConfig {
     pub max_batch_bytes: u64,
     pub max_sequence_length: Option<usize>,
     pub spin: bool,
+    /// Graphs run in the shared inference worker (`persona.inference`).
+    pub worker: bool,
 }
 
 impl RunConfig {
@@ -122,12 +125,18 @@ impl RunConfig {
             max_batch_bytes: settings::max_inference_bytes(),
             max_sequence_length: settings::max_sequence_length(),
             spin: settings::INFERENCE_SPIN.get(),
+            worker: crate::inference::use_worker(),
         }
     }
 
-    /// What identifies a session of a graph: its threads, device and spinning settings.
+    /// What identifies a session of a graph: its threads, device and spinning settings, or the
+    /// worker (whose own settings apply).
     pub fn session_key(&self) -> SessionKey {
-        (self.threads, self.device, self.spin)
+        if self.worker {
+            (0, Device::Cpu, false, true)
+        } else {
+            (self.threads, self.device, self.spin, false)
+        }
     }
 
     pub fn session_options(&self, device: CoreDevice) -> SessionOptions {
@@ -137,6 +146,7 @@ impl RunConfig {
             max_batch_tokens: self.max_batch_tokens,
             max_batch_bytes: self.max_batch_bytes,
             spin: self.spin,
+            shrink_arena: false,
             device,
         }
     }
@@ -150,8 +160,9 @@ impl RunConfig {
     }
 }
 
-/// A session shared by the models on one graph (the encoder and the heads on it).
-pub struct Shared(pub Arc<OrtBackend>);
+/// A session shared by the models on one graph (the encoder and the heads on it): this backend's
+/// own, or the inference worker's.
+pub struct Shared(pub Arc<dyn Backend>);
 
 impl Backend for Shared {
     fn io(&self) -> &GraphIo {
@@ -159,6 +170,9 @@ impl Backend for Shared {
     }
     fn run(&self, batch: &PaddedBatch) -> persona_core::Result<BatchOutput> {
         self.0.run(batch)
+    }
+    fn probe(&self, batch: &PaddedBatch) -> persona_core::Result<BatchOutput> {
+        self.0.probe(batch)
     }
 }
 

@@ -11,6 +11,9 @@ SELECT set_config('regress.datadir', :'datadir', false) IS NOT NULL AS datadir_s
 
 -- ONNX Runtime is loaded on first use. A missing or too old library is an ERROR, and a failed
 -- attempt leaves nothing behind: the right library still loads afterwards in this backend.
+-- (These library and device checks are of a backend running its own sessions; the shared
+-- inference worker's: inference.sql.)
+SET persona.inference = backend;
 SET persona.onnxruntime_library = '/nonexistent/libonnxruntime.so';
 SELECT regress.error_of($$SELECT bert_embed('hello')$$);
 SELECT set_config('persona.onnxruntime_library', :'datadir' || '/libonnxruntime_old.so', false) IS NOT NULL AS set;
@@ -27,6 +30,7 @@ SET persona.device = 'auto';
 SELECT array_length(bert_embed('hello'), 1) AS dims_auto;
 SELECT array_length(bert_embed('hello again'), 1) AS dims_auto_again;
 RESET persona.device;
+RESET persona.inference;
 
 -- The default models, registered by CREATE EXTENSION.
 SELECT name, task, encoder, dim, labels, positive_label, pooling, max_length, has_head, onnx_bytes > 20000000 AS big, builtin
@@ -221,11 +225,12 @@ RESET persona.model_dir;
 
 -- Each inference run's memory is estimated before it runs, and batches are cut to fit
 -- persona.max_inference_memory (512 MB by default): even with the other bounds lifted, 128 texts
--- of 256 tokens take a fresh backend less than 600 MB above where it started (one batch of them
--- took 2.7 GB before; 1,024 took the backend past the machine's memory and the OOM killer
--- restarted the server).
+-- of 256 tokens take a fresh backend running its own sessions less than 600 MB above where it
+-- started (one batch of them took 2.7 GB before; 1,024 took the backend past the machine's
+-- memory and the OOM killer restarted the server). The inference worker's side: inference.sql.
 CREATE EXTENSION dblink;
 SELECT dblink_connect('mem', 'dbname=' || current_database()) AS connected;
+SELECT dblink_exec('mem', 'SET persona.inference = backend') AS set;
 SELECT dblink_exec('mem', 'SET persona.batch_size = 4096') AS set, dblink_exec('mem', 'SET persona.max_batch_tokens = 16777216') AS set;
 SELECT n AS warmed FROM dblink('mem', $$SELECT count(*) FROM bert_embed(ARRAY['warm up'])$$) AS t(n bigint);
 CREATE TEMP TABLE rss AS SELECT kb AS before_kb FROM dblink('mem',

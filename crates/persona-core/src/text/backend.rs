@@ -8,12 +8,14 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
+use serde::{Deserialize, Serialize};
+
 use super::batch::PaddedBatch;
 use super::{Device, SessionOptions, Task};
 use crate::{CoreError, Result};
 
 /// A graph input the runtime knows how to feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InputKind {
     /// `input_ids`: token ids, int64 `[batch, seq]`.
     InputIds,
@@ -44,7 +46,7 @@ impl InputKind {
 }
 
 /// The graph output the runtime reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputKind {
     /// Token states, float `[batch, seq, dim]` (`last_hidden_state` or `token_embeddings`),
     /// pooled by the runtime.
@@ -58,7 +60,7 @@ const HIDDEN_OUTPUTS: [&str; 2] = ["last_hidden_state", "token_embeddings"];
 const LOGITS_OUTPUTS: [&str; 1] = ["logits"];
 
 /// One declared input or output of a graph, as the runtime sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortInfo {
     /// Its name.
     pub name: String,
@@ -107,7 +109,7 @@ fn dtype_name(t: TensorElementType) -> &'static str {
 
 /// What the runtime feeds a graph and reads from it, worked out from its declared inputs and
 /// outputs by [`GraphIo::detect`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphIo {
     /// The inputs, in the graph's order.
     pub inputs: Vec<InputKind>,
@@ -211,7 +213,7 @@ impl GraphIo {
 }
 
 /// The raw output of one batch, row-major.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchOutput {
     /// What `data` holds.
     pub kind: OutputKind,
@@ -233,12 +235,22 @@ pub trait Backend: Send + Sync {
     fn io(&self) -> &GraphIo;
     /// Runs one batch.
     fn run(&self, batch: &PaddedBatch) -> Result<BatchOutput>;
+    /// Runs the batch a model is checked with when it is loaded ([`TextModel`]'s probe: the
+    /// longest text of the tokenizer's largest id). A backend shared by many processes may
+    /// answer it from a cache, since every process loading the same model sends the same one.
+    ///
+    /// [`TextModel`]: super::TextModel
+    fn probe(&self, batch: &PaddedBatch) -> Result<BatchOutput> {
+        self.run(batch)
+    }
 }
 
 /// A [`Backend`] on an ONNX Runtime session (CPU execution provider, or CUDA's with
 /// [`Device::Cuda`]).
 pub struct OrtBackend {
     session: Mutex<Session>,
+    /// Shrink the CPU arena after each run ([`SessionOptions::shrink_arena`]).
+    shrink_arena: bool,
     io: GraphIo,
     inputs: Vec<PortInfo>,
     outputs: Vec<PortInfo>,
@@ -331,6 +343,7 @@ impl OrtBackend {
         let io = GraphIo::detect(&inputs, &outputs, wants)?;
         Ok(OrtBackend {
             session: Mutex::new(session),
+            shrink_arena: opts.shrink_arena,
             io,
             inputs,
             outputs,
@@ -366,10 +379,23 @@ impl Backend for OrtBackend {
                 .map_err(runtime_error("cannot build an input tensor"))?;
             feed.push((kind.name(), tensor.into_dyn()));
         }
+        // Declared before the outputs, which borrow it.
+        let shrink = if self.shrink_arena {
+            let mut options = ort::session::RunOptions::new()
+                .map_err(runtime_error("cannot create run options"))?;
+            options
+                .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+                .map_err(runtime_error("cannot set arena shrinkage"))?;
+            Some(options)
+        } else {
+            None
+        };
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session
-            .run(feed)
-            .map_err(runtime_error("ONNX Runtime inference failed"))?;
+        let outputs = match &shrink {
+            Some(options) => session.run_with_options(feed, options),
+            None => session.run(feed),
+        }
+        .map_err(runtime_error("ONNX Runtime inference failed"))?;
         let value = outputs.get(&self.io.output_name).ok_or_else(|| {
             CoreError::Runtime(format!(
                 "the model did not return its output \"{}\"",

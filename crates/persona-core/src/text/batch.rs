@@ -337,7 +337,7 @@ pub fn batch_bytes(rows: usize, seq: usize, hidden: usize) -> u64 {
 }
 
 /// One batch as the graph sees it: row-major `[rows, seq]` tensors, right-padded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaddedBatch {
     /// Number of texts.
     pub rows: usize,

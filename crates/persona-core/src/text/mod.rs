@@ -46,6 +46,7 @@ pub mod head;
 pub mod math;
 pub mod memo;
 mod runtime;
+pub mod serve;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +71,7 @@ use crate::{CoreError, Result};
 pub const DEFAULT_MAX_LENGTH: usize = 256;
 
 /// What a model is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     /// An encoder giving sentence embeddings (and class scores when it carries a [`Head`]).
@@ -195,6 +196,11 @@ pub struct SessionOptions {
     pub max_batch_bytes: u64,
     /// Let idle ONNX Runtime worker threads spin-wait (lower latency, burns CPU). Default off.
     pub spin: bool,
+    /// Hand ONNX Runtime's arena memory back after each run (its CPU arena otherwise keeps the
+    /// peak of the largest batch ever run). Default off: a backend's session lives with the
+    /// backend; the shared inference worker, which runs every caller's largest batch, turns it
+    /// on.
+    pub shrink_arena: bool,
     /// Where inference runs. Default [`Device::Cpu`].
     pub device: Device,
 }
@@ -221,6 +227,7 @@ impl Default for SessionOptions {
             max_batch_tokens: 8192,
             max_batch_bytes: 512 << 20,
             spin: false,
+            shrink_arena: false,
             device: Device::Cpu,
         }
     }
@@ -642,13 +649,13 @@ fn probe(backend: &dyn Backend, encoder: &TextEncoder) -> Result<usize> {
     };
     let long = make(encoder.max_length());
     let batch = PaddedBatch::new(&[&long], encoder.pad_id());
-    let first = match backend.run(&batch) {
+    let first = match backend.probe(&batch) {
         Ok(out) => return probe_width(backend, &out, &batch),
         Err(e) => e,
     };
     let short = make(1);
     let batch = PaddedBatch::new(&[&short], encoder.pad_id());
-    match backend.run(&batch) {
+    match backend.probe(&batch) {
         Ok(_) => Err(CoreError::SequenceTooLong(format!(
             "the model fails on texts of max_length = {} tokens (its position table may be \
              shorter; lower max_length): {first}",

@@ -1,0 +1,479 @@
+//! The inference worker: a background worker (started when pg_persona is in
+//! `shared_preload_libraries`) that holds one ONNX Runtime session per graph for the whole
+//! server and runs every backend's batches on it.
+//!
+//! Each time it wakes it takes every waiting request, groups the runs by graph, merges the
+//! batches of different backends into runs within its bounds (`persona.batch_size`,
+//! `persona.max_batch_tokens`, `persona.max_inference_memory` as set in its configuration;
+//! dynamic batching), runs them, and cuts the outputs back into each backend's reply. It has no
+//! database connection: a backend resolves a model with its own privileges and names the graph
+//! by its SHA-256; the worker loads the graph from the file cache, checking the hash, and
+//! answers "not cached" when there is no valid file, which the backend then writes.
+//!
+//! It never calls PostgreSQL from ONNX Runtime's threads (they start with every signal
+//! blocked), stops between runs when asked to (SIGTERM), and exits with status 1 so that the
+//! postmaster restarts it; on exit it wakes every backend waiting on it, which then fails with
+//! an error saying so.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use persona_core::text::serve::{
+    self, Envelope, Failure, GraphFiles, GraphKey, Lru, Reply, Request,
+};
+use persona_core::text::{
+    batch_bytes, init_runtime, Backend, Device as CoreDevice, OrtBackend, OutputKind, PaddedBatch,
+    SessionOptions,
+};
+use persona_core::CoreError;
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::shmem::{self, HeldGraph, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
+use crate::settings::{self, Device};
+use crate::text_store::runtime::with_signals_blocked;
+
+/// A loaded graph.
+struct Session {
+    backend: Arc<OrtBackend>,
+    /// Answers to load-time probes, by batch (every backend loading a model sends the same).
+    probes: Vec<(PaddedBatch, Reply)>,
+    /// Resident memory the session added when it was created.
+    bytes: u64,
+    last_used_us: i64,
+}
+
+/// A request taken from a slot.
+struct Taken {
+    procno: usize,
+    segment: Segment,
+    envelope: Envelope,
+}
+
+/// Resident memory of this process, in bytes.
+pub fn resident_bytes() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page)
+}
+
+/// Registers the worker (from `_PG_init` in `shared_preload_libraries`).
+pub fn register() {
+    BackgroundWorkerBuilder::new("pg_persona inference")
+        .set_type("pg_persona inference")
+        .set_library("pg_persona")
+        .set_function("persona_inference_worker_main")
+        .enable_shmem_access(None)
+        // A connection to no database: the worker shows in pg_stat_activity (backend_type
+        // "pg_persona inference") and reads settings, and never touches a catalog.
+        .enable_spi_access()
+        // Consistent state: also on a hot standby (inference on a read replica).
+        .set_start_time(BgWorkerStartTime::ConsistentState)
+        .set_restart_time(Some(Duration::from_secs(1)))
+        .load();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
+    let Some(shared) = shmem::shared() else {
+        return;
+    };
+    shared.worker_pid.store(0, Release);
+    for (procno, slot) in shared.slots() {
+        if matches!(slot.state.load(Acquire), PENDING | RUNNING) {
+            shmem::wake(procno);
+        }
+    }
+}
+
+/// The worker's entry point.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn persona_inference_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    let Some(shared) = shmem::shared() else {
+        log!("pg_persona inference worker: no shared memory (pg_persona is not in shared_preload_libraries)");
+        return;
+    };
+    // SAFETY: registers a plain callback for this process's exit.
+    unsafe { pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0)) };
+    let generation = shared.generation.fetch_add(1, AcqRel) + 1;
+    // Requests a previous worker took and never answered: their backends saw it exit.
+    for (_, slot) in shared.slots() {
+        if matches!(slot.state.load(Acquire), RUNNING | ABANDONED) {
+            slot.state.store(FREE, Release);
+        }
+    }
+    let procno = shmem::my_procno().expect("a background worker has a PGPROC");
+    shared.worker_procno.store(procno as i32, Release);
+    // SAFETY: MyProcPid is this process's pid.
+    shared
+        .worker_pid
+        .store(unsafe { pg_sys::MyProcPid }, Release);
+    let files = GraphFiles::new(super::cache_dir());
+    match files.sweep() {
+        Ok(0) => {}
+        Ok(n) => log!("pg_persona inference worker: removed {n} unfinished graph file(s)"),
+        Err(e) => warning!("pg_persona inference worker: {e}"),
+    }
+    log!("pg_persona inference worker started (generation {generation})");
+    let mut worker = Worker {
+        files,
+        sessions: Lru::default(),
+    };
+    // Resident memory after the last trim: freed heap memory (a large batch's buffers) is given
+    // back when the worker goes idle having grown well past it.
+    let mut trimmed_at = resident_bytes();
+    loop {
+        if worker.serve(shared) && resident_bytes() > trimmed_at + (64 << 20) {
+            crate::text_store::runtime::release_free_memory();
+            trimmed_at = resident_bytes();
+        }
+        // SAFETY: a plain read of a flag the SIGTERM handler sets.
+        if unsafe { pg_sys::ShutdownRequestPending } != 0 {
+            break;
+        }
+        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(10))) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: reloading the configuration file in a background worker's main loop.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+    }
+    log!("pg_persona inference worker stopping");
+    // Status 1: the postmaster starts a new worker (unless the server is shutting down).
+    // SAFETY: proc_exit runs the exit callbacks (on_exit above) and ends the process.
+    unsafe { pg_sys::proc_exit(1) };
+}
+
+struct Worker {
+    files: GraphFiles,
+    sessions: Lru<GraphKey, Session>,
+}
+
+fn session_options() -> SessionOptions {
+    SessionOptions {
+        threads: settings::worker_threads(),
+        batch_size: settings::batch_size(),
+        max_batch_tokens: settings::max_batch_tokens(),
+        max_batch_bytes: settings::max_inference_bytes(),
+        spin: settings::INFERENCE_SPIN.get(),
+        shrink_arena: true,
+        device: CoreDevice::Cpu,
+    }
+}
+
+impl Worker {
+    /// Answers every waiting request; whether there was any.
+    fn serve(&mut self, shared: &shmem::Shared) -> bool {
+        let mut served = false;
+        loop {
+            let taken = take(shared);
+            if taken.is_empty() {
+                return served;
+            }
+            served = true;
+            let mut by_graph: HashMap<GraphKey, Vec<Taken>> = HashMap::new();
+            let mut order = Vec::new();
+            for t in taken {
+                let key = t.envelope.graph;
+                if !by_graph.contains_key(&key) {
+                    order.push(key);
+                }
+                by_graph.entry(key).or_default().push(t);
+            }
+            for key in order {
+                let requests = by_graph.remove(&key).unwrap_or_default();
+                self.serve_graph(shared, key, requests);
+                // SAFETY: a plain read of a flag the SIGTERM handler sets.
+                if unsafe { pg_sys::ShutdownRequestPending } != 0 {
+                    return served;
+                }
+            }
+        }
+    }
+
+    fn serve_graph(&mut self, shared: &shmem::Shared, key: GraphKey, requests: Vec<Taken>) {
+        let session = match self.session(key) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                for t in requests {
+                    answer(shared, t, &Reply::NotCached);
+                }
+                return;
+            }
+            Err(e) => {
+                for t in requests {
+                    answer(shared, t, &Reply::Failed(Failure::of(e.clone_error())));
+                }
+                return;
+            }
+        };
+        let mut runs = Vec::new();
+        for t in requests {
+            match &t.envelope.request {
+                Request::Describe => answer(shared, t, &Reply::Io(session.io().clone())),
+                Request::Probe(batch) => {
+                    let reply = self.probe(key, &session, batch);
+                    answer(shared, t, &reply);
+                }
+                Request::Run(_) => runs.push(t),
+            }
+        }
+        let batches: Vec<&PaddedBatch> = runs
+            .iter()
+            .filter_map(|t| match &t.envelope.request {
+                Request::Run(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        let sizes: Vec<(usize, usize)> = batches.iter().map(|b| (b.rows, b.seq)).collect();
+        let opts = session_options();
+        let hidden = match session.io().output {
+            OutputKind::Hidden => session.io().declared_width.unwrap_or(1024),
+            OutputKind::Logits => 1024,
+        };
+        let fits = |rows: usize, seq: usize| {
+            rows <= opts.batch_size
+                && rows.saturating_mul(seq) <= opts.max_batch_tokens
+                && (opts.max_batch_bytes == 0
+                    || batch_bytes(rows, seq, hidden) <= opts.max_batch_bytes)
+        };
+        let groups = serve::group(&sizes, fits, session.io().has_attention_mask());
+        let mut replies: Vec<Option<Reply>> = vec![None; runs.len()];
+        for members in groups {
+            let parts: Vec<&PaddedBatch> = members.iter().map(|&i| batches[i]).collect();
+            let merged = serve::merge(&parts);
+            let result = with_signals_blocked(|| session.run(&merged))
+                .and_then(|out| serve::split(&out, &parts));
+            shared.runs.fetch_add(1, Relaxed);
+            match result {
+                Ok(outs) => {
+                    for (&i, out) in members.iter().zip(outs) {
+                        replies[i] = Some(Reply::Ran(out));
+                    }
+                }
+                Err(e) => {
+                    let f = Failure::of(e);
+                    for &i in &members {
+                        replies[i] = Some(Reply::Failed(f.clone()));
+                    }
+                }
+            }
+        }
+        for (t, reply) in runs.into_iter().zip(replies) {
+            let reply = reply.unwrap_or_else(|| {
+                Reply::Failed(Failure::Runtime("the request was not run".into()))
+            });
+            answer(shared, t, &reply);
+        }
+        self.publish(shared);
+    }
+
+    /// The answer to a probe batch: remembered, or run (and remembered, a few per graph).
+    fn probe(&mut self, key: GraphKey, session: &OrtBackend, batch: &PaddedBatch) -> Reply {
+        if let Some(s) = self.sessions.get_mut(&key) {
+            if let Some((_, reply)) = s.probes.iter().find(|(b, _)| b == batch) {
+                return reply.clone();
+            }
+        }
+        let reply = match with_signals_blocked(|| session.run(batch)) {
+            Ok(out) => Reply::Ran(out),
+            Err(e) => Reply::Failed(Failure::of(e)),
+        };
+        if let Some(s) = self.sessions.get_mut(&key) {
+            if s.probes.len() >= 4 {
+                s.probes.remove(0);
+            }
+            s.probes.push((batch.clone(), reply.clone()));
+        }
+        reply
+    }
+
+    /// The session of `key`: cached, or loaded from its file (`None`: no valid file).
+    fn session(&mut self, key: GraphKey) -> Result<Option<Arc<OrtBackend>>, Loaded> {
+        let now = shmem::now_us();
+        if let Some(s) = self.sessions.get_mut(&key) {
+            s.last_used_us = now;
+            return Ok(Some(s.backend.clone()));
+        }
+        let bytes = match self.files.load(&key.hash) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(Loaded(e)),
+        };
+        runtime()?;
+        let before = resident_bytes();
+        let opts = session_options();
+        let device = match settings::DEVICE.get() {
+            Device::Cpu => CoreDevice::Cpu,
+            Device::Cuda => CoreDevice::Cuda,
+            Device::Auto => {
+                if persona_core::text::cuda_available().unwrap_or(false) {
+                    CoreDevice::Cuda
+                } else {
+                    CoreDevice::Cpu
+                }
+            }
+        };
+        let opts = SessionOptions { device, ..opts };
+        let backend =
+            with_signals_blocked(|| OrtBackend::from_bytes(&bytes, key.task, false, &opts))
+                .map_err(Loaded)?;
+        drop(bytes);
+        crate::text_store::runtime::release_free_memory();
+        let grown = resident_bytes().saturating_sub(before);
+        log!(
+            "pg_persona inference worker: loaded graph {} ({} MB resident, {:?})",
+            &serve::hex(&key.hash)[..12],
+            grown >> 20,
+            device
+        );
+        let backend = Arc::new(backend);
+        let evicted = self.sessions.insert(
+            key,
+            Session {
+                backend: backend.clone(),
+                probes: Vec::new(),
+                bytes: grown,
+                last_used_us: now,
+            },
+            settings::worker_max_graphs(),
+        );
+        for (k, _) in evicted {
+            log!(
+                "pg_persona inference worker: evicted graph {} (persona.worker_max_graphs)",
+                &serve::hex(&k.hash)[..12]
+            );
+        }
+        crate::text_store::runtime::release_free_memory();
+        Ok(Some(backend))
+    }
+
+    fn publish(&self, shared: &shmem::Shared) {
+        let held: Vec<HeldGraph> = self
+            .sessions
+            .iter()
+            .map(|(k, s, _)| HeldGraph {
+                key: *k,
+                bytes: s.bytes,
+                last_used_us: s.last_used_us,
+            })
+            .collect();
+        shared.held.publish(&held);
+    }
+}
+
+/// An error loading a graph (kept to answer every request for it).
+struct Loaded(CoreError);
+
+impl From<Loaded> for CoreError {
+    fn from(l: Loaded) -> CoreError {
+        l.0
+    }
+}
+
+impl Loaded {
+    fn clone_error(&self) -> CoreError {
+        match &self.0 {
+            CoreError::CorruptModel(m) => CoreError::CorruptModel(m.clone()),
+            CoreError::InvalidData(m) => CoreError::InvalidData(m.clone()),
+            CoreError::TooLarge(m) => CoreError::TooLarge(m.clone()),
+            other => CoreError::Runtime(other.to_string()),
+        }
+    }
+}
+
+/// Loads ONNX Runtime into the worker unless it is loaded.
+fn runtime() -> Result<(), Loaded> {
+    let path = settings::onnxruntime_library();
+    if persona_core::text::runtime_info().is_some_and(|i| i.path == path) {
+        return Ok(());
+    }
+    if !path.exists() {
+        return Err(Loaded(CoreError::Runtime(format!(
+            "ONNX Runtime is not installed at {} (persona.onnxruntime_library)",
+            path.display()
+        ))));
+    }
+    with_signals_blocked(|| init_runtime(&path))
+        .map(|_| ())
+        .map_err(Loaded)
+}
+
+/// Takes every pending request (marking its slot RUNNING).
+fn take(shared: &shmem::Shared) -> Vec<Taken> {
+    let mut taken = Vec::new();
+    for (procno, slot) in shared.slots() {
+        if slot
+            .state
+            .compare_exchange(PENDING, RUNNING, AcqRel, Acquire)
+            .is_err()
+        {
+            continue;
+        }
+        let Some(segment) = Segment::attach(slot.handle.load(Relaxed)) else {
+            // The backend gave up and its segment is gone.
+            release(slot);
+            continue;
+        };
+        match serve::decode::<Envelope>(segment.bytes()) {
+            Ok(envelope) => taken.push(Taken {
+                procno,
+                segment,
+                envelope,
+            }),
+            Err(e) => {
+                let t = Taken {
+                    procno,
+                    segment,
+                    envelope: Envelope {
+                        graph: GraphKey {
+                            hash: [0; 32],
+                            task: Default::default(),
+                        },
+                        request: Request::Describe,
+                    },
+                };
+                answer(shared, t, &Reply::Failed(Failure::of(e)));
+            }
+        }
+    }
+    taken
+}
+
+/// A slot the worker is done with: DONE for its backend, or FREE if the backend gave up.
+fn release(slot: &shmem::Slot) {
+    if slot
+        .state
+        .compare_exchange(RUNNING, DONE, AcqRel, Acquire)
+        .is_err()
+    {
+        // ABANDONED: nobody will read the reply.
+        slot.state.store(FREE, Release);
+    }
+}
+
+/// Writes `reply` into the request's segment and wakes its backend.
+fn answer(shared: &shmem::Shared, t: Taken, reply: &Reply) {
+    let buf = t.segment.bytes();
+    if let Err(needed) = serve::encode(reply, buf) {
+        let _ = serve::encode(&Reply::TooSmall { needed }, buf);
+    }
+    drop(t.segment);
+    shared.requests.fetch_add(1, Relaxed);
+    if let Some(slot) = shared.slot(t.procno) {
+        release(slot);
+    }
+    shmem::wake(t.procno);
+}

@@ -225,26 +225,40 @@ if "text" in ONLY and os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.
     t0 = time.perf_counter(); fresh.execute("SELECT bert_score('a first sentence')").fetchall(); first = time.perf_counter() - t0
     t0 = time.perf_counter(); fresh.execute("SELECT bert_score('a second sentence')").fetchall(); second = time.perf_counter() - t0
     fresh.close()
+    # persona.inference = auto: the shared inference worker when pg_persona is preloaded (as
+    # scripts/cluster.sh configures), which runs at persona.worker_threads (0: every core).
+    mode = q("SELECT current_setting('persona.inference')")[0][0]
+    worker = q("SELECT count(*) FROM persona.text_cache WHERE holder = 'worker'")[0][0] > 0 or \
+        q("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_persona inference'")[0][0] > 0
     q("SET persona.inference_threads = 2")
     q("SET persona.batch_size = 64")
     q("SELECT bert_score('warm up')")
     t_arr, _ = best(lambda: q("SELECT bert_score(array_agg(body ORDER BY id)) FROM sentences"), 2)
     t_row, _ = best(lambda: q("SELECT sum(bert_score(body)) FROM sentences"), 1)
-    # The same with ONNX Runtime's thread spinning on (off by default: it slows concurrent
-    # backends down; one backend scoring a large array is faster with it).
+    # The same in this backend's own session (persona.inference = backend, the only mode without
+    # the worker), with ONNX Runtime's thread spinning off (the default) and on.
+    q("SET persona.inference = backend")
+    q("SELECT bert_score('warm up')")
+    t_arr_backend, _ = best(lambda: q("SELECT bert_score(array_agg(body ORDER BY id)) FROM sentences"), 2)
     q("SET persona.inference_spin = on")
     q("SELECT bert_score('warm up')")
     t_arr_spin, _ = best(lambda: q("SELECT bert_score(array_agg(body ORDER BY id)) FROM sentences"), 2)
     q("RESET persona.inference_spin")
+    q("RESET persona.inference")
     sql = q("SELECT bert_score(array_agg(body ORDER BY id)) FROM sentences")[0][0]
     diff = max(abs(a - b) for a, b in zip(sql, py))
     n = len(texts)
+    print(f"persona.inference = {mode} (inference worker running: {worker})")
     print(f"{n} sentences: Python {n/t_py:.0f}/s (length-sorted batches {n/t_py_sorted:.0f}/s), "
           f"SQL array form {n/t_arr:.0f}/s ({t_py/t_arr:.2f}x; {t_py_sorted/t_arr:.2f}x the sorted baseline), "
-          f"SQL per row {n/t_row:.0f}/s ({t_py/t_row:.2f}x); SQL array form with inference_spin {n/t_arr_spin:.0f}/s "
+          f"backend's own session {n/t_arr_backend:.0f}/s ({t_py_sorted/t_arr_backend:.2f}x), "
+          f"SQL per row {n/t_row:.0f}/s ({t_py/t_row:.2f}x); backend's own session with inference_spin {n/t_arr_spin:.0f}/s "
           f"({t_py_sorted/t_arr_spin:.2f}x the sorted baseline); max |score difference| {diff:.2e}; "
           f"first call in a new backend {first*1000:.0f} ms, second {second*1000:.1f} ms")
-    results["bert_10k"] = {"sentences": n, "python_per_s": n / t_py, "python_sorted_per_s": n / t_py_sorted,
+    results["bert_10k"] = {"sentences": n, "inference": mode, "worker_running": worker,
+                           "python_per_s": n / t_py, "python_sorted_per_s": n / t_py_sorted,
+                           "sql_array_backend_per_s": n / t_arr_backend,
+                           "array_backend_ratio_vs_sorted": t_py_sorted / t_arr_backend,
                            "array_ratio_vs_sorted": t_py_sorted / t_arr, "row_ratio_vs_sorted": t_py_sorted / t_row,
                            "sql_array_per_s": n / t_arr, "sql_array_spin_per_s": n / t_arr_spin,
                            "array_spin_ratio_vs_sorted": t_py_sorted / t_arr_spin,

@@ -184,3 +184,23 @@ COMMENT ON VIEW persona.text_cache IS
 REVOKE ALL ON FUNCTION persona.text_cache_entries() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION persona.text_cache_entries() TO pg_monitor;
 GRANT SELECT ON persona.text_cache TO pg_monitor;
+CREATE FUNCTION persona."inference_worker_stats"() RETURNS TABLE (
+	"pid" INT,
+	"starts" bigint,
+	"requests" bigint,
+	"batches" bigint,
+	"runs" bigint,
+	"texts" bigint,
+	"busy_seconds" double precision
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'inference_worker_stats_wrapper';
+CREATE VIEW persona.inference_worker AS
+SELECT s.pid, s.starts, s.requests, s.batches, s.runs, s.texts, s.busy_seconds,
+       CASE WHEN s.runs > 0 THEN round(s.batches::numeric / s.runs, 2) END AS batches_per_run
+  FROM persona.inference_worker_stats() s;
+COMMENT ON VIEW persona.inference_worker IS
+  'The shared inference worker since the server started: starts, requests answered, callers'' batches run, merged runs, texts, seconds running; batches_per_run shows cross-connection batching';
+REVOKE ALL ON FUNCTION persona.inference_worker_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION persona.inference_worker_stats() TO pg_monitor;
+GRANT SELECT ON persona.inference_worker TO pg_monitor;

@@ -238,6 +238,7 @@ fn store(row: Row<'_>) -> i64 {
     // could otherwise replace a model another role registered meanwhile.
     check_may_store(row.name);
     let me = model_acl::current_role();
+    let replaced_graph = model_acl::as_store_owner(|| text_store::graph_hash(row.name));
     // Written as the store's owner: the caller becomes the owner of a new model and is recorded
     // as created_by; a replacement keeps the owner and grants (built-in models stay usable by
     // every role).
@@ -280,6 +281,9 @@ fn store(row: Row<'_>) -> i64 {
             None,
         )
     });
+    if let Some(old) = replaced_graph {
+        text_store::forget_unused_graphs(&[old]);
+    }
     text_store::invalidate();
     version
 }
@@ -416,6 +420,10 @@ fn bert_drop_model(name: &str, cascade: default!(bool, false)) -> Vec<String> {
             format!("Drop them first, or use SELECT bert_drop_model('{name}', cascade => true)."),
         );
     }
+    // The graphs whose cached files may go with them.
+    let graphs: Vec<_> = model_acl::as_store_owner(|| text_store::graph_hash(name))
+        .into_iter()
+        .collect();
     // One statement: the foreign key of the dependents is checked at its end. The owner of an
     // encoder drops the models trained on it with cascade, whoever owns them (as DROP ... CASCADE).
     let dropped = model_acl::as_store_owner(|| {
@@ -428,6 +436,7 @@ fn bert_drop_model(name: &str, cascade: default!(bool, false)) -> Vec<String> {
         )
     })
     .unwrap_or_default();
+    text_store::forget_unused_graphs(&graphs);
     text_store::invalidate();
     dropped
 }

@@ -87,6 +87,38 @@ pub fn forget_file(hash: &GraphHash) {
     }
 }
 
+/// The inference worker's counters since the server started: the row of
+/// `persona.inference_worker` (none without the worker's shared memory).
+#[allow(clippy::type_complexity)] // pgrx needs the row type spelled out to name the columns
+#[pg_extern(schema = "persona", volatile, parallel_safe)]
+fn inference_worker_stats() -> TableIterator<
+    'static,
+    (
+        name!(pid, Option<i32>),
+        name!(starts, i64),
+        name!(requests, i64),
+        name!(batches, i64),
+        name!(runs, i64),
+        name!(texts, i64),
+        name!(busy_seconds, f64),
+    ),
+> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rows = shmem::shared().map(|s| {
+        let pid = s.worker_pid.load(Relaxed);
+        (
+            (pid != 0).then_some(pid),
+            s.generation.load(Relaxed) as i64,
+            s.requests.load(Relaxed) as i64,
+            s.batches.load(Relaxed) as i64,
+            s.runs.load(Relaxed) as i64,
+            s.texts.load(Relaxed) as i64,
+            s.busy_us.load(Relaxed) as f64 / 1e6,
+        )
+    });
+    TableIterator::new(rows)
+}
+
 /// What holds text graphs: the inference worker's sessions, each backend's own sessions
 /// (`persona.inference = backend`) and the graph files; the rows of `persona.text_cache`.
 // The row type must be spelled out here for pgrx to name the columns.

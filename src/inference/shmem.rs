@@ -136,6 +136,10 @@ pub struct Shared {
     /// Requests answered and inference runs made (several requests merge into one run).
     pub requests: AtomicU64,
     pub runs: AtomicU64,
+    /// Batches run (callers' batches, before merging), texts in them, microseconds in runs.
+    pub batches: AtomicU64,
+    pub texts: AtomicU64,
+    pub busy_us: AtomicU64,
     /// The worker's sessions.
     pub held: Held,
     pub nslots: AtomicU32,

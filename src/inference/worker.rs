@@ -237,7 +237,7 @@ impl Worker {
                 _ => None,
             })
             .collect();
-        let sizes: Vec<(usize, usize)> = batches.iter().map(|b| (b.rows, b.seq)).collect();
+        let waiting: Vec<serve::Waiting> = batches.iter().map(|b| serve::Waiting::of(b)).collect();
         let opts = session_options();
         let hidden = match session.io().output {
             OutputKind::Hidden => session.io().declared_width.unwrap_or(1024),
@@ -249,14 +249,20 @@ impl Worker {
                 && (opts.max_batch_bytes == 0
                     || batch_bytes(rows, seq, hidden) <= opts.max_batch_bytes)
         };
-        let groups = serve::group(&sizes, fits, session.io().has_attention_mask());
+        let groups = serve::group(&waiting, fits, session.io().has_attention_mask());
         let mut replies: Vec<Option<Reply>> = vec![None; runs.len()];
         for members in groups {
             let parts: Vec<&PaddedBatch> = members.iter().map(|&i| batches[i]).collect();
             let merged = serve::merge(&parts);
+            let started = std::time::Instant::now();
             let result = with_signals_blocked(|| session.run(&merged))
                 .and_then(|out| serve::split(&out, &parts));
             shared.runs.fetch_add(1, Relaxed);
+            shared.batches.fetch_add(parts.len() as u64, Relaxed);
+            shared.texts.fetch_add(merged.rows as u64, Relaxed);
+            shared
+                .busy_us
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             match result {
                 Ok(outs) => {
                     for (&i, out) in members.iter().zip(outs) {

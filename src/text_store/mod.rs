@@ -178,6 +178,39 @@ fn has_graph_hashes() -> bool {
     .unwrap_or(false)
 }
 
+/// The hash of the graph stored in row `name` (none for a model on an encoder, or on a catalog
+/// older than 0.3.0). Call as the store's owner to see past row-level security.
+pub fn graph_hash(name: &str) -> Option<GraphHash> {
+    if !has_graph_hashes() {
+        return None;
+    }
+    select_one::<Vec<u8>>(
+        "SELECT onnx_sha256 FROM persona.bert_model_store WHERE name = $1",
+        &[name.into()],
+        STORE,
+    )
+    .and_then(|h| GraphHash::try_from(h.as_slice()).ok())
+}
+
+/// Removes the cached files of graphs no row of this database holds any more (after a drop or
+/// a replacement). The files are a cache: one removed while another database still uses the
+/// graph, or by a statement that then rolls back, is written again at its next use.
+pub fn forget_unused_graphs(hashes: &[GraphHash]) {
+    for hash in hashes {
+        let used = model_acl::as_store_owner(|| {
+            select_one::<bool>(
+                "SELECT EXISTS (SELECT FROM persona.bert_model_store WHERE onnx_sha256 = $1)",
+                &[hash.to_vec().into()],
+                STORE,
+            )
+        })
+        .unwrap_or(true);
+        if !used {
+            crate::inference::forget_file(hash);
+        }
+    }
+}
+
 /// The ONNX bytes of the graph row `graph`.
 fn read_onnx(graph: &str) -> Vec<u8> {
     select_one::<Vec<u8>>(

@@ -28,6 +28,7 @@ END $$;
 CREATE TABLE regress.baseline (fn regprocedure PRIMARY KEY, args text[] NOT NULL);
 INSERT INTO regress.baseline VALUES
   ('persona.text_cache_entries()', '{}'),
+  ('persona.inference_worker_stats()', '{}'),
   ('persona.bert_train_classifier_impl(text,oid,text,jsonb)', ARRAY[$$'bad_clf'$$, $$'regress.bad_labelled'::regclass::oid$$, $$'minilm'$$, $$'{"holdout_fraction": 0}'$$]),
   ('persona.cf_evaluate_impl(oid,text,jsonb,oid)', ARRAY[$$'persona.ratings'::regclass::oid$$, $$'baseline'$$, $$'{}'$$, 'NULL']),
   ('persona.cf_train_impl(oid,text,text,jsonb)', ARRAY[$$'persona.ratings'::regclass::oid$$, $$'baseline'$$, $$'bad_input'$$, $$'{}'$$]),

@@ -150,3 +150,9 @@ SELECT regress.error_of($$SET persona.inference = 'gpu'$$);
 SELECT dblink_disconnect('other') AS disconnected, dblink_disconnect('third') AS disconnected;
 DROP EXTENSION dblink;
 SELECT bert_drop_model('w_swap') AS dropped, bert_drop_model('w_tiny2') AS dropped;
+-- A dropped graph's cache file goes with its last row in this database (it is a cache: another
+-- database that uses the same graph writes it again).
+SELECT EXISTS (SELECT FROM persona.bert_model_store WHERE onnx_sha256 = decode(:'tiny_hash', 'hex')) AS tiny_graph_still_stored,
+       pg_stat_file(:'tiny_file', true) IS NOT NULL AS tiny_file_present;
+SELECT count(*) FILTER (WHERE 'minilm' = ANY (models)) AS minilm_file
+  FROM persona.text_cache WHERE holder = 'file';

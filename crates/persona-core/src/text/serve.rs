@@ -160,27 +160,63 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<T> {
     postcard::from_bytes(body).map_err(|e| bad(e.to_string()))
 }
 
-/// Groups waiting batches (by `(rows, seq)`, in arrival order) into runs: consecutive batches
+/// A waiting batch as [`group`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// Texts.
+    pub rows: usize,
+    /// Padded length.
+    pub seq: usize,
+    /// Real tokens (the sum of the texts' lengths).
+    pub tokens: usize,
+}
+
+impl Waiting {
+    pub fn of(b: &PaddedBatch) -> Waiting {
+        Waiting {
+            rows: b.rows,
+            seq: b.seq,
+            tokens: b.lengths.iter().sum(),
+        }
+    }
+}
+
+/// Most padded tokens a merged run may compute per real token: merging saves a run's fixed
+/// cost, but padding a short text to a long one's length costs more than that on a CPU (each
+/// padded position goes through every layer).
+pub const MAX_PADDING: f64 = 1.3;
+
+/// Groups waiting batches into runs: by padded length (shortest first), consecutive batches
 /// join a run while `fits(rows, longest)` holds for it (the worker's texts, tokens and memory
-/// bounds). A batch that does not fit on its own runs alone (its caller planned it within its
-/// own bounds). Graphs without an attention mask cannot be padded: each batch runs alone.
+/// bounds) and it computes at most [`MAX_PADDING`] padded tokens per real token, or no more
+/// than its batches would alone. A batch that does not fit on its own runs alone (its caller
+/// planned it within its own bounds). Graphs without an attention mask cannot be padded: each
+/// batch runs alone. Returns indices into `waiting`.
 pub fn group(
-    sizes: &[(usize, usize)],
+    waiting: &[Waiting],
     fits: impl Fn(usize, usize) -> bool,
     can_pad: bool,
 ) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..waiting.len()).collect();
+    order.sort_by_key(|&i| (waiting[i].seq, i));
     let mut runs: Vec<Vec<usize>> = Vec::new();
-    let (mut rows, mut seq) = (0usize, 0usize);
-    for (i, &(r, s)) in sizes.iter().enumerate() {
-        let (new_rows, new_seq) = (rows + r, seq.max(s));
+    // The current run's rows, longest, real tokens and padded tokens of its batches alone.
+    let (mut rows, mut seq, mut tokens, mut alone) = (0usize, 0usize, 0usize, 0usize);
+    for i in order {
+        let w = waiting[i];
+        let (new_rows, new_seq) = (rows + w.rows, seq.max(w.seq));
+        let new_tokens = tokens + w.tokens;
+        let new_alone = alone + w.rows * w.seq;
+        let padded = new_rows.saturating_mul(new_seq);
+        let cheap = padded as f64 <= MAX_PADDING * new_tokens as f64 || padded <= new_alone;
         match runs.last_mut() {
-            Some(run) if can_pad && fits(new_rows, new_seq) => {
+            Some(run) if can_pad && cheap && fits(new_rows, new_seq) => {
                 run.push(i);
-                (rows, seq) = (new_rows, new_seq);
+                (rows, seq, tokens, alone) = (new_rows, new_seq, new_tokens, new_alone);
             }
             _ => {
                 runs.push(vec![i]);
-                (rows, seq) = (r, s);
+                (rows, seq, tokens, alone) = (w.rows, w.seq, w.tokens, w.rows * w.seq);
             }
         }
     }
@@ -592,23 +628,48 @@ mod tests {
     }
 
     #[test]
-    fn groups_respect_bounds_and_order() {
-        let sizes = [(1, 10), (1, 12), (30, 20), (1, 200), (2, 10)];
+    fn groups_respect_bounds_and_padding() {
+        // Single texts (rows 1, tokens = seq) and one full batch.
+        let one = |seq| Waiting {
+            rows: 1,
+            seq,
+            tokens: seq,
+        };
         let within = |max_rows: usize, max_tokens: usize| {
             move |rows: usize, seq: usize| rows <= max_rows && rows * seq <= max_tokens
         };
+        // Similar lengths merge, shortest first; 40 tokens is too long to pad 10s to.
+        let waiting = [one(12), one(10), one(40), one(11), one(38)];
         assert_eq!(
-            group(&sizes, within(32, 1000), true),
-            vec![vec![0, 1, 2], vec![3, 4]]
+            group(&waiting, within(32, 10_000), true),
+            vec![vec![1, 3, 0], vec![4, 2]]
         );
-        // Tokens: the long text makes 3 × 200 > 500.
+        // Bounds: rows and tokens.
         assert_eq!(
-            group(&sizes, within(32, 500), true),
-            vec![vec![0, 1], vec![2], vec![3], vec![4]]
+            group(&waiting, within(2, 10_000), true),
+            vec![vec![1, 3], vec![0], vec![4, 2]]
         );
         // A batch over the bounds alone still runs.
-        assert_eq!(group(&[(64, 64)], within(32, 100), true), vec![vec![0]]);
-        assert_eq!(group(&sizes, within(32, 1000), false).len(), sizes.len());
+        let big = Waiting {
+            rows: 64,
+            seq: 64,
+            tokens: 3000,
+        };
+        assert_eq!(group(&[big], within(32, 100), true), vec![vec![0]]);
+        // A caller's batch that is already padded merges with one no longer than it.
+        let padded = Waiting {
+            rows: 4,
+            seq: 20,
+            tokens: 40,
+        };
+        assert_eq!(
+            group(&[padded, one(20)], within(32, 10_000), true),
+            vec![vec![0, 1]]
+        );
+        assert_eq!(
+            group(&waiting, within(32, 10_000), false).len(),
+            waiting.len()
+        );
         assert!(group(&[], within(1, 1), true).is_empty());
     }
 

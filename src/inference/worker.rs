@@ -40,7 +40,8 @@ use crate::text_store::runtime::with_signals_blocked;
 
 /// A loaded graph.
 struct Session {
-    backend: Arc<OrtBackend>,
+    /// Sessions of the graph that run at once, one thread each (see [`sessions_and_threads`]).
+    backends: Vec<Arc<OrtBackend>>,
     /// Answers to load-time probes, by batch (every backend loading a model sends the same).
     probes: Vec<(PaddedBatch, Reply)>,
     /// Resident memory the session added when it was created.
@@ -161,6 +162,16 @@ struct Worker {
     sessions: Lru<GraphKey, Session>,
 }
 
+/// How the worker's threads (`persona.worker_threads`) are spent on a CPU: several sessions of
+/// a graph with one thread each, running different batches (or halves of one) at once, up to
+/// four sessions (each holds the weights once more), the remaining threads shared among them.
+/// Two threads of one session synchronise at every operator, which on the short batches of
+/// per-row calls costs more than it gains.
+fn sessions_and_threads(threads: usize) -> (usize, usize) {
+    let sessions = threads.clamp(1, 4);
+    (sessions, (threads / sessions).max(1))
+}
+
 fn session_options() -> SessionOptions {
     SessionOptions {
         threads: settings::worker_threads(),
@@ -204,7 +215,7 @@ impl Worker {
     }
 
     fn serve_graph(&mut self, shared: &shmem::Shared, key: GraphKey, requests: Vec<Taken>) {
-        let session = match self.session(key) {
+        let sessions = match self.session(key) {
             Ok(Some(s)) => s,
             Ok(None) => {
                 for t in requests {
@@ -219,6 +230,7 @@ impl Worker {
                 return;
             }
         };
+        let session = sessions[0].clone();
         let mut runs = Vec::new();
         for t in requests {
             match &t.envelope.request {
@@ -250,19 +262,39 @@ impl Worker {
                     || batch_bytes(rows, seq, hidden) <= opts.max_batch_bytes)
         };
         let groups = serve::group(&waiting, fits, session.io().has_attention_mask());
+        // Each run merged, cut into pieces for the sessions, run at once, joined back.
+        let merged: Vec<PaddedBatch> = groups
+            .iter()
+            .map(|members| {
+                let parts: Vec<&PaddedBatch> = members.iter().map(|&i| batches[i]).collect();
+                serve::merge(&parts)
+            })
+            .collect();
+        let rows: Vec<usize> = merged.iter().map(|m| m.rows).collect();
+        let plan = serve::plan_pieces(&rows, sessions.len());
+        let pieces: Vec<PaddedBatch> = plan
+            .iter()
+            .map(|(run, r)| serve::slice_rows(&merged[*run], r.clone()))
+            .collect();
+        let started = std::time::Instant::now();
+        let refs: Vec<&OrtBackend> = sessions.iter().map(|s| s.as_ref()).collect();
+        let mut outputs = with_signals_blocked(|| serve::run_pieces(&refs, &pieces)).into_iter();
+        shared
+            .busy_us
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         let mut replies: Vec<Option<Reply>> = vec![None; runs.len()];
-        for members in groups {
+        for (run, members) in groups.iter().enumerate() {
+            let n = plan.iter().filter(|(r, _)| *r == run).count();
+            let outs: Vec<_> = outputs.by_ref().take(n).collect();
             let parts: Vec<&PaddedBatch> = members.iter().map(|&i| batches[i]).collect();
-            let merged = serve::merge(&parts);
-            let started = std::time::Instant::now();
-            let result = with_signals_blocked(|| session.run(&merged))
+            let result = outs
+                .into_iter()
+                .collect::<persona_core::Result<Vec<_>>>()
+                .and_then(serve::concat)
                 .and_then(|out| serve::split(&out, &parts));
             shared.runs.fetch_add(1, Relaxed);
             shared.batches.fetch_add(parts.len() as u64, Relaxed);
-            shared.texts.fetch_add(merged.rows as u64, Relaxed);
-            shared
-                .busy_us
-                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            shared.texts.fetch_add(merged[run].rows as u64, Relaxed);
             match result {
                 Ok(outs) => {
                     for (&i, out) in members.iter().zip(outs) {
@@ -271,7 +303,7 @@ impl Worker {
                 }
                 Err(e) => {
                     let f = Failure::of(e);
-                    for &i in &members {
+                    for &i in members {
                         replies[i] = Some(Reply::Failed(f.clone()));
                     }
                 }
@@ -307,11 +339,11 @@ impl Worker {
     }
 
     /// The session of `key`: cached, or loaded from its file (`None`: no valid file).
-    fn session(&mut self, key: GraphKey) -> Result<Option<Arc<OrtBackend>>, Loaded> {
+    fn session(&mut self, key: GraphKey) -> Result<Option<Vec<Arc<OrtBackend>>>, Loaded> {
         let now = shmem::now_us();
         if let Some(s) = self.sessions.get_mut(&key) {
             s.last_used_us = now;
-            return Ok(Some(s.backend.clone()));
+            return Ok(Some(s.backends.clone()));
         }
         let bytes = match self.files.load(&key.hash) {
             Ok(Some(b)) => b,
@@ -332,24 +364,37 @@ impl Worker {
                 }
             }
         };
-        let opts = SessionOptions { device, ..opts };
-        let backend =
-            with_signals_blocked(|| OrtBackend::from_bytes(&bytes, key.task, false, &opts))
-                .map_err(Loaded)?;
+        // On the GPU one session takes every batch (one CUDA context, its own streams).
+        let (count, threads) = match device {
+            CoreDevice::Cuda => (1, 1),
+            CoreDevice::Cpu => sessions_and_threads(settings::worker_threads()),
+        };
+        let opts = SessionOptions {
+            device,
+            threads,
+            ..opts
+        };
+        let mut backends = Vec::with_capacity(count);
+        for _ in 0..count {
+            let backend =
+                with_signals_blocked(|| OrtBackend::from_bytes(&bytes, key.task, false, &opts))
+                    .map_err(Loaded)?;
+            backends.push(Arc::new(backend));
+        }
         drop(bytes);
         crate::text_store::runtime::release_free_memory();
         let grown = resident_bytes().saturating_sub(before);
         log!(
-            "pg_persona inference worker: loaded graph {} ({} MB resident, {:?})",
+            "pg_persona inference worker: loaded graph {} ({count} session(s) of {threads} \
+             thread(s), {} MB resident, {:?})",
             &serve::hex(&key.hash)[..12],
             grown >> 20,
             device
         );
-        let backend = Arc::new(backend);
         let evicted = self.sessions.insert(
             key,
             Session {
-                backend: backend.clone(),
+                backends: backends.clone(),
                 probes: Vec::new(),
                 bytes: grown,
                 last_used_us: now,
@@ -363,7 +408,7 @@ impl Worker {
             );
         }
         crate::text_store::runtime::release_free_memory();
-        Ok(Some(backend))
+        Ok(Some(backends))
     }
 
     fn publish(&self, shared: &shmem::Shared) {

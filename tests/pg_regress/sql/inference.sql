@@ -156,3 +156,7 @@ SELECT EXISTS (SELECT FROM persona.bert_model_store WHERE onnx_sha256 = decode(:
        pg_stat_file(:'tiny_file', true) IS NOT NULL AS tiny_file_present;
 SELECT count(*) FILTER (WHERE 'minilm' = ANY (models)) AS minilm_file
   FROM persona.text_cache WHERE holder = 'file';
+-- The worker's counters: it started more than once here (two exits above), and every batch it
+-- ran was a caller's (several may share a run).
+SELECT starts >= 3 AS restarted, runs > 0 AND batches >= runs AS batches_counted, texts >= batches AS texts_counted
+  FROM persona.inference_worker;

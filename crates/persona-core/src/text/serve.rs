@@ -295,6 +295,107 @@ pub fn split(out: &BatchOutput, batches: &[&PaddedBatch]) -> Result<Vec<BatchOut
     Ok(parts)
 }
 
+/// Cuts the runs of a round into pieces for `runners` sessions working at once: every run
+/// whole when there are at least as many runs as runners, else the runs with the most rows
+/// halved until every runner has a piece (a single-threaded session runs a half batch about as
+/// efficiently per text as a whole one, while two threads of one session synchronise at every
+/// operator). Returns `(run, rows)` pieces, each run's pieces in row order.
+pub fn plan_pieces(run_rows: &[usize], runners: usize) -> Vec<(usize, std::ops::Range<usize>)> {
+    let mut pieces: Vec<(usize, std::ops::Range<usize>)> = run_rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (i, 0..r))
+        .collect();
+    while pieces.len() < runners {
+        let Some((at, _)) = pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, r))| r.len() > 1)
+            .max_by_key(|(_, (_, r))| r.len())
+        else {
+            break;
+        };
+        let (run, range) = pieces[at].clone();
+        let mid = range.start + range.len() / 2;
+        pieces[at] = (run, range.start..mid);
+        pieces.insert(at + 1, (run, mid..range.end));
+    }
+    pieces
+}
+
+/// Rows `rows` of a batch (same padded length).
+pub fn slice_rows(b: &PaddedBatch, rows: std::ops::Range<usize>) -> PaddedBatch {
+    let cells = rows.start * b.seq..rows.end * b.seq;
+    PaddedBatch {
+        rows: rows.len(),
+        seq: b.seq,
+        input_ids: b.input_ids[cells.clone()].to_vec(),
+        attention_mask: b.attention_mask[cells.clone()].to_vec(),
+        token_type_ids: b.token_type_ids[cells].to_vec(),
+        lengths: b.lengths[rows].to_vec(),
+    }
+}
+
+/// Joins the outputs of consecutive row slices of one batch.
+pub fn concat(mut outs: Vec<BatchOutput>) -> Result<BatchOutput> {
+    let mut first = match outs.len() {
+        0 => return Err(CoreError::Runtime("no output to join".into())),
+        1 => return Ok(outs.pop().expect("one")),
+        _ => outs.remove(0),
+    };
+    for o in outs {
+        if o.kind != first.kind || o.seq != first.seq || o.width != first.width {
+            return Err(CoreError::Runtime(format!(
+                "pieces of one run returned different shapes ({} × {} and {} × {})",
+                first.seq, first.width, o.seq, o.width
+            )));
+        }
+        first.rows += o.rows;
+        first.data.extend_from_slice(&o.data);
+    }
+    Ok(first)
+}
+
+/// Runs `pieces`, piece `i` on `sessions[i % sessions.len()]`, each session on a thread of its
+/// own (these threads run the graph only; they never call back into the caller). Results in
+/// the order of `pieces`.
+pub fn run_pieces<B: super::Backend + ?Sized>(
+    sessions: &[&B],
+    pieces: &[PaddedBatch],
+) -> Vec<Result<BatchOutput>> {
+    let n = sessions.len().max(1).min(pieces.len().max(1));
+    if n <= 1 || pieces.len() <= 1 {
+        return pieces.iter().map(|p| sessions[0].run(p)).collect();
+    }
+    let mut results: Vec<Option<Result<BatchOutput>>> = (0..pieces.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|t| {
+                let session = sessions[t];
+                scope.spawn(move || {
+                    (t..pieces.len())
+                        .step_by(n)
+                        .map(|i| (i, session.run(&pieces[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(done) = h.join() {
+                for (i, r) in done {
+                    results[i] = Some(r);
+                }
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err(CoreError::Runtime("an inference thread panicked".into())))
+        })
+        .collect()
+}
+
 /// The directory of graph files, each named `<sha256 hex>.onnx`.
 #[derive(Debug, Clone)]
 pub struct GraphFiles {
@@ -671,6 +772,43 @@ mod tests {
             waiting.len()
         );
         assert!(group(&[], within(1, 1), true).is_empty());
+    }
+
+    #[test]
+    fn pieces_fill_the_runners_and_join_back() {
+        assert_eq!(plan_pieces(&[32], 2), vec![(0, 0..16), (0, 16..32)]);
+        assert_eq!(plan_pieces(&[3, 8], 2), vec![(0, 0..3), (1, 0..8)]);
+        assert_eq!(
+            plan_pieces(&[3, 8], 4),
+            vec![(0, 0..3), (1, 0..4), (1, 4..6), (1, 6..8)]
+        );
+        assert_eq!(plan_pieces(&[1], 4), vec![(0, 0..1)]);
+        assert!(plan_pieces(&[], 2).is_empty());
+
+        struct Fake;
+        impl super::super::Backend for Fake {
+            fn io(&self) -> &GraphIo {
+                unreachable!("not asked")
+            }
+            fn run(&self, b: &PaddedBatch) -> Result<BatchOutput> {
+                Ok(run_fake(b, OutputKind::Hidden))
+            }
+        }
+        let whole = batch(&[3, 1, 2, 3, 2], 3, 5);
+        let pieces: Vec<PaddedBatch> = plan_pieces(&[whole.rows], 2)
+            .into_iter()
+            .map(|(_, r)| slice_rows(&whole, r))
+            .collect();
+        assert_eq!(
+            pieces.iter().map(|p| p.rows).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        let outs: Vec<BatchOutput> = run_pieces(&[&Fake, &Fake], &pieces)
+            .into_iter()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(concat(outs).unwrap(), run_fake(&whole, OutputKind::Hidden));
+        assert!(concat(Vec::new()).is_err());
     }
 
     #[test]

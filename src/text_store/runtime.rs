@@ -146,7 +146,7 @@ impl RunConfig {
             max_batch_tokens: self.max_batch_tokens,
             max_batch_bytes: self.max_batch_bytes,
             spin: self.spin,
-            shrink_arena: false,
+            shrink_arena_above: 0,
             device,
         }
     }

@@ -249,8 +249,8 @@ pub trait Backend: Send + Sync {
 /// [`Device::Cuda`]).
 pub struct OrtBackend {
     session: Mutex<Session>,
-    /// Shrink the CPU arena after each run ([`SessionOptions::shrink_arena`]).
-    shrink_arena: bool,
+    /// Shrink the CPU arena after runs larger than this ([`SessionOptions::shrink_arena_above`]).
+    shrink_arena_above: usize,
     io: GraphIo,
     inputs: Vec<PortInfo>,
     outputs: Vec<PortInfo>,
@@ -343,7 +343,7 @@ impl OrtBackend {
         let io = GraphIo::detect(&inputs, &outputs, wants)?;
         Ok(OrtBackend {
             session: Mutex::new(session),
-            shrink_arena: opts.shrink_arena,
+            shrink_arena_above: opts.shrink_arena_above,
             io,
             inputs,
             outputs,
@@ -380,7 +380,8 @@ impl Backend for OrtBackend {
             feed.push((kind.name(), tensor.into_dyn()));
         }
         // Declared before the outputs, which borrow it.
-        let shrink = if self.shrink_arena {
+        let tokens = batch.rows * batch.seq;
+        let shrink = if self.shrink_arena_above > 0 && tokens > self.shrink_arena_above {
             let mut options = ort::session::RunOptions::new()
                 .map_err(runtime_error("cannot create run options"))?;
             options

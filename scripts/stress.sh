@@ -11,6 +11,8 @@
 #      model row is byte-identical and no partial version exists.
 #   3. kill -9 of the postmaster right after a training commits: after a restart the new
 #      version is there, byte-identical.
+#   4. kill -9 of the inference worker (when pg_persona is preloaded): the server restarts its
+#      processes and scores text again.
 # Prints figures for the README's Reliability section; exits non-zero on any failure. PGOPTIONS
 # (e.g. "-c persona.inference_spin=on") is passed to the pgbench clients.
 set -euo pipefail
@@ -161,6 +163,28 @@ active=$(psql -d "$DB" -At -c "SELECT active_version FROM persona.cf_models WHER
 p=$(psql -d "$DB" -At -c "SELECT cf_predict(1, 1, 'stress')")
 [[ "$p" == "$((1 + version % 5))" ]] || fail "the restarted server predicts $p, not $((1 + version % 5))"
 echo "stress: postmaster killed right after version $version committed: after restart it is active, byte-identical, and predicts as trained"
+
+echo "== 4. kill -9 of the inference worker"
+# A crash of the worker (here SIGKILL; a segfault inside ONNX Runtime would be the same) is a
+# crash of a process attached to shared memory: the postmaster restarts every process, the
+# worker with them, and text scoring comes back by itself.
+wpid=$(psql -d "$DB" -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_persona inference'")
+if [[ -n "$wpid" ]]; then
+  psql -d "$DB" -At -c "SELECT bert_score('warm up')" >/dev/null
+  kill -9 "$wpid"
+  scored=""
+  for _ in $(seq 1 150); do
+    scored=$(psql -d "$DB" -At -c "SELECT bert_score('a lovely, well made tent') > 0.5" 2>/dev/null || true)
+    [[ "$scored" == t ]] && break
+    sleep 0.2
+  done
+  [[ "$scored" == t ]] || fail "text scoring did not come back after the inference worker was killed"
+  new=$(psql -d "$DB" -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_persona inference'")
+  [[ -n "$new" && "$new" != "$wpid" ]] || fail "no new inference worker after the old one was killed"
+  echo "stress: inference worker $wpid killed: the server restarted its processes, worker $new scores text again"
+else
+  echo "stress: no inference worker (pg_persona not in shared_preload_libraries): step 4 skipped"
+fi
 
 psql -d postgres -c "DROP DATABASE $DB"
 rm -rf "$work"

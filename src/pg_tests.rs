@@ -129,6 +129,30 @@ mod tests {
         Spi::run("SELECT cf_predict(1, 1, 'missing')").unwrap();
     }
 
+    // This test server does not preload pg_persona: there is no inference worker to ask for.
+    #[pg_test(
+        error = "persona.inference is \"worker\" but the pg_persona inference worker does not exist"
+    )]
+    fn inference_worker_without_preload_is_an_error() {
+        Spi::run("SET persona.inference = 'worker'").unwrap();
+        Spi::run("SELECT bert_score('a fine day')").unwrap();
+    }
+
+    // Without the worker, auto runs text models in the backend, and the worker's views are empty.
+    #[pg_test]
+    fn inference_auto_without_preload_runs_in_the_backend() {
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM persona.inference_worker")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+        let workers = Spi::get_one::<i64>(
+            "SELECT count(*) FROM persona.text_cache WHERE holder IN ('worker', 'backend')",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(workers, 0);
+    }
+
     #[pg_test]
     fn profile_has_segment_and_recommendations() {
         Spi::run("SELECT persona.load_demo()").unwrap();

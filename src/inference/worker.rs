@@ -165,10 +165,9 @@ struct Worker {
 /// How the worker's threads (`persona.worker_threads`) are spent on a CPU: that many sessions
 /// of a graph (at most four: each holds the weights once more), each with that many threads. A
 /// lone batch (one caller's array, one per-row call) runs on one session with every thread;
-/// concurrent callers' batches, or the halves of one large batch, run on several sessions at
-/// once. On this 2-vCPU VM two sessions of two threads served 8 per-row clients 9% faster than
-/// one (two threads of one session synchronise at every operator, costly on short batches),
-/// and two single-threaded sessions slowed a lone per-row caller by a quarter.
+/// the runs of concurrent callers run on different sessions at once. With 8 per-row clients
+/// on this 2-vCPU VM, one two-thread session spent 5.9 ms of CPU per text (its two threads
+/// synchronise at every operator, costly on short batches), two sessions 4.6 ms.
 fn sessions_and_threads(threads: usize) -> (usize, usize) {
     let sessions = threads.clamp(1, 4);
     (sessions, threads.max(1))
@@ -274,7 +273,11 @@ impl Worker {
             })
             .collect();
         let rows: Vec<usize> = merged.iter().map(|m| m.rows).collect();
-        let plan = serve::plan_pieces(&rows, sessions.len());
+        // Halves of a batch go to sessions of one thread only: with several threads each, a
+        // lone batch already has every core, and splitting it would oversubscribe them.
+        let (_, threads) = sessions_and_threads(settings::worker_threads());
+        let runners = if threads > 1 { 1 } else { sessions.len() };
+        let plan = serve::plan_pieces(&rows, runners);
         let pieces: Vec<PaddedBatch> = plan
             .iter()
             .map(|(run, r)| serve::slice_rows(&merged[*run], r.clone()))

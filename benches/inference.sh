@@ -20,9 +20,10 @@ source scripts/pg.sh
 
 if [[ ${QUICK:-0} == 1 ]]; then
   : "${DURATION:=5}" "${WARMUP:=2}" "${TEXTS:=1000}" "${ARRAY_ROWS:=500}" "${ROW_ROWS:=200}"
-  : "${FIRST_CALLS:=4}" "${REPEAT:=1}"
+  : "${FIRST_CALLS:=4}" "${REPEAT:=1}" "${ROUNDS:=1}"
 fi
-: "${DURATION:=30}"     # seconds of each measured pgbench run
+: "${DURATION:=20}"     # seconds of each measured pgbench run
+: "${ROUNDS:=3}"        # measured pgbench runs per mode, alternating (median reported)
 : "${WARMUP:=5}"        # seconds of the discarded pgbench run before it
 : "${CLIENTS:=8}"       # pgbench clients
 : "${MEM_CLIENTS:=32}"  # concurrent backends whose memory is measured
@@ -226,20 +227,30 @@ cat > "$work/score.sql" <<SQL
 SELECT bert_score(body) FROM bench_texts WHERE id = :id;
 SQL
 chmod 644 "$work/score.sql"
+# This VM's throughput drifts by ±20% from minute to minute: the modes alternate, ROUNDS times,
+# and each mode's figure is the median of its rounds (latencies: all its rounds' transactions).
+for round in $(seq 1 "$ROUNDS"); do
+  for mode in "${MODES[@]}"; do
+    # The warm-up's connections are gone before the measured run: in backend mode each measured
+    # client still loads its own session in its first transaction (as any new connection would).
+    in_mode "$mode" pg "$PG_BINDIR/pgbench" -n -c "$CLIENTS" -j 2 -T "$WARMUP" -f "$work/score.sql" "$DB" >/dev/null 2>&1 ||
+      die "pgbench warm-up in $mode mode failed"
+    in_mode "$mode" pg "$PG_BINDIR/pgbench" -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$work/score.sql" \
+      -l --log-prefix="$work/pgbench_${mode}_$round" "$DB" > "$work/out_$mode.txt" 2>&1 ||
+      { cat "$work/out_$mode.txt" >&2; die "pgbench in $mode mode failed"; }
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/out_$mode.txt")
+    echo "$tps" >> "$work/tps_$mode"
+    echo "pgbench: round $round, $mode: $tps tps"
+  done
+done
 for mode in "${MODES[@]}"; do
-  # The warm-up's connections are gone before the measured run: in backend mode each measured
-  # client still loads its own session in its first transaction (as any new connection would).
-  in_mode "$mode" pg "$PG_BINDIR/pgbench" -n -c "$CLIENTS" -j 2 -T "$WARMUP" -f "$work/score.sql" "$DB" >/dev/null 2>&1 ||
-    die "pgbench warm-up in $mode mode failed"
-  in_mode "$mode" pg "$PG_BINDIR/pgbench" -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$work/score.sql" \
-    -l --log-prefix="$work/pgbench_$mode" "$DB" > "$work/out_$mode.txt" 2>&1 ||
-    { cat "$work/out_$mode.txt" >&2; die "pgbench in $mode mode failed"; }
-  tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/out_$mode.txt")
+  tps=$(sort -g "$work/tps_$mode" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
   put "pgbench.$mode.tps" "$tps"
+  put "pgbench.$mode.rounds" "[$(paste -sd, "$work/tps_$mode")]"
   # Per-transaction log (PG15 pgbench(1), "Per-Transaction Logging"): the third field is the
   # transaction's time in microseconds ("failed" for a failed one). A client's first transaction
   # is its lowest transaction_no (PG15 counts from 1).
-  cat "$work/pgbench_$mode".* | python3 -c '
+  cat "$work/pgbench_${mode}_"* | python3 -c '
 import math, sys
 lat, first, failed = [], {}, 0
 for line in sys.stdin:
@@ -260,7 +271,6 @@ print(f"pgbench.{mode}.p50_ms {pct(0.50):.2f}")
 print(f"pgbench.{mode}.p99_ms {pct(0.99):.2f}")
 print(f"pgbench.{mode}.first_txn_max_ms {max(ms for _, ms in first.values()):.1f}")
 ' "$mode" >> "$results"
-  echo "pgbench: $mode: $tps tps"
 done
 
 # 3 and 4. One backend: array form and per row, modes interleaved, best of REPEAT -------------------
@@ -299,7 +309,7 @@ done
 
 # Report -----------------------------------------------------------------------------------------
 put elapsed_s "$((SECONDS - t_start))"
-put settings_run "\"DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS MEM_CLIENTS=$MEM_CLIENTS SCORE_ROWS=$SCORE_ROWS TEXTS=$TEXTS ARRAY_ROWS=$ARRAY_ROWS ROW_ROWS=$ROW_ROWS FIRST_CALLS=$FIRST_CALLS REPEAT=$REPEAT QUICK=${QUICK:-0}\""
+put settings_run "\"DURATION=$DURATION WARMUP=$WARMUP CLIENTS=$CLIENTS MEM_CLIENTS=$MEM_CLIENTS SCORE_ROWS=$SCORE_ROWS TEXTS=$TEXTS ARRAY_ROWS=$ARRAY_ROWS ROW_ROWS=$ROW_ROWS FIRST_CALLS=$FIRST_CALLS REPEAT=$REPEAT ROUNDS=$ROUNDS QUICK=${QUICK:-0}\""
 python3 - "$results" "$OUT" <<'PY'
 import datetime, json, statistics, sys
 
@@ -328,7 +338,7 @@ for m in modes:
     memory[m] = r
 pgbench = {"clients": int(run["CLIENTS"]), "seconds": int(run["DURATION"])}
 for m in modes:
-    pgbench[m] = {k: one(f"pgbench.{m}.{k}") for k in ("tps", "transactions", "failed", "p50_ms", "p99_ms", "first_txn_max_ms")}
+    pgbench[m] = {k: one(f"pgbench.{m}.{k}") for k in ("tps", "rounds", "transactions", "failed", "p50_ms", "p99_ms", "first_txn_max_ms")}
 arr_n, row_n = one("single.array_rows"), one("single.row_rows")
 single = {"array_texts": arr_n, "row_texts": row_n, "repeats": int(run["REPEAT"])}
 for m in modes:
@@ -352,7 +362,8 @@ rows = [
     (f"  vs 2 x one backend-mode scorer alone ({2 * alone} MB)", *both(lambda m: f"{M[m]['ratio_to_2x_one_backend_scorer']:.2f}x")),
     ("  PSS per backend (MB)", *both(lambda m: f"{M[m]['per_backend_pss_mb']:.1f}")),
     (f"  PSS per backend above an idle one ({idle / n:.1f} MB)", *both(lambda m: f"{M[m]['per_backend_pss_above_idle_mb']:.1f}")),
-    (f"pgbench, {P['clients']} clients, {P['seconds']} s, 1 text/txn: tps", *both(lambda m: f"{P[m]['tps']:.1f}")),
+    (f"pgbench, {P['clients']} clients, 1 text/txn: tps (median)", *both(lambda m: f"{P[m]['tps']:.1f}")),
+    (f"  each of {len(P['backend']['rounds'])} alternating {P['seconds']} s runs", *both(lambda m: " ".join(f"{t:.0f}" for t in P[m]['rounds']))),
     ("  latency p50 / p99 (ms)", *both(lambda m: f"{P[m]['p50_ms']:.1f} / {P[m]['p99_ms']:.1f}")),
     ("  slowest first transaction of a client (ms)", *both(lambda m: f"{P[m]['first_txn_max_ms']:.0f}")),
     ("  transactions (failed)", *both(lambda m: f"{P[m]['transactions']} ({P[m]['failed']})")),

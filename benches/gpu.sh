@@ -23,8 +23,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 bash scripts/setup.sh
 make install
-ORT_VERSION=$(sed -n 's/^ORT_VERSION=\([0-9.]*\).*/\1/p' scripts/setup.sh | head -1)
-ORT_VERSION=${ORT_VERSION:-1.32.0}
+# The newest onnxruntime-gpu on PyPI (checked 2026-12-02: 1.31.1, CUDA 13 and cuDNN 9 wheels
+# through the [cuda,cudnn] extras; there is no 1.32.0 GPU build yet).
+ORT_VERSION=${ORT_GPU_VERSION:-1.31.1}
 GPU_DIR=$("$PG_CONFIG" --pkglibdir)/pg_persona/gpu
 VENV=.cache/gpu-venv
 if [[ ! -x $VENV/bin/python ]]; then
@@ -38,7 +39,9 @@ cp "$site"/capi/libonnxruntime*.so* "$GPU_DIR"/
 lib=$(ls "$GPU_DIR"/libonnxruntime.so.* | head -1)
 ln -sf "$(basename "$lib")" "$GPU_DIR/libonnxruntime.so"
 chmod -R a+rX "$GPU_DIR" "$VENV"
-nvidia_dirs=$(find "$(dirname "$site")/nvidia" -maxdepth 2 -name lib -type d | tr '\n' ':')
+# Every directory of the NVIDIA wheels that holds a shared library (their layout differs between
+# CUDA 12 and 13 wheels).
+nvidia_dirs=$(find "$(dirname "$site")/nvidia" -name '*.so*' -printf '%h\n' | sort -u | tr '\n' ':')
 
 conf=/etc/postgresql/$PG_MAJOR/main/conf.d/pg_persona_gpu.conf
 envfile=/etc/postgresql/$PG_MAJOR/main/environment

@@ -15,7 +15,7 @@ use persona_core::text::{Backend, BatchOutput, GraphIo, PaddedBatch};
 use persona_core::{CoreError, Result};
 use pgrx::pg_sys;
 
-use super::shmem::{self, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
+use super::shmem::{self, Kept, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
 use crate::error::raise_hint;
 use pgrx::PgSqlErrorCode::*;
 
@@ -75,6 +75,59 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// Requests and replies up to this size travel in one segment the backend keeps (a per-row
+/// call's request and reply take a few dozen KB); larger ones in a segment of their own.
+const KEPT_SEGMENT: usize = 1 << 20;
+
+thread_local! {
+    /// This backend's kept segment, created at its first request (no destructor: the server
+    /// detaches it when the backend exits).
+    static KEPT: std::cell::Cell<Option<Kept>> = const { std::cell::Cell::new(None) };
+}
+
+/// Where a request is written: the kept segment, or one of its own.
+enum Buffer {
+    Kept(Kept),
+    Own(Segment),
+}
+
+impl Buffer {
+    fn for_bytes(capacity: usize) -> Result<Buffer> {
+        let none_left = || {
+            CoreError::TooLarge(
+                "no dynamic shared memory segment is left for an inference request (raise \
+                 max_connections or lower concurrency)"
+                    .into(),
+            )
+        };
+        if capacity <= KEPT_SEGMENT {
+            if let Some(k) = KEPT.get() {
+                return Ok(Buffer::Kept(k));
+            }
+            let k = Segment::create(KEPT_SEGMENT).ok_or_else(none_left)?.keep();
+            KEPT.set(Some(k));
+            return Ok(Buffer::Kept(k));
+        }
+        Segment::create(capacity)
+            .map(Buffer::Own)
+            .ok_or_else(none_left)
+    }
+
+    fn bytes(&self) -> &mut [u8] {
+        match self {
+            Buffer::Kept(k) => k.bytes(),
+            Buffer::Own(s) => s.bytes(),
+        }
+    }
+
+    fn handle(&self) -> u32 {
+        match self {
+            Buffer::Kept(k) => k.handle(),
+            Buffer::Own(s) => s.handle(),
+        }
+    }
+}
+
 /// Sends `request` for `graph` to the worker and waits for its reply.
 pub fn call(graph: GraphKey, request: Request, reply_hint: usize) -> Result<Reply> {
     let Some(shared) = shmem::shared() else {
@@ -104,13 +157,7 @@ pub fn call(graph: GraphKey, request: Request, reply_hint: usize) -> Result<Repl
             }
             sleep(100);
         }
-        let segment = Segment::create(capacity).ok_or_else(|| {
-            CoreError::TooLarge(
-                "no dynamic shared memory segment is left for an inference request (raise \
-                 max_connections or lower concurrency)"
-                    .into(),
-            )
-        })?;
+        let segment = Buffer::for_bytes(capacity)?;
         serve::encode(&envelope, segment.bytes()).map_err(|needed| {
             CoreError::Runtime(format!("an inference request needs {needed} bytes"))
         })?;

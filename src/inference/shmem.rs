@@ -305,6 +305,19 @@ impl Segment {
         }
     }
 
+    /// Keeps the segment mapped for the rest of the process (past the transaction that created
+    /// it); it is detached when the process exits.
+    pub fn keep(self) -> Kept {
+        // SAFETY: seg is attached; pinning moves it off the transaction's resource owner.
+        unsafe { pg_sys::dsm_pin_mapping(self.seg) };
+        let kept = Kept {
+            seg: self.seg,
+            len: self.len,
+        };
+        std::mem::forget(self);
+        kept
+    }
+
     pub fn handle(&self) -> u32 {
         // SAFETY: seg is a live mapping.
         unsafe { pg_sys::dsm_segment_handle(self.seg) }
@@ -315,6 +328,39 @@ impl Segment {
     #[allow(clippy::mut_from_ref)]
     pub fn bytes(&self) -> &mut [u8] {
         // SAFETY: the mapping is `len` bytes and stays mapped while self lives.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                pg_sys::dsm_segment_address(self.seg) as *mut u8,
+                self.len,
+            )
+        }
+    }
+}
+
+/// A segment mapped until the process exits ([`Segment::keep`]). It has no destructor: the
+/// server detaches every segment when the process exits.
+#[derive(Clone, Copy)]
+pub struct Kept {
+    seg: *mut pg_sys::dsm_segment,
+    len: usize,
+}
+
+impl Kept {
+    /// Unmaps it (the segment goes when its last process lets go).
+    pub fn detach(self) {
+        // SAFETY: seg is attached (kept mappings are detached once, here or at exit).
+        unsafe { pg_sys::dsm_detach(self.seg) };
+    }
+
+    pub fn handle(&self) -> u32 {
+        // SAFETY: seg stays attached for the life of the process.
+        unsafe { pg_sys::dsm_segment_handle(self.seg) }
+    }
+
+    /// The mapped bytes (see [`Segment::bytes`]).
+    #[allow(clippy::mut_from_ref)]
+    pub fn bytes(&self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes and stays mapped for the life of the process.
         unsafe {
             std::slice::from_raw_parts_mut(
                 pg_sys::dsm_segment_address(self.seg) as *mut u8,

@@ -15,10 +15,12 @@
 //! postmaster restarts it; on exit it wakes every backend waiting on it, which then fails with
 //! an error saying so.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::*;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use persona_core::text::serve::{
     self, Envelope, Failure, GraphFiles, GraphKey, Lru, Reply, Request,
@@ -34,7 +36,7 @@ use pgrx::bgworkers::{
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::shmem::{self, HeldGraph, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
+use super::shmem::{self, HeldGraph, Kept, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
 use crate::settings::{self, Device};
 use crate::text_store::runtime::with_signals_blocked;
 
@@ -52,8 +54,55 @@ struct Session {
 /// A request taken from a slot.
 struct Taken {
     procno: usize,
-    segment: Segment,
+    segment: Kept,
     envelope: Envelope,
+}
+
+thread_local! {
+    /// Segments attached, by process: a backend reuses one segment for its small requests, so
+    /// the worker keeps it mapped instead of mapping and unmapping it for every request (each
+    /// unmap of a process with ONNX Runtime threads costs a TLB shootdown on every core).
+    static ATTACHED: RefCell<HashMap<usize, Attached>> = RefCell::new(HashMap::new());
+}
+
+/// A segment the worker keeps mapped: its handle, the mapping, when a request last used it. The
+/// mapping has no destructor (thread-local destructors run after the server has detached every
+/// segment at exit): it is detached explicitly, or by the server when the worker exits.
+type Attached = (u32, Kept, Instant);
+
+/// How long an attached segment stays mapped without a request.
+const KEEP_ATTACHED: Duration = Duration::from_secs(10);
+
+/// The segment `handle` of process `procno`: kept, or attached now (None if it is gone).
+fn attached(procno: usize, handle: u32) -> Option<Kept> {
+    ATTACHED.with(|a| {
+        let mut a = a.borrow_mut();
+        if let Some((h, seg, used)) = a.get_mut(&procno) {
+            if *h == handle {
+                *used = Instant::now();
+                return Some(*seg);
+            }
+        }
+        let seg = Segment::attach(handle)?.keep();
+        if let Some((_, old, _)) = a.insert(procno, (handle, seg, Instant::now())) {
+            old.detach();
+        }
+        Some(seg)
+    })
+}
+
+/// Unmaps the segments no request used for [`KEEP_ATTACHED`] (their backends exited or went
+/// quiet: an exited backend's segment lives until the worker lets go of it).
+fn release_idle_segments() {
+    ATTACHED.with(|a| {
+        a.borrow_mut().retain(|_, (_, seg, used)| {
+            let keep = used.elapsed() < KEEP_ATTACHED;
+            if !keep {
+                seg.detach();
+            }
+            keep
+        })
+    });
 }
 
 /// Resident memory of this process, in bytes.
@@ -143,6 +192,7 @@ pub extern "C-unwind" fn persona_inference_worker_main(_arg: pg_sys::Datum) {
         if unsafe { pg_sys::ShutdownRequestPending } != 0 {
             break;
         }
+        release_idle_segments();
         if !BackgroundWorker::wait_latch(Some(Duration::from_secs(10))) {
             break;
         }
@@ -479,7 +529,7 @@ fn take(shared: &shmem::Shared) -> Vec<Taken> {
         {
             continue;
         }
-        let Some(segment) = Segment::attach(slot.handle.load(Relaxed)) else {
+        let Some(segment) = attached(procno, slot.handle.load(Relaxed)) else {
             // The backend gave up and its segment is gone.
             release(slot);
             continue;
@@ -527,7 +577,6 @@ fn answer(shared: &shmem::Shared, t: Taken, reply: &Reply) {
     if let Err(needed) = serve::encode(reply, buf) {
         let _ = serve::encode(&Reply::TooSmall { needed }, buf);
     }
-    drop(t.segment);
     shared.requests.fetch_add(1, Relaxed);
     if let Some(slot) = shared.slot(t.procno) {
         release(slot);

@@ -49,6 +49,9 @@ pub static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Infer
 pub static WORKER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// `persona.max_backend_text_memory`: memory a backend's own text sessions may hold, in MB.
 pub static MAX_BACKEND_TEXT_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+/// `persona.worker_batch_wait`: how long the inference worker waits for other active callers'
+/// requests before a run, in ms.
+pub static WORKER_BATCH_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(5);
 /// `persona.worker_max_graphs`: graphs the inference worker keeps loaded.
 pub static WORKER_MAX_GRAPHS: GucSetting<i32> = GucSetting::<i32>::new(4);
 
@@ -158,6 +161,20 @@ fn init_text() {
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"persona.worker_batch_wait",
+        c"How long the inference worker waits for the requests of other active callers before \
+          it runs what it has (0: never waits).",
+        c"A caller is active when it sent a request in the last 200 ms. Waiting lets one run \
+          serve several connections: with 8 clients scoring one text each on 2 vCPUs, 5 ms \
+          raised throughput by about a tenth (larger runs cost less per text). A lone caller \
+          never waits. Change it in postgresql.conf and reload.",
+        &WORKER_BATCH_WAIT_MS,
+        0,
+        1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"persona.worker_max_graphs",
@@ -433,6 +450,11 @@ pub fn worker_threads() -> usize {
 /// `persona.max_backend_text_memory` in bytes (0: no bound).
 pub fn max_backend_text_bytes() -> u64 {
     (MAX_BACKEND_TEXT_MEMORY_MB.get().max(0) as u64) << 20
+}
+
+/// `persona.worker_batch_wait`.
+pub fn worker_batch_wait() -> std::time::Duration {
+    std::time::Duration::from_millis(WORKER_BATCH_WAIT_MS.get().max(0) as u64)
 }
 
 /// `persona.worker_max_graphs`.

@@ -179,6 +179,7 @@ pub extern "C-unwind" fn persona_inference_worker_main(_arg: pg_sys::Datum) {
     let mut worker = Worker {
         files,
         sessions: Lru::default(),
+        recent: HashMap::new(),
     };
     // Resident memory after the last trim: freed heap memory (a large batch's buffers) is given
     // back when the worker goes idle having grown well past it.
@@ -210,7 +211,12 @@ pub extern "C-unwind" fn persona_inference_worker_main(_arg: pg_sys::Datum) {
 struct Worker {
     files: GraphFiles,
     sessions: Lru<GraphKey, Session>,
+    /// When each process last sent a request: how many callers are active.
+    recent: HashMap<usize, Instant>,
 }
+
+/// A caller that sent a request this recently counts as active.
+const ACTIVE_WITHIN: Duration = Duration::from_millis(200);
 
 /// How the worker's threads (`persona.worker_threads`) are spent on a CPU: that many sessions
 /// of a graph (at most four: each holds the weights once more), each with that many threads. A
@@ -241,11 +247,31 @@ impl Worker {
     fn serve(&mut self, shared: &shmem::Shared) -> bool {
         let mut served = false;
         loop {
-            let taken = take(shared);
+            let mut taken = take(shared);
             if taken.is_empty() {
                 return served;
             }
             served = true;
+            // Dynamic batching: with other callers active (they sent requests in the last
+            // ACTIVE_WITHIN), wait up to persona.worker_batch_wait for theirs, so that one run
+            // serves them all. A lone caller never waits.
+            let window = settings::worker_batch_wait();
+            let now = Instant::now();
+            self.recent
+                .retain(|_, t| now.duration_since(*t) < ACTIVE_WITHIN);
+            let active = self
+                .recent
+                .keys()
+                .chain(taken.iter().map(|t| &t.procno))
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            while taken.len() < active && now.elapsed() < window {
+                std::thread::sleep(Duration::from_micros(100));
+                taken.extend(take(shared));
+            }
+            for t in &taken {
+                self.recent.insert(t.procno, now);
+            }
             let mut by_graph: HashMap<GraphKey, Vec<Taken>> = HashMap::new();
             let mut order = Vec::new();
             for t in taken {

@@ -161,14 +161,7 @@ pub fn as_store_owner<R>(f: impl FnOnce() -> R) -> R {
 /// Whether this database's catalog has model owners (0.3.0 or later). A newer library serves
 /// an older catalog's reads until `ALTER EXTENSION pg_persona UPDATE`, but changes no model.
 fn catalog_has_owners() -> bool {
-    select_one::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute \
-          WHERE attrelid = 'persona.cf_active'::pg_catalog.regclass AND attname = 'owner' \
-            AND NOT attisdropped)",
-        &[],
-        "pg_catalog.pg_attribute",
-    )
-    .unwrap_or(false)
+    crate::spi::catalog_has_column("persona.cf_active", "owner")
 }
 
 /// Raises 55000 unless the catalog is recent enough to change models in.

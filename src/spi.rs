@@ -88,6 +88,18 @@ pub fn select_one<A: FromDatum + IntoDatum>(
     Spi::connect(|client| first(client, query, args, what)?.column(1, what))
 }
 
+/// Whether `relation` (a qualified name) has a live column `column`: which catalog version a
+/// database runs (a newer library reads an older catalog until `ALTER EXTENSION ... UPDATE`).
+pub fn catalog_has_column(relation: &str, column: &str) -> bool {
+    select_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute \
+          WHERE attrelid = $1::pg_catalog.regclass AND attname = $2 AND NOT attisdropped)",
+        &[relation.into(), column.into()],
+        "pg_catalog.pg_attribute",
+    )
+    .unwrap_or(false)
+}
+
 /// The first row of a read-only query on an open connection (`None`: no row), as a table
 /// positioned on it.
 pub fn first<'c>(

@@ -15,7 +15,7 @@ use persona_core::text::{Backend, BatchOutput, GraphIo, PaddedBatch};
 use persona_core::{CoreError, Result};
 use pgrx::pg_sys;
 
-use super::shmem::{self, Kept, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
+use super::shmem::{self, Kept, Mapping, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
 use crate::error::raise_hint;
 use pgrx::PgSqlErrorCode::*;
 
@@ -112,18 +112,14 @@ impl Buffer {
             .map(Buffer::Own)
             .ok_or_else(none_left)
     }
+}
 
-    fn bytes(&self) -> &mut [u8] {
+impl std::ops::Deref for Buffer {
+    type Target = Mapping;
+    fn deref(&self) -> &Mapping {
         match self {
-            Buffer::Kept(k) => k.bytes(),
-            Buffer::Own(s) => s.bytes(),
-        }
-    }
-
-    fn handle(&self) -> u32 {
-        match self {
-            Buffer::Kept(k) => k.handle(),
-            Buffer::Own(s) => s.handle(),
+            Buffer::Kept(k) => k,
+            Buffer::Own(s) => s,
         }
     }
 }

@@ -277,11 +277,8 @@ pub fn now_us() -> i64 {
 }
 
 /// A mapped dynamic shared memory segment, detached on drop unless released to the
-/// transaction's resource owner.
-pub struct Segment {
-    seg: *mut pg_sys::dsm_segment,
-    len: usize,
-}
+/// transaction's resource owner, or kept for the life of the process ([`Segment::keep`]).
+pub struct Segment(Mapping);
 
 impl Segment {
     /// Creates a segment of `len` bytes (None if the server's limit on segments is reached).
@@ -289,7 +286,7 @@ impl Segment {
         // SAFETY: dsm_create with DSM_CREATE_NULL_IF_MAXSEGMENTS returns null instead of raising
         // when no segment is left; the mapping is `len` bytes.
         let seg = unsafe { pg_sys::dsm_create(len, pg_sys::DSM_CREATE_NULL_IF_MAXSEGMENTS as i32) };
-        (!seg.is_null()).then_some(Segment { seg, len })
+        (!seg.is_null()).then_some(Segment(Mapping { seg, len }))
     }
 
     /// Attaches the segment `handle` (None if it no longer exists).
@@ -301,21 +298,45 @@ impl Segment {
                 return None;
             }
             let len = pg_sys::dsm_segment_map_length(seg);
-            Some(Segment { seg, len })
+            Some(Segment(Mapping { seg, len }))
         }
     }
 
     /// Keeps the segment mapped for the rest of the process (past the transaction that created
-    /// it); it is detached when the process exits.
+    /// it); it is detached when the process exits, or by [`Kept::detach`].
     pub fn keep(self) -> Kept {
         // SAFETY: seg is attached; pinning moves it off the transaction's resource owner.
-        unsafe { pg_sys::dsm_pin_mapping(self.seg) };
-        let kept = Kept {
-            seg: self.seg,
-            len: self.len,
-        };
+        unsafe { pg_sys::dsm_pin_mapping(self.0.seg) };
+        let kept = self.0;
         std::mem::forget(self);
         kept
+    }
+}
+
+impl std::ops::Deref for Segment {
+    type Target = Mapping;
+    fn deref(&self) -> &Mapping {
+        &self.0
+    }
+}
+
+/// A segment mapped until the process exits ([`Segment::keep`]). It has no destructor: the
+/// server detaches every segment when the process exits.
+pub type Kept = Mapping;
+
+/// A mapping of a segment: what [`Segment`] and [`Kept`] read and write.
+#[derive(Clone, Copy)]
+pub struct Mapping {
+    seg: *mut pg_sys::dsm_segment,
+    len: usize,
+}
+
+impl Mapping {
+    /// Unmaps it (the segment goes when its last process lets go).
+    pub fn detach(self) {
+        // SAFETY: seg is attached (a mapping is detached once: here, by Segment's drop, or at
+        // exit).
+        unsafe { pg_sys::dsm_detach(self.seg) };
     }
 
     pub fn handle(&self) -> u32 {
@@ -327,40 +348,7 @@ impl Segment {
     /// state says whose turn it is.
     #[allow(clippy::mut_from_ref)]
     pub fn bytes(&self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes and stays mapped while self lives.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                pg_sys::dsm_segment_address(self.seg) as *mut u8,
-                self.len,
-            )
-        }
-    }
-}
-
-/// A segment mapped until the process exits ([`Segment::keep`]). It has no destructor: the
-/// server detaches every segment when the process exits.
-#[derive(Clone, Copy)]
-pub struct Kept {
-    seg: *mut pg_sys::dsm_segment,
-    len: usize,
-}
-
-impl Kept {
-    /// Unmaps it (the segment goes when its last process lets go).
-    pub fn detach(self) {
-        // SAFETY: seg is attached (kept mappings are detached once, here or at exit).
-        unsafe { pg_sys::dsm_detach(self.seg) };
-    }
-
-    pub fn handle(&self) -> u32 {
-        // SAFETY: seg stays attached for the life of the process.
-        unsafe { pg_sys::dsm_segment_handle(self.seg) }
-    }
-
-    /// The mapped bytes (see [`Segment::bytes`]).
-    #[allow(clippy::mut_from_ref)]
-    pub fn bytes(&self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes and stays mapped for the life of the process.
+        // SAFETY: the mapping is `len` bytes and stays mapped while it is attached.
         unsafe {
             std::slice::from_raw_parts_mut(
                 pg_sys::dsm_segment_address(self.seg) as *mut u8,
@@ -377,7 +365,6 @@ impl Drop for Segment {
             // a backend belongs to its resource owner); raising here would abort the process.
             return;
         }
-        // SAFETY: seg is attached and detached once.
-        unsafe { pg_sys::dsm_detach(self.seg) };
+        self.0.detach();
     }
 }

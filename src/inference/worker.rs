@@ -26,10 +26,8 @@ use persona_core::text::serve::{
     self, Envelope, Failure, GraphFiles, GraphKey, Lru, Reply, Request,
 };
 use persona_core::text::{
-    batch_bytes, init_runtime, Backend, Device as CoreDevice, OrtBackend, OutputKind, PaddedBatch,
-    SessionOptions,
+    batch_bytes, Backend, Device as CoreDevice, OrtBackend, OutputKind, PaddedBatch, SessionOptions,
 };
-use persona_core::CoreError;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
 };
@@ -38,7 +36,7 @@ use pgrx::prelude::*;
 
 use super::shmem::{self, HeldGraph, Kept, Segment, ABANDONED, DONE, FREE, PENDING, RUNNING};
 use crate::settings::{self, Device};
-use crate::text_store::runtime::with_signals_blocked;
+use crate::text_store::runtime::{release_free_memory, resident_bytes, with_signals_blocked};
 
 /// A loaded graph.
 struct Session {
@@ -103,16 +101,6 @@ fn release_idle_segments() {
             keep
         })
     });
-}
-
-/// Resident memory of this process, in bytes.
-pub fn resident_bytes() -> u64 {
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * page)
 }
 
 /// Registers the worker (from `_PG_init` in `shared_preload_libraries`).
@@ -186,7 +174,7 @@ pub extern "C-unwind" fn persona_inference_worker_main(_arg: pg_sys::Datum) {
     let mut trimmed_at = resident_bytes();
     loop {
         if worker.serve(shared) && resident_bytes() > trimmed_at + (64 << 20) {
-            crate::text_store::runtime::release_free_memory();
+            release_free_memory();
             trimmed_at = resident_bytes();
         }
         // SAFETY: a plain read of a flag the SIGTERM handler sets.
@@ -301,9 +289,9 @@ impl Worker {
                 }
                 return;
             }
-            Err(e) => {
+            Err(failure) => {
                 for t in requests {
-                    answer(shared, t, &Reply::Failed(Failure::of(e.clone_error())));
+                    answer(shared, t, &Reply::Failed(failure.clone()));
                 }
                 return;
             }
@@ -421,7 +409,7 @@ impl Worker {
     }
 
     /// The session of `key`: cached, or loaded from its file (`None`: no valid file).
-    fn session(&mut self, key: GraphKey) -> Result<Option<Vec<Arc<OrtBackend>>>, Loaded> {
+    fn session(&mut self, key: GraphKey) -> Result<Option<Vec<Arc<OrtBackend>>>, Failure> {
         let now = shmem::now_us();
         if let Some(s) = self.sessions.get_mut(&key) {
             s.last_used_us = now;
@@ -430,9 +418,10 @@ impl Worker {
         let bytes = match self.files.load(&key.hash) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(Loaded(e)),
+            Err(e) => return Err(Failure::of(e)),
         };
-        runtime()?;
+        // ONNX Runtime is loaded at the first graph, as in a backend.
+        crate::text_store::runtime_ready().map_err(|e| Failure::Runtime(e.to_string()))?;
         let before = resident_bytes();
         let opts = session_options();
         let device = match settings::DEVICE.get() {
@@ -460,11 +449,11 @@ impl Worker {
         for _ in 0..count {
             let backend =
                 with_signals_blocked(|| OrtBackend::from_bytes(&bytes, key.task, false, &opts))
-                    .map_err(Loaded)?;
+                    .map_err(Failure::of)?;
             backends.push(Arc::new(backend));
         }
         drop(bytes);
-        crate::text_store::runtime::release_free_memory();
+        release_free_memory();
         let grown = resident_bytes().saturating_sub(before);
         log!(
             "pg_persona inference worker: loaded graph {} ({count} session(s) of {threads} \
@@ -489,7 +478,7 @@ impl Worker {
                 &serve::hex(&k.hash)[..12]
             );
         }
-        crate::text_store::runtime::release_free_memory();
+        release_free_memory();
         Ok(Some(backends))
     }
 
@@ -505,43 +494,6 @@ impl Worker {
             .collect();
         shared.held.publish(&held);
     }
-}
-
-/// An error loading a graph (kept to answer every request for it).
-struct Loaded(CoreError);
-
-impl From<Loaded> for CoreError {
-    fn from(l: Loaded) -> CoreError {
-        l.0
-    }
-}
-
-impl Loaded {
-    fn clone_error(&self) -> CoreError {
-        match &self.0 {
-            CoreError::CorruptModel(m) => CoreError::CorruptModel(m.clone()),
-            CoreError::InvalidData(m) => CoreError::InvalidData(m.clone()),
-            CoreError::TooLarge(m) => CoreError::TooLarge(m.clone()),
-            other => CoreError::Runtime(other.to_string()),
-        }
-    }
-}
-
-/// Loads ONNX Runtime into the worker unless it is loaded.
-fn runtime() -> Result<(), Loaded> {
-    let path = settings::onnxruntime_library();
-    if persona_core::text::runtime_info().is_some_and(|i| i.path == path) {
-        return Ok(());
-    }
-    if !path.exists() {
-        return Err(Loaded(CoreError::Runtime(format!(
-            "ONNX Runtime is not installed at {} (persona.onnxruntime_library)",
-            path.display()
-        ))));
-    }
-    with_signals_blocked(|| init_runtime(&path))
-        .map(|_| ())
-        .map_err(Loaded)
 }
 
 /// Takes every pending request (marking its slot RUNNING).

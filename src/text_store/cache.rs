@@ -18,7 +18,8 @@ use persona_core::text::{Backend, ModelSpec, OrtBackend, ScoreMemo, Task, TextEn
 
 use super::errors::{OrRaiseText, Phase};
 use super::runtime::{
-    create_session, release_free_memory, with_signals_blocked, RunConfig, SessionKey, Shared,
+    create_session, release_free_memory, resident_bytes, with_signals_blocked, RunConfig,
+    SessionKey, Shared,
 };
 use super::{read_graph_meta, read_model_spec, read_onnx, resolve, Stamp};
 use crate::txn_cache::Resolutions;
@@ -186,34 +187,21 @@ fn graph_session(
             (Rc::new(tokenizer), task, hash)
         }
     };
-    let session: Arc<dyn Backend> = match hash {
-        Some(hash) if config.worker => Arc::new(
-            {
-                let graph = graph.to_string();
-                crate::inference::open_graph(hash, task, move || read_onnx(&graph))
-            }
-            .or_raise_text(phase),
-        ),
+    // The worker's graph, or a session of this backend's own (with the memory it added).
+    let (session, bytes): (Arc<dyn Backend>, u64) = match hash {
+        Some(hash) if config.worker => {
+            let graph = graph.to_string();
+            let remote = crate::inference::open_graph(hash, task, move || read_onnx(&graph))
+                .or_raise_text(phase);
+            (Arc::new(remote), 0)
+        }
         _ => {
-            let before = crate::inference::worker::resident_bytes();
+            let before = resident_bytes();
             let onnx = read_onnx(graph);
             let session = create_session(&onnx, task, config, phase);
             drop(onnx);
             release_free_memory();
-            let grown = crate::inference::worker::resident_bytes().saturating_sub(before);
-            remember_session(
-                graph,
-                GraphRow {
-                    version: graph_version,
-                    task,
-                    tokenizer: tokenizer.clone(),
-                    hash,
-                },
-                key,
-                session.clone(),
-                grown,
-            );
-            return (tokenizer, session);
+            (session, resident_bytes().saturating_sub(before))
         }
     };
     remember_session(
@@ -226,7 +214,7 @@ fn graph_session(
         },
         key,
         session.clone(),
-        0,
+        bytes,
     );
     (tokenizer, session)
 }

@@ -168,14 +168,7 @@ fn read_graph_meta(graph: &str, graph_version: i64) -> (Task, Vec<u8>, Option<Gr
 
 /// Whether the catalog has `bert_model_store.onnx_sha256` (0.3.0 or later).
 fn has_graph_hashes() -> bool {
-    select_one::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute \
-          WHERE attrelid = 'persona.bert_model_store'::pg_catalog.regclass \
-            AND attname = 'onnx_sha256' AND NOT attisdropped)",
-        &[],
-        "pg_catalog.pg_attribute",
-    )
-    .unwrap_or(false)
+    crate::spi::catalog_has_column("persona.bert_model_store", "onnx_sha256")
 }
 
 /// The hash of the graph stored in row `name` (none for a model on an encoder, or on a catalog

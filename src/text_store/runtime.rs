@@ -185,6 +185,16 @@ pub fn release_free_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
+/// Resident memory of this process, in bytes.
+pub fn resident_bytes() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page)
+}
+
 thread_local! {
     /// Whether this backend has said that `persona.device = auto` fell back to the CPU.
     static AUTO_NOTICE_SENT: Cell<bool> = const { Cell::new(false) };

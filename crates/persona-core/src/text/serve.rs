@@ -132,14 +132,16 @@ const PREFIX: usize = 8;
 /// Encodes `msg` into `buf` (length-prefixed). `Err(needed)` when `buf` is shorter than the
 /// `needed` bytes the message takes.
 pub fn encode<T: Serialize>(msg: &T, buf: &mut [u8]) -> std::result::Result<usize, u64> {
-    let body = postcard::to_stdvec(msg).expect("serialising a message into a Vec cannot fail");
-    let needed = PREFIX + body.len();
-    if buf.len() < needed {
-        return Err(needed as u64);
-    }
-    buf[..PREFIX].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    buf[PREFIX..needed].copy_from_slice(&body);
-    Ok(needed)
+    // Serialised straight into the segment: a reply carries up to megabytes of token states.
+    let body = buf
+        .get_mut(PREFIX..)
+        .and_then(|rest| postcard::to_slice(msg, rest).ok())
+        .map(|written| written.len());
+    let Some(len) = body else {
+        return Err(encoded_len(msg) as u64);
+    };
+    buf[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
+    Ok(PREFIX + len)
 }
 
 /// Bytes [`encode`] needs for `msg`.

@@ -83,7 +83,7 @@ impl AlsParams {
         Ok(())
     }
 
-    fn confidence(&self, r: f32) -> f32 {
+    pub(crate) fn confidence(&self, r: f32) -> f32 {
         let r = if self.binary { 1.0 } else { r.max(0.0) };
         match self.confidence {
             Confidence::Linear => 1.0 + self.alpha * r,

@@ -592,6 +592,283 @@ impl KnnModel {
     }
 }
 
+/// A user folded into a k-NN model from given ratings ([`crate::cf::foldin`]): the ratings are
+/// the user's row; for a user-based model, also the user's most similar training users.
+#[derive(Debug, Clone)]
+pub struct KnnFolded {
+    /// The user's items (dense indices, sorted) and ratings.
+    items: Vec<u32>,
+    ratings: Vec<f32>,
+    /// The user's baseline bias b_u (baseline centring), else 0.
+    bu: f32,
+    /// The mean of the user's ratings (mean centring of a user-based model).
+    mean: f32,
+    /// User-based: the `max_neighbors` most similar training users, by descending similarity.
+    neighbors: Vec<(u32, f32)>,
+}
+
+/// The training ratings by item (users as columns) and the values the user-based similarity
+/// compares (the ratings, or their residuals from the baselines), built once per model for the
+/// fold-in of user-based models.
+#[derive(Debug, Clone)]
+pub struct Raters {
+    by_item: Csr,
+    values: Vec<f32>,
+}
+
+impl KnnModel {
+    /// Whether folding a user in needs [`KnnModel::raters`] (user-based models).
+    pub fn needs_raters(&self) -> bool {
+        self.m.params.based_on == Based::User
+    }
+
+    /// The transpose of the training ratings with the values the similarity compares. Fails for
+    /// a user-based `pearson_baseline` model trained without baseline centring: it did not keep
+    /// the baselines that similarity needs.
+    pub fn raters(&self) -> Result<Raters> {
+        let m = &self.m;
+        let pearson_baseline = m.params.similarity == Similarity::PearsonBaseline;
+        if pearson_baseline && m.user_bias.is_empty() {
+            return Err(CoreError::InvalidParameter(
+                "this user-based k-NN model cannot fold in new users: its pearson_baseline \
+                 similarity needs the baselines, which it keeps only with \"centering\": \
+                 \"baseline\"; retrain it with that centring"
+                    .into(),
+            ));
+        }
+        let mut t: Vec<(u32, u32, f32)> = Vec::with_capacity(m.ratings.nnz());
+        for u in 0..m.ratings.n_rows() as u32 {
+            let (cols, vals) = m.ratings.row(u);
+            t.extend(cols.iter().zip(vals).map(|(&i, &r)| (i, u, r)));
+        }
+        let by_item = Csr::from_triples(m.items.len(), t);
+        let values = if pearson_baseline {
+            residuals(
+                &by_item,
+                &m.item_bias,
+                &m.user_bias,
+                f64::from(m.global_mean),
+            )
+        } else {
+            by_item.val.clone()
+        };
+        Ok(Raters { by_item, values })
+    }
+
+    /// The baseline bias of a user with these ratings, as training's user step computes it
+    /// (b_u = Σ (r − μ − b_i) / (reg_u + n), Surprise's default reg_u); 0 without baselines.
+    fn folded_bias(&self, items: &[u32], ratings: &[f32]) -> f32 {
+        let m = &self.m;
+        if m.item_bias.is_empty() || items.is_empty() {
+            return 0.0;
+        }
+        let reg_u = f64::from(BaselineParams::default().reg_u);
+        let sum: f64 = items
+            .iter()
+            .zip(ratings)
+            .map(|(&i, &r)| {
+                f64::from(r) - f64::from(m.global_mean) - f64::from(m.item_bias[i as usize])
+            })
+            .sum();
+        (sum / (reg_u + items.len() as f64)) as f32
+    }
+
+    /// Folds in a user who rated `items` (dense indices, sorted, distinct) with `ratings`.
+    /// `raters` is [`KnnModel::raters`], needed by user-based models only; `own` is the user's
+    /// index when the model knows the user (never its own neighbour).
+    pub fn fold_in(
+        &self,
+        items: &[u32],
+        ratings: &[f32],
+        raters: Option<&Raters>,
+        own: Option<u32>,
+    ) -> Result<KnnFolded> {
+        let m = &self.m;
+        let bu = self.folded_bias(items, ratings);
+        let mean = if ratings.is_empty() {
+            m.global_mean
+        } else {
+            (ratings.iter().map(|&r| f64::from(r)).sum::<f64>() / ratings.len() as f64) as f32
+        };
+        let neighbors = match (m.params.based_on, raters) {
+            (Based::Item, _) => Vec::new(),
+            (Based::User, None) => {
+                return Err(CoreError::InvalidParameter(
+                    "a user-based k-NN fold-in needs the model's raters".into(),
+                ))
+            }
+            (Based::User, Some(raters)) => {
+                let vals: Vec<f32> = match m.params.similarity {
+                    Similarity::PearsonBaseline => items
+                        .iter()
+                        .zip(ratings)
+                        .map(|(&i, &r)| r - (m.global_mean + bu + m.item_bias[i as usize]))
+                        .collect(),
+                    _ => ratings.to_vec(),
+                };
+                let n = m.users.len();
+                let shrinkage = f64::from(m.params.shrinkage);
+                let max_nb = m.params.max_neighbors;
+                match m.params.similarity {
+                    Similarity::Cosine => {
+                        similar_rows::<CosineAcc>(items, &vals, raters, n, max_nb, shrinkage, own)
+                    }
+                    Similarity::Pearson => {
+                        similar_rows::<PearsonAcc>(items, &vals, raters, n, max_nb, shrinkage, own)
+                    }
+                    Similarity::Msd => {
+                        similar_rows::<MsdAcc>(items, &vals, raters, n, max_nb, shrinkage, own)
+                    }
+                    Similarity::PearsonBaseline => similar_rows::<PearsonBaselineAcc>(
+                        items, &vals, raters, n, max_nb, shrinkage, own,
+                    ),
+                }
+            }
+        };
+        Ok(KnnFolded {
+            items: items.to_vec(),
+            ratings: ratings.to_vec(),
+            bu,
+            mean,
+            neighbors,
+        })
+    }
+
+    /// [`KnnModel::predict`] for a folded user: the same neighbours, centring and `k`, `min_k`.
+    pub fn predict_folded(&self, f: &KnnFolded, i: u32) -> Option<f32> {
+        let m = &self.m;
+        if i as usize >= m.items.len() {
+            return None;
+        }
+        let p = &m.params;
+        let mu = m.global_mean;
+        let mut agg = Aggregate::default();
+        match p.based_on {
+            Based::Item => {
+                let (nb_idx, nb_sim) = self.row_neighbors(i);
+                for (&n, &s) in nb_idx.iter().zip(nb_sim) {
+                    let Ok(at) = f.items.binary_search(&n) else {
+                        continue;
+                    };
+                    let r = f.ratings[at];
+                    let value = match p.centering {
+                        Centering::None => r,
+                        Centering::Mean => r - m.means[n as usize],
+                        Centering::Baseline => r - (mu + f.bu + m.item_bias[n as usize]),
+                    };
+                    agg.add(s, value);
+                    if agg.count >= p.k {
+                        break;
+                    }
+                }
+            }
+            Based::User => {
+                for &(v, s) in &f.neighbors {
+                    let Some(r) = m.ratings.get(v, i) else {
+                        continue;
+                    };
+                    let value = match p.centering {
+                        Centering::None => r,
+                        Centering::Mean => r - m.means[v as usize],
+                        Centering::Baseline => {
+                            r - (mu + m.user_bias[v as usize] + m.item_bias[i as usize])
+                        }
+                    };
+                    agg.add(s, value);
+                    if agg.count >= p.k {
+                        break;
+                    }
+                }
+            }
+        }
+        if agg.count < p.min_k.max(1) {
+            return None;
+        }
+        let offset = match (p.centering, p.based_on) {
+            (Centering::None, _) => 0.0,
+            (Centering::Mean, Based::User) => f64::from(f.mean),
+            (Centering::Mean, Based::Item) => f64::from(m.means[i as usize]),
+            (Centering::Baseline, _) => {
+                f64::from(mu) + f64::from(f.bu) + f64::from(m.item_bias[i as usize])
+            }
+        };
+        agg.mean().map(|d| (offset + d) as f32)
+    }
+
+    /// [`KnnModel::fallback`] for a folded user: its own bias or mean where the model would use
+    /// a known user's.
+    pub fn fallback_folded(&self, f: &KnnFolded, i: Option<u32>) -> f32 {
+        let m = &self.m;
+        let i = i.filter(|&i| (i as usize) < m.items.len());
+        match (m.params.centering, m.params.based_on) {
+            (Centering::None, _) => m.global_mean,
+            (Centering::Mean, Based::User) => f.mean,
+            (Centering::Mean, Based::Item) => i
+                .and_then(|i| m.means.get(i as usize).copied())
+                .unwrap_or(m.global_mean),
+            (Centering::Baseline, _) => {
+                m.global_mean
+                    + f.bu
+                    + i.and_then(|i| m.item_bias.get(i as usize).copied())
+                        .unwrap_or(0.0)
+            }
+        }
+    }
+
+    /// [`KnnModel::predict_folded`] when possible, else [`KnnModel::fallback_folded`]; unclipped.
+    pub fn estimate_folded(&self, f: &KnnFolded, i: Option<u32>) -> f32 {
+        i.and_then(|i| self.predict_folded(f, i))
+            .unwrap_or_else(|| self.fallback_folded(f, i))
+    }
+}
+
+/// The `max_nb` rows most similar (positive similarity) to a row outside the model with columns
+/// `cols` and values `vals`, against the model's rows through the transpose in `raters`, by
+/// descending similarity, leaving out row `skip`: the training's walk for one row.
+fn similar_rows<A: Accumulator>(
+    cols: &[u32],
+    vals: &[f32],
+    raters: &Raters,
+    n_rows: usize,
+    max_nb: usize,
+    shrinkage: f64,
+    skip: Option<u32>,
+) -> Vec<(u32, f32)> {
+    let (by_col, col_vals) = (&raters.by_item, &raters.values);
+    let mut acc: Vec<A> = vec![A::default(); n_rows];
+    let mut freq = vec![0u32; n_rows];
+    let mut touched = Vec::new();
+    for (&c, &a) in cols.iter().zip(vals) {
+        if c as usize >= by_col.n_rows() {
+            continue;
+        }
+        let span = by_col.ptr[c as usize] as usize..by_col.ptr[c as usize + 1] as usize;
+        for (&s, &b) in by_col.idx[span.clone()].iter().zip(&col_vals[span]) {
+            if Some(s) == skip {
+                continue;
+            }
+            if freq[s as usize] == 0 {
+                touched.push(s);
+            }
+            freq[s as usize] += 1;
+            acc[s as usize].add(f64::from(a), f64::from(b));
+        }
+    }
+    let mut out: Vec<(u32, f32)> = touched
+        .into_iter()
+        .filter_map(|s| {
+            let sim = acc[s as usize].similarity(freq[s as usize], shrinkage) as f32;
+            (sim.is_finite() && sim > 0.0).then_some((s, sim))
+        })
+        .collect();
+    if out.len() > max_nb && max_nb > 0 {
+        out.select_nth_unstable_by(max_nb - 1, by_similarity_desc);
+        out.truncate(max_nb);
+    }
+    out.sort_unstable_by(by_similarity_desc);
+    out
+}
+
 /// The mean rating of every row of `csr` (`fallback` for an empty row).
 fn row_means(csr: &Csr, fallback: f32) -> Vec<f32> {
     (0..csr.n_rows() as u32)

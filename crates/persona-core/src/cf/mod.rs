@@ -4,6 +4,7 @@ pub mod als;
 pub mod baseline;
 pub mod data;
 pub mod evaluate;
+pub mod foldin;
 pub mod knn;
 pub mod metrics;
 pub mod mf;
@@ -12,5 +13,6 @@ pub mod split;
 pub mod train;
 
 pub use data::{parse_tab_ratings, BuildCounts, Csr, Dataset, DatasetBuilder, IdMap};
+pub use foldin::FoldedUser;
 pub use model::CfModel;
 pub use train::{estimate_bytes, train, Algorithm, ALGORITHMS};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::als::AlsFactors;
 use super::baseline::Biases;
 use super::data::{Csr, IdMap};
+use super::foldin::FoldCache;
 use super::knn::{Based, KnnModel, StoredParts};
 use super::mf::{dot, Factors};
 use super::Algorithm;
@@ -47,6 +48,9 @@ pub struct CfModel {
     pub min_rating: f32,
     pub max_rating: f32,
     pub body: Body,
+    /// What fold-ins compute once per decoded model (never stored).
+    #[serde(skip)]
+    pub(crate) fold_cache: FoldCache,
 }
 
 impl CfModel {
@@ -72,7 +76,11 @@ impl CfModel {
     /// The predicted rating, clipped to the training scale. Unknown users or items fall back to the
     /// global mean plus the biases that are known (k-NN: the same; implicit ALS: score 0).
     pub fn predict(&self, user: i64, item: i64) -> f32 {
-        let r = self.raw(self.users.get(user), self.items.get(item));
+        self.clip(self.raw(self.users.get(user), self.items.get(item)))
+    }
+
+    /// A score clipped to the training scale; implicit scores are not ratings and stay as they are.
+    pub(crate) fn clip(&self, r: f32) -> f32 {
         if self.is_implicit() {
             r
         } else {
@@ -80,41 +88,65 @@ impl CfModel {
         }
     }
 
+    /// The unclipped score of item `i` for a user the model does not know.
+    pub(crate) fn raw_unknown_user(&self, i: Option<u32>) -> f32 {
+        self.raw(None, i)
+    }
+
     /// The `k` best items for `user` with their scores, best first. An unknown user gets the items
     /// with the highest baseline (popularity for ALS). Ties break by item id for stable output.
     pub fn recommend(&self, user: i64, k: usize, exclude_seen: bool) -> Vec<(i64, f32)> {
-        let u = self.users.get(user);
-        let n = self.items.len();
-        let mut scores: Vec<f32> = match (&self.body, u) {
-            (Body::Factors(f), Some(u)) => {
+        let Some(u) = self.users.get(user) else {
+            return self.recommend_unknown(k);
+        };
+        let n = self.items.len() as u32;
+        let scores: Vec<f32> = match &self.body {
+            Body::Factors(f) => {
                 let pu = f.user(u);
                 let base = self.global_mean + f.bu[u as usize];
-                (0..n as u32)
+                (0..n)
                     .map(|i| base + f.bi[i as usize] + dot(pu, f.item(i)))
                     .collect()
             }
-            (Body::Als(a), Some(u)) => {
+            Body::Als(a) => {
                 let xu = a.user(u);
-                (0..n as u32).map(|i| dot(xu, a.item(i))).collect()
+                (0..n).map(|i| dot(xu, a.item(i))).collect()
             }
-            (Body::Als(_), None) => {
-                // An unknown user of an implicit model gets the most popular items.
+            _ => (0..n).map(|i| self.raw(Some(u), Some(i))).collect(),
+        };
+        let seen = if exclude_seen {
+            self.seen.row(u).0
+        } else {
+            &[]
+        };
+        self.top_k(scores, seen, k)
+    }
+
+    /// What a user the model does not know is recommended: the items with the highest baseline,
+    /// or the most popular ones for ALS.
+    pub(crate) fn recommend_unknown(&self, k: usize) -> Vec<(i64, f32)> {
+        let n = self.items.len();
+        let scores: Vec<f32> = match &self.body {
+            Body::Als(_) => {
                 let mut counts = vec![0f32; n];
                 for &i in &self.seen.idx {
                     counts[i as usize] += 1.0;
                 }
                 counts
             }
-            _ => (0..n as u32).map(|i| self.raw(u, Some(i))).collect(),
+            _ => (0..n as u32).map(|i| self.raw(None, Some(i))).collect(),
         };
-        if exclude_seen {
-            if let Some(u) = u {
-                for &i in self.seen.row(u).0 {
-                    scores[i as usize] = f32::NEG_INFINITY;
-                }
-            }
+        self.top_k(scores, &[], k)
+    }
+
+    /// The `k` items with the highest `scores` (one per item index), leaving out `exclude`, best
+    /// first with ties by item id, as `(item id, clipped score)`.
+    pub(crate) fn top_k(&self, mut scores: Vec<f32>, exclude: &[u32], k: usize) -> Vec<(i64, f32)> {
+        for &i in exclude {
+            scores[i as usize] = f32::NEG_INFINITY;
         }
-        let mut idx: Vec<u32> = (0..n as u32)
+        let n = self.items.len() as u32;
+        let mut idx: Vec<u32> = (0..n)
             .filter(|&i| scores[i as usize] > f32::NEG_INFINITY)
             .collect();
         let better = |a: &u32, b: &u32| {
@@ -127,19 +159,8 @@ impl CfModel {
             idx.truncate(k);
         }
         idx.sort_unstable_by(better);
-        let clip = !self.is_implicit();
         idx.into_iter()
-            .map(|i| {
-                let s = scores[i as usize];
-                (
-                    self.items.id(i),
-                    if clip {
-                        s.clamp(self.min_rating, self.max_rating)
-                    } else {
-                        s
-                    },
-                )
-            })
+            .map(|i| (self.items.id(i), self.clip(scores[i as usize])))
             .collect()
     }
 

@@ -229,6 +229,7 @@ pub fn train(
         min_rating: d.min_rating,
         max_rating: d.max_rating,
         body,
+        fold_cache: Default::default(),
     };
     if !model.is_finite() {
         return Err(CoreError::InvalidParameter(format!(

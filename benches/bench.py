@@ -13,8 +13,8 @@ conn = psycopg.connect(dbname="persona_bench", autocommit=True)
 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
 conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
-# BENCH_ONLY=cf,recommend,campaign,text runs some sections; run.sh merges them into results.json.
-ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text").split(","))
+# BENCH_ONLY=cf,recommend,campaign,text,foldin runs some sections; run.sh merges them into results.json.
+ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin").split(","))
 
 
 def best(fn, repeat=5):
@@ -272,6 +272,107 @@ if "text" in ONLY and os.path.exists(f"{MODELS}/minilm/model.onnx") and os.path.
     results["bert_parallel_plan"] = [r[0] for r in plan]
 elif "text" in ONLY:
     print(f"SKIPPED: needs the minilm model in {MODELS} and SST-2 phrases at '{SST2}' (set SST2)")
+
+# 5. Fold-in: users the model never saw, against a model retrained with them ---------------------
+if "foldin" in ONLY and os.path.exists(f"{ML}/u.data"):
+    import math
+    import random
+
+    section("Fold-in on ml-100k u.data: 10% of users held out, their first 75% (by time) folded in")
+    rows = [tuple(int(x) for x in line.split("\t")) for line in open(f"{ML}/u.data")]
+    users = sorted({u for u, _, _, _ in rows})
+    held = set(random.Random(int(os.environ.get("FOLDIN_SEED", "7"))).sample(users, len(users) // 10))
+    by_user = {}
+    for u, i, r, t in rows:
+        if u in held:
+            by_user.setdefault(u, []).append((t, i, r))
+    history, future = {}, {}
+    for u, rs in by_user.items():
+        rs.sort()
+        cut = math.ceil(len(rs) * 0.75)
+        history[u] = [(i, r) for _, i, r in rs[:cut]]
+        future[u] = [(i, r) for _, i, r in rs[cut:]]
+    q("DROP TABLE IF EXISTS fi_train, fi_full")
+    q("CREATE TABLE fi_train (user_id int, item_id int, rating real)")
+    with conn.cursor() as cur, cur.copy("COPY fi_train FROM STDIN") as copy:
+        for u, i, r, _ in rows:
+            if u not in held:
+                copy.write_row((u, i, r))
+    q("CREATE TABLE fi_full AS SELECT * FROM fi_train")
+    with conn.cursor() as cur, cur.copy("COPY fi_full FROM STDIN") as copy:
+        for u, hs in history.items():
+            for i, r in hs:
+                copy.write_row((u, i, r))
+    q("CREATE INDEX ON fi_train (user_id)"); q("ANALYZE fi_train"); q("ANALYZE fi_full")
+
+    def ndcg(ranked, relevant, k=10):
+        dcg = sum(1 / math.log2(n + 2) for n, i in enumerate(ranked[:k]) if i in relevant)
+        ideal = sum(1 / math.log2(n + 2) for n in range(min(k, len(relevant))))
+        return dcg / ideal
+
+    def as_json(pairs):
+        return json.dumps({str(i): r for i, r in pairs})
+
+    fold = {"users_held_out": len(held), "ratings_folded_in": sum(map(len, history.values())),
+            "ratings_scored": sum(map(len, future.values())), "algorithms": {}}
+    for algo in os.environ.get("FOLDIN_ALGOS", "svd,svdpp,als,knn_item,knn_user,baseline").split(","):
+        q("SELECT cf_train('fi_train', %s, %s, '{\"test_fraction\": 0}')", algo, f"fi_{algo}")
+        t = time.perf_counter()
+        q("SELECT cf_train('fi_full', %s, %s, '{\"test_fraction\": 0}')", algo, f"fi_{algo}_full")
+        retrain_s = time.perf_counter() - t
+        out = {"retrain_seconds": retrain_s}
+        for mode, model in (("fold_in", f"fi_{algo}"), ("retrained", f"fi_{algo}_full")):
+            sq, n, nd = 0.0, 0, []
+            for u in sorted(held):
+                items = [i for i, _ in future[u]]
+                if mode == "fold_in":
+                    h = as_json(history[u])
+                    preds = q("SELECT cf_predict_for(%s::jsonb, i, %s) FROM unnest(%s::int8[]) i", h, model, items)
+                    top = [r[0] for r in q("SELECT item_id FROM cf_recommend_for(%s::jsonb, 10, %s)", h, model)]
+                else:
+                    preds = q("SELECT cf_predict(%s, i, %s) FROM unnest(%s::int8[]) i", u, model, items)
+                    top = [r[0] for r in q("SELECT item_id FROM cf_recommend(%s, 10, %s)", u, model)]
+                for (p,), (_, r) in zip(preds, future[u]):
+                    sq += (p - r) ** 2
+                    n += 1
+                nd.append(ndcg(top, set(items)))
+            out[mode] = {"ndcg_at_10": statistics.mean(nd)}
+            if algo != "als":
+                out[mode]["rmse"] = math.sqrt(sq / n)
+        out["ndcg_ratio"] = out["fold_in"]["ndcg_at_10"] / out["retrained"]["ndcg_at_10"]
+        if algo != "als":
+            out["rmse_ratio"] = out["fold_in"]["rmse"] / out["retrained"]["rmse"]
+        # Latency of folding in a 100-rating user and ranking the catalogue: held-out users'
+        # first 100 ratings when they have that many, else training users' (warm model).
+        hundred = [as_json(history[u][:100]) for u in sorted(held) if len(history[u]) >= 100]
+        for u, in q("SELECT user_id FROM fi_train GROUP BY user_id HAVING count(*) >= 100 ORDER BY user_id LIMIT 40"):
+            hundred.append(as_json([(i, r) for i, r in q("SELECT item_id, rating FROM fi_train WHERE user_id = %s LIMIT 100", u)]))
+        q("SELECT count(*) FROM cf_recommend_for(%s::jsonb, 10, %s)", hundred[0], f"fi_{algo}")
+        lat = []
+        for _ in range(5):
+            for h in hundred:
+                t = time.perf_counter()
+                q("SELECT count(*) FROM cf_recommend_for(%s::jsonb, 10, %s)", h, f"fi_{algo}")
+                lat.append((time.perf_counter() - t) * 1000)
+        lat.sort()
+        out["recommend_100_ratings_ms"] = {"calls": len(lat), "p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99) - 1]}
+        fold["algorithms"][algo] = out
+        print(f"{algo:9s} NDCG@10 fold-in {out['fold_in']['ndcg_at_10']:.4f} retrained {out['retrained']['ndcg_at_10']:.4f} "
+              f"({out['ndcg_ratio']:.3f}x)" + (f"  RMSE {out['fold_in']['rmse']:.4f} vs {out['retrained']['rmse']:.4f} ({out['rmse_ratio']:.3f}x)" if algo != "als" else "")
+              + f"  100-rating fold-in + top-10 p50 {out['recommend_100_ratings_ms']['p50']:.2f} ms p99 {out['recommend_100_ratings_ms']['p99']:.2f} ms", flush=True)
+    # From the source: cf_recommend for users who are not in the model, their rows in fi_train.
+    q("INSERT INTO fi_train SELECT user_id, item_id, rating FROM fi_full WHERE user_id = ANY(%s)", sorted(held))
+    lat = []
+    for u in sorted(held):
+        t = time.perf_counter()
+        q("SELECT count(*) FROM cf_recommend(%s, 10, 'fi_svdpp')", u)
+        lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    fold["cf_recommend_from_source_svdpp_ms"] = {"calls": len(lat), "p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99) - 1]}
+    print(f"cf_recommend(unknown user) folding in from the source (svdpp): p50 {lat[len(lat) // 2]:.2f} ms, max {lat[-1]:.2f} ms")
+    results["fold_in"] = fold
+elif "foldin" in ONLY:
+    print(f"SKIPPED: fold-in needs ml-100k at '{ML}' (set ML100K)")
 
 with open("/tmp/persona-bench-results.json", "w") as f:
     json.dump(results, f, indent=2, default=float)

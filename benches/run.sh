@@ -4,9 +4,10 @@
 #   - cf_predict over 100,000 rows vs a trivial arithmetic expression on the same columns
 #   - cf_recommend(user, 10) over a 100,000-item catalogue at 64 factors
 #   - campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY
+#   - fold-in of held-out ml-100k users vs a model retrained with them (quality, latency)
 # MovieLens is read from ../shared/data/ml-100k (ML100K=...); without it those parts are skipped
 # with a message. Needs the extension installed (make install). Results: benches/results.json
-# (BENCH_ONLY=cf,recommend,campaign,text runs some sections and replaces only theirs).
+# (BENCH_ONLY=cf,recommend,campaign,text,foldin runs some sections and replaces only theirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
@@ -33,9 +34,9 @@ export SENTIMENT_HEAD=$PWD/models/sentiment_head.json
 PGPORT=$(pg_port)
 PERSONA_MODELS=${PERSONA_MODELS:-$("$PG_CONFIG" --sharedir)/extension/pg_persona/models}
 rm -f /tmp/persona-bench-results.json
-runuser -u postgres -- env ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" \
+runuser -u postgres -- env FOLDIN_SEED="${FOLDIN_SEED:-7}" FOLDIN_ALGOS="${FOLDIN_ALGOS:-svd,svdpp,als,knn_item,knn_user,baseline}" ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" \
   PGPORT="$PGPORT" PERSONA_MODELS="$PERSONA_MODELS" \
-  BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,text}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
+  BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,text,foldin}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
 # The sections measured replace theirs in benches/results.json; each records when it ran.
 python3 - /tmp/persona-bench-results.json benches/results.json <<'PY'
 import datetime, json, os, sys

@@ -204,3 +204,26 @@ COMMENT ON VIEW persona.inference_worker IS
 REVOKE ALL ON FUNCTION persona.inference_worker_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION persona.inference_worker_stats() TO pg_monitor;
 GRANT SELECT ON persona.inference_worker TO pg_monitor;
+
+-- Fold-in: recommendations and predictions for users the model did not train on, from ratings
+-- given as jsonb (cf_recommend and cf_predict fold unknown users in from the model's source
+-- under the new setting persona.fold_in, without a catalog change).
+CREATE FUNCTION "cf_recommend_for"(
+	"ratings" jsonb,
+	"k" INT DEFAULT 10,
+	"model" TEXT DEFAULT 'default',
+	"exclude_seen" bool DEFAULT true
+) RETURNS TABLE (
+	"item_id" bigint,
+	"score" real,
+	"rank" INT
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'cf_recommend_for_wrapper';
+CREATE FUNCTION "cf_predict_for"(
+	"ratings" jsonb,
+	"item_id" bigint,
+	"model" TEXT DEFAULT 'default'
+) RETURNS real
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'cf_predict_for_wrapper';

@@ -286,6 +286,9 @@ fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jso
     let t0 = Instant::now();
     let (relname, rows) = read_rows(source, &spec);
     let read_seconds = t0.elapsed().as_secs_f64();
+    // Stored with the model: where fold-in (persona.fold_in) reads a user's current ratings.
+    let source_columns =
+        json!({"user": spec.user_col, "item": spec.item_col, "rating": spec.rating_col});
     let (mut trained, mut summary) = fit(&rows, &spec, algo, None);
     if refit && spec.test_fraction > 0.0 {
         // The report came from a fit that did not see the held-out rows; the deployed model
@@ -318,11 +321,13 @@ fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jso
         .as_object_mut()
         .expect("summary is an object")
         .insert("refit".into(), json!(refit && spec.test_fraction > 0.0));
+    let obj = summary.as_object_mut().expect("summary is an object");
+    obj.insert("source".into(), json!(relname));
+    obj.insert("source_columns".into(), source_columns);
     let version = model_store::save(model, &trained, &summary);
     let obj = summary.as_object_mut().expect("summary is an object");
     obj.insert("model".into(), json!(model));
     obj.insert("version".into(), json!(version));
-    obj.insert("source".into(), json!(relname));
     obj.insert("read_seconds".into(), json!(round3(read_seconds)));
     obj.insert("seconds".into(), json!(round3(t0.elapsed().as_secs_f64())));
     JsonB(summary)
@@ -390,7 +395,10 @@ pub unsafe extern "C-unwind" fn cf_predict_v1(fcinfo: pg_sys::FunctionCallInfo) 
             pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 2).unwrap_or("default"),
         )
     };
-    let p = model_store::with_active(model, |m| m.predict(user, item));
+    let p = model_store::with_active(model, |m| {
+        (!crate::cf_fold::folds(m, user)).then(|| m.predict(user, item))
+    })
+    .unwrap_or_else(|| crate::cf_fold::predict(model, user, item));
     pg_sys::Datum::from(p.to_bits())
 }
 
@@ -419,11 +427,13 @@ fn cf_recommend(
     exclude_seen: default!(bool, true),
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32))> {
     let k = check_k(k);
-    TableIterator::new(ranked(model_store::active(model).recommend(
-        user_id,
-        k,
-        exclude_seen,
-    )))
+    let m = model_store::active(model);
+    let items = if crate::cf_fold::folds(&m, user_id) {
+        crate::cf_fold::recommend(model, user_id, k, exclude_seen)
+    } else {
+        m.recommend(user_id, k, exclude_seen)
+    };
+    TableIterator::new(ranked(items))
 }
 
 /// Items or users: what `cf_similar_items` and `cf_similar_users` look up.

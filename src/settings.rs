@@ -28,6 +28,23 @@ pub enum Device {
     Auto,
 }
 
+/// `persona.fold_in`: which users `cf_predict` and `cf_recommend` fold in from the model's source.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FoldIn {
+    /// Never: users the model did not train on get the baseline (popularity for ALS).
+    #[name = c"off"]
+    Off,
+    /// Users the model did not train on (default).
+    #[name = c"unknown"]
+    Unknown,
+    /// Every user, from the ratings they have now.
+    #[name = c"always"]
+    Always,
+}
+
+/// `persona.fold_in`.
+pub static FOLD_IN: GucSetting<FoldIn> = GucSetting::<FoldIn>::new(FoldIn::Unknown);
+
 /// `persona.inference`: where a backend's text inference runs.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Inference {
@@ -88,6 +105,19 @@ pub fn init() {
 
 /// The settings of training and of campaign statistics.
 fn init_training_and_statistics() {
+    GucRegistry::define_enum_guc(
+        c"persona.fold_in",
+        c"Which users cf_predict and cf_recommend fold in from the model's source: off, unknown \
+          or always.",
+        c"unknown (default): a user the model did not train on is solved from their rows in the \
+          relation the model was trained on, read with the caller's privileges, without \
+          retraining. always: every user, from the ratings they have now. off: unknown users get \
+          the baseline (popularity for als). Callers who may not read the source get the \
+          baseline.",
+        &FOLD_IN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"persona.training_threads",
         c"Threads one cf_train call may use (0: one per CPU core).",

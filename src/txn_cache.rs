@@ -55,9 +55,10 @@ fn aborted_subxacts() -> u64 {
 }
 
 /// What a resolution is valid for: this transaction, this role, no subtransaction aborted since.
-type Scope = (u32, pg_sys::Oid, u64);
+pub type Scope = (u32, pg_sys::Oid, u64);
 
-fn current_scope() -> Scope {
+/// The transaction, role and subtransaction-abort count now.
+pub fn current_scope() -> Scope {
     (current_lxid(), current_user(), aborted_subxacts())
 }
 

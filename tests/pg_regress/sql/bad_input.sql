@@ -57,6 +57,8 @@ INSERT INTO regress.baseline VALUES
   ('cf_model_revoke(text,text)', ARRAY[$$'default'$$, $$'public'$$]),
   ('cf_predict(bigint,bigint,text)', ARRAY['1', '1', $$'default'$$]),
   ('cf_recommend(bigint,integer,text,boolean)', ARRAY['1', '5', $$'default'$$, 'true']),
+  ('cf_recommend_for(jsonb,integer,text,boolean)', ARRAY[$$'{"1": 5}'$$, '5', $$'default'$$, 'true']),
+  ('cf_predict_for(jsonb,bigint,text)', ARRAY[$$'{"1": 5}'$$, '1', $$'default'$$]),
   ('cf_similar_items(bigint,integer,text)', ARRAY['1', '5', $$'default'$$]),
   ('cf_similar_users(bigint,integer,text)', ARRAY['1', '5', $$'default'$$]),
   ('cf_train(regclass,text,text,jsonb)', ARRAY[$$'persona.ratings'$$, $$'baseline'$$, $$'bad_input'$$, $$'{}'$$]),

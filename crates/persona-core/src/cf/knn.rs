@@ -815,6 +815,89 @@ impl KnnModel {
         }
     }
 
+    /// [`KnnModel::estimate_folded`] of every item, at once: for a user-based model the
+    /// neighbours' rows are walked once (most similar first, each item taking its first `k`
+    /// raters), instead of each item's raters being looked up among the neighbours; the same
+    /// numbers.
+    pub fn estimate_all_folded(&self, f: &KnnFolded) -> Vec<f32> {
+        let m = &self.m;
+        let n = m.items.len();
+        let p = &m.params;
+        let mu = m.global_mean;
+        if p.based_on == Based::Item {
+            // The user's ratings by item index: a lookup per neighbour instead of a search.
+            let mut own = vec![f32::NAN; n];
+            for (&i, &r) in f.items.iter().zip(&f.ratings) {
+                own[i as usize] = r;
+            }
+            return (0..n as u32)
+                .map(|i| {
+                    let (nb_idx, nb_sim) = self.row_neighbors(i);
+                    let mut a = Aggregate::default();
+                    for (&j, &s) in nb_idx.iter().zip(nb_sim) {
+                        let r = own[j as usize];
+                        if r.is_nan() {
+                            continue;
+                        }
+                        let value = match p.centering {
+                            Centering::None => r,
+                            Centering::Mean => r - m.means[j as usize],
+                            Centering::Baseline => r - (mu + f.bu + m.item_bias[j as usize]),
+                        };
+                        a.add(s, value);
+                        if a.count >= p.k {
+                            break;
+                        }
+                    }
+                    self.folded_mean(f, i, &a)
+                })
+                .collect();
+        }
+        let mut agg: Vec<Aggregate> = (0..n).map(|_| Aggregate::default()).collect();
+        for &(v, s) in &f.neighbors {
+            let (cols, vals) = m.ratings.row(v);
+            for (&i, &r) in cols.iter().zip(vals) {
+                let a = &mut agg[i as usize];
+                if a.count >= p.k {
+                    continue;
+                }
+                let value = match p.centering {
+                    Centering::None => r,
+                    Centering::Mean => r - m.means[v as usize],
+                    Centering::Baseline => {
+                        r - (mu + m.user_bias[v as usize] + m.item_bias[i as usize])
+                    }
+                };
+                a.add(s, value);
+            }
+        }
+        agg.iter()
+            .enumerate()
+            .map(|(i, a)| self.folded_mean(f, i as u32, a))
+            .collect()
+    }
+
+    /// The estimate of item `i` for a folded user from its neighbours' sums `a` (the fallback
+    /// below `min_k` neighbours), as [`KnnModel::estimate_folded`] computes it.
+    fn folded_mean(&self, f: &KnnFolded, i: u32, a: &Aggregate) -> f32 {
+        let m = &self.m;
+        let mean = (a.count >= m.params.min_k.max(1))
+            .then(|| a.mean())
+            .flatten();
+        let Some(d) = mean else {
+            return self.fallback_folded(f, Some(i));
+        };
+        let offset = match (m.params.centering, m.params.based_on) {
+            (Centering::None, _) => 0.0,
+            (Centering::Mean, Based::User) => f64::from(f.mean),
+            (Centering::Mean, Based::Item) => f64::from(m.means[i as usize]),
+            (Centering::Baseline, _) => {
+                f64::from(m.global_mean) + f64::from(f.bu) + f64::from(m.item_bias[i as usize])
+            }
+        };
+        (offset + d) as f32
+    }
+
     /// [`KnnModel::predict_folded`] when possible, else [`KnnModel::fallback_folded`]; unclipped.
     pub fn estimate_folded(&self, f: &KnnFolded, i: Option<u32>) -> f32 {
         i.and_then(|i| self.predict_folded(f, i))

@@ -781,18 +781,7 @@ impl KnnModel {
                 }
             }
         }
-        if agg.count < p.min_k.max(1) {
-            return None;
-        }
-        let offset = match (p.centering, p.based_on) {
-            (Centering::None, _) => 0.0,
-            (Centering::Mean, Based::User) => f64::from(f.mean),
-            (Centering::Mean, Based::Item) => f64::from(m.means[i as usize]),
-            (Centering::Baseline, _) => {
-                f64::from(mu) + f64::from(f.bu) + f64::from(m.item_bias[i as usize])
-            }
-        };
-        agg.mean().map(|d| (offset + d) as f32)
+        self.folded_estimate(f, i, &agg)
     }
 
     /// [`KnnModel::fallback`] for a folded user: its own bias or mean where the model would use
@@ -880,13 +869,17 @@ impl KnnModel {
     /// The estimate of item `i` for a folded user from its neighbours' sums `a` (the fallback
     /// below `min_k` neighbours), as [`KnnModel::estimate_folded`] computes it.
     fn folded_mean(&self, f: &KnnFolded, i: u32, a: &Aggregate) -> f32 {
+        self.folded_estimate(f, i, a)
+            .unwrap_or_else(|| self.fallback_folded(f, Some(i)))
+    }
+
+    /// The neighbours' weighted mean `a` put back on the folded user's scale (the centring's
+    /// offset); `None` below `min_k` neighbours.
+    fn folded_estimate(&self, f: &KnnFolded, i: u32, a: &Aggregate) -> Option<f32> {
         let m = &self.m;
-        let mean = (a.count >= m.params.min_k.max(1))
-            .then(|| a.mean())
-            .flatten();
-        let Some(d) = mean else {
-            return self.fallback_folded(f, Some(i));
-        };
+        if a.count < m.params.min_k.max(1) {
+            return None;
+        }
         let offset = match (m.params.centering, m.params.based_on) {
             (Centering::None, _) => 0.0,
             (Centering::Mean, Based::User) => f64::from(f.mean),
@@ -895,7 +888,7 @@ impl KnnModel {
                 f64::from(m.global_mean) + f64::from(f.bu) + f64::from(m.item_bias[i as usize])
             }
         };
-        (offset + d) as f32
+        a.mean().map(|d| (offset + d) as f32)
     }
 
     /// [`KnnModel::predict_folded`] when possible, else [`KnnModel::fallback_folded`]; unclipped.

@@ -19,10 +19,11 @@ use std::sync::OnceLock;
 
 use nalgebra::{DMatrix, DVector};
 
+use super::als::AlsFactors;
 use super::als::AlsParams;
 use super::baseline::BaselineParams;
 use super::knn::{KnnFolded, Raters};
-use super::mf::{dot, MfParams};
+use super::mf::{dot, Factors, MfParams};
 use super::model::{Body, CfModel};
 use crate::{CoreError, Result};
 
@@ -84,10 +85,17 @@ impl FoldedUser {
     pub fn items(&self) -> &[u32] {
         &self.items
     }
+    /// The k-NN state of a user folded into a k-NN model.
+    pub(crate) fn knn(&self) -> Option<&KnnFolded> {
+        match &self.state {
+            State::Knn(k) => Some(k),
+            _ => None,
+        }
+    }
 }
 
 /// The algorithm's parameters as the model stored them.
-fn params<P: serde::de::DeserializeOwned>(model: &CfModel) -> Result<P> {
+pub(crate) fn params<P: serde::de::DeserializeOwned>(model: &CfModel) -> Result<P> {
     serde_json::from_str(&model.params).map_err(|e| {
         CoreError::CorruptModel(format!("the model's stored parameters cannot be read: {e}"))
     })
@@ -153,30 +161,7 @@ impl CfModel {
                 State::Bias((sum / (f64::from(p.reg_u) + f64::from(n))) as f32)
             }
             Body::Factors(f) => {
-                let p: MfParams = params(self)?;
-                let k = f.k;
-                // x = [b_u, p_u]: A = Σ z zᵀ + n·diag(reg_bias, reg, …), z = [1, q_i];
-                // b = Σ (r − μ − b_i) z.
-                let mut a = DMatrix::<f32>::zeros(k + 1, k + 1);
-                let mut b = DVector::<f32>::zeros(k + 1);
-                let mut z = vec![0f32; k + 1];
-                for (&i, &v) in items.iter().zip(r) {
-                    z[0] = 1.0;
-                    z[1..].copy_from_slice(f.item(i));
-                    let e = v - mu - f.bi[i as usize];
-                    for x in 0..=k {
-                        let zx = z[x];
-                        b[x] += e * zx;
-                        for y in 0..=k {
-                            a[(x, y)] += zx * z[y];
-                        }
-                    }
-                }
-                let scale = MF_REG_SCALE;
-                a[(0, 0)] += n * p.reg_bias * scale;
-                for d in 1..=k {
-                    a[(d, d)] += n * p.reg * scale;
-                }
+                let (a, b) = self.factors_system(f, items, r)?;
                 let x = cholesky_solve(a, b)?;
                 State::Factors {
                     bu: x[0],
@@ -184,29 +169,7 @@ impl CfModel {
                 }
             }
             Body::Als(f) => {
-                let p: AlsParams = params(self)?;
-                let k = f.k;
-                let gram = self.fold_cache.gram.get_or_init(|| {
-                    let y = DMatrix::<f32>::from_row_slice(f.y.len() / k, k, &f.y);
-                    let mut g = y.transpose() * &y;
-                    for d in 0..k {
-                        g[(d, d)] += p.reg;
-                    }
-                    g
-                });
-                let mut a = gram.clone();
-                let mut b = DVector::<f32>::zeros(k);
-                for (&i, &v) in items.iter().zip(r) {
-                    let c = p.confidence(v);
-                    let y = f.item(i);
-                    for x in 0..k {
-                        let s = (c - 1.0) * y[x];
-                        for w in 0..k {
-                            a[(x, w)] += s * y[w];
-                        }
-                        b[x] += c * y[x];
-                    }
-                }
+                let (a, b) = self.als_system(f, items, r)?;
                 State::Als(cholesky_solve(a, b)?.as_slice().to_vec())
             }
             Body::Knn(m) => {
@@ -229,8 +192,76 @@ impl CfModel {
         })
     }
 
+    /// The ridge system of a folded `svd`/`svdpp` user, A x = b with x = [b_u, p_u]:
+    /// A = Σ z zᵀ + s·n·diag(reg_bias, reg, …) and b = Σ (r − μ − b_i) z over the rated items,
+    /// z = [1, q_i], s = [`MF_REG_SCALE`].
+    pub(crate) fn factors_system(
+        &self,
+        f: &Factors,
+        items: &[u32],
+        r: &[f32],
+    ) -> Result<(DMatrix<f32>, DVector<f32>)> {
+        let p: MfParams = params(self)?;
+        let (k, mu, n) = (f.k, self.global_mean, items.len() as f32);
+        let mut a = DMatrix::<f32>::zeros(k + 1, k + 1);
+        let mut b = DVector::<f32>::zeros(k + 1);
+        let mut z = vec![0f32; k + 1];
+        for (&i, &v) in items.iter().zip(r) {
+            z[0] = 1.0;
+            z[1..].copy_from_slice(f.item(i));
+            let e = v - mu - f.bi[i as usize];
+            for x in 0..=k {
+                let zx = z[x];
+                b[x] += e * zx;
+                for y in 0..=k {
+                    a[(x, y)] += zx * z[y];
+                }
+            }
+        }
+        a[(0, 0)] += n * p.reg_bias * MF_REG_SCALE;
+        for d in 1..=k {
+            a[(d, d)] += n * p.reg * MF_REG_SCALE;
+        }
+        Ok((a, b))
+    }
+
+    /// implicit's `user_linear_equation` for a folded `als` user, A x_u = b:
+    /// A = YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ and b = Σ c_i y_i over the rated items, YᵀY + λI
+    /// computed once per model.
+    pub(crate) fn als_system(
+        &self,
+        f: &AlsFactors,
+        items: &[u32],
+        r: &[f32],
+    ) -> Result<(DMatrix<f32>, DVector<f32>)> {
+        let p: AlsParams = params(self)?;
+        let k = f.k;
+        let gram = self.fold_cache.gram.get_or_init(|| {
+            let y = DMatrix::<f32>::from_row_slice(f.y.len() / k, k, &f.y);
+            let mut g = y.transpose() * &y;
+            for d in 0..k {
+                g[(d, d)] += p.reg;
+            }
+            g
+        });
+        let mut a = gram.clone();
+        let mut b = DVector::<f32>::zeros(k);
+        for (&i, &v) in items.iter().zip(r) {
+            let c = p.confidence(v);
+            let y = f.item(i);
+            for x in 0..k {
+                let s = (c - 1.0) * y[x];
+                for w in 0..k {
+                    a[(x, w)] += s * y[w];
+                }
+                b[x] += c * y[x];
+            }
+        }
+        Ok((a, b))
+    }
+
     /// The score of item index `i` (or an unknown item) for a folded user, unclipped.
-    fn raw_folded(&self, f: &FoldedUser, i: Option<u32>) -> f32 {
+    pub(crate) fn raw_folded(&self, f: &FoldedUser, i: Option<u32>) -> f32 {
         let mu = self.global_mean;
         match (&f.state, &self.body) {
             (State::Unknown, _) => self.raw_unknown_user(i),
@@ -296,7 +327,7 @@ impl FoldedUser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cf::{train, Algorithm, Dataset};
     use crate::control::{NoMonitor, Threads};
@@ -308,7 +339,7 @@ mod tests {
     /// Two groups of 30 users, each rating (high) the items of its own group of 12: items
     /// 1..=12 for users 1..=30, items 101..=112 for users 31..=60, with some left out; every
     /// user also rates two items of the other group low.
-    fn clusters() -> Dataset {
+    pub(crate) fn clusters() -> Dataset {
         let mut rows = Vec::new();
         for u in 1..=60i64 {
             let (own, other) = if u <= 30 { (0, 100) } else { (100, 0) };

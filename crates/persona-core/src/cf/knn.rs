@@ -592,6 +592,18 @@ impl KnnModel {
     }
 }
 
+/// A neighbour a k-NN estimate used ([`KnnModel::explain_folded`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NeighborUse {
+    /// One of the user's items (item-based) or a training user (user-based), dense index.
+    pub neighbor: u32,
+    pub similarity: f32,
+    /// The user's rating of the neighbour item, or the neighbour's rating of the item.
+    pub rating: f32,
+    /// similarity · centred value / Σ similarity.
+    pub contribution: f32,
+}
+
 /// A user folded into a k-NN model from given ratings ([`crate::cf::foldin`]): the ratings are
 /// the user's row; for a user-based model, also the user's most similar training users.
 #[derive(Debug, Clone)]
@@ -736,13 +748,34 @@ impl KnnModel {
 
     /// [`KnnModel::predict`] for a folded user: the same neighbours, centring and `k`, `min_k`.
     pub fn predict_folded(&self, f: &KnnFolded, i: u32) -> Option<f32> {
-        let m = &self.m;
-        if i as usize >= m.items.len() {
+        if i as usize >= self.m.items.len() {
             return None;
         }
+        let agg = self.walk_folded(f, i, |_, _, _, _| {});
+        self.folded_estimate(f, i, &agg)
+    }
+
+    /// The neighbours a folded user's estimate of item `i` (a known index) uses, in order:
+    /// `visit(neighbour, similarity, rating, centred value)` for each one that counts (positive
+    /// similarity, the first `k`); the neighbour is one of the user's items (item-based) or a
+    /// training user (user-based), the rating the user's of that item or that user's of `i`.
+    fn walk_folded(
+        &self,
+        f: &KnnFolded,
+        i: u32,
+        mut visit: impl FnMut(u32, f32, f32, f32),
+    ) -> Aggregate {
+        let m = &self.m;
         let p = &m.params;
         let mu = m.global_mean;
         let mut agg = Aggregate::default();
+        let mut add = |agg: &mut Aggregate, n: u32, s: f32, r: f32, value: f32| {
+            let before = agg.count;
+            agg.add(s, value);
+            if agg.count > before {
+                visit(n, s, r, value);
+            }
+        };
         match p.based_on {
             Based::Item => {
                 let (nb_idx, nb_sim) = self.row_neighbors(i);
@@ -756,7 +789,7 @@ impl KnnModel {
                         Centering::Mean => r - m.means[n as usize],
                         Centering::Baseline => r - (mu + f.bu + m.item_bias[n as usize]),
                     };
-                    agg.add(s, value);
+                    add(&mut agg, n, s, r, value);
                     if agg.count >= p.k {
                         break;
                     }
@@ -774,14 +807,39 @@ impl KnnModel {
                             r - (mu + m.user_bias[v as usize] + m.item_bias[i as usize])
                         }
                     };
-                    agg.add(s, value);
+                    add(&mut agg, v, s, r, value);
                     if agg.count >= p.k {
                         break;
                     }
                 }
             }
         }
-        self.folded_estimate(f, i, &agg)
+        agg
+    }
+
+    /// What makes a folded user's estimate of item `i` (a known index): the neighbours used,
+    /// each contributing similarity · centred value / Σ similarity, so that the estimate is
+    /// the returned offset plus the sum of the contributions. `None` when fewer than `min_k`
+    /// neighbours qualify (the estimate is then the fallback, which no neighbour explains).
+    pub fn explain_folded(&self, f: &KnnFolded, i: u32) -> Option<(f32, Vec<NeighborUse>)> {
+        if i as usize >= self.m.items.len() {
+            return None;
+        }
+        let mut used = Vec::new();
+        let agg = self.walk_folded(f, i, |n, s, r, value| used.push((n, s, r, value)));
+        let estimate = self.folded_estimate(f, i, &agg)?;
+        let total = agg.sum_sim;
+        let used: Vec<NeighborUse> = used
+            .into_iter()
+            .map(|(neighbor, similarity, rating, value)| NeighborUse {
+                neighbor,
+                similarity,
+                rating,
+                contribution: (f64::from(similarity) * f64::from(value) / total) as f32,
+            })
+            .collect();
+        let explained: f64 = used.iter().map(|u| f64::from(u.contribution)).sum();
+        Some(((f64::from(estimate) - explained) as f32, used))
     }
 
     /// [`KnnModel::fallback`] for a folded user: its own bias or mean where the model would use

@@ -4,6 +4,7 @@ pub mod als;
 pub mod baseline;
 pub mod data;
 pub mod evaluate;
+pub mod explain;
 pub mod foldin;
 pub mod knn;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod split;
 pub mod train;
 
 pub use data::{parse_tab_ratings, BuildCounts, Csr, Dataset, DatasetBuilder, IdMap};
+pub use explain::{Explainer, Explanation, Reason, ReasonKind};
 pub use foldin::FoldedUser;
 pub use model::CfModel;
 pub use train::{estimate_bytes, train, Algorithm, ALGORITHMS};

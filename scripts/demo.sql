@@ -27,6 +27,31 @@ SELECT u AS user_id, i AS item_id, round(cf_predict(u, i)::numeric, 3) AS predic
 SELECT r.rank, r.item_id, i.title, i.category, round(r.score::numeric, 3) AS score
   FROM cf_recommend(1, 5) r JOIN persona.items i USING (item_id) ORDER BY r.rank;
 
+\echo '== cf_recommend_explained(user, k): the same list, each item with the rating that contributes most to it'
+SELECT r.rank, i.title, round(r.score::numeric, 3) AS score, b.title AS because_you_rated,
+       round(r.reason_share::numeric, 2) AS share
+  FROM cf_recommend_explained(1, 5) r JOIN persona.items i USING (item_id)
+  LEFT JOIN persona.items b ON b.item_id = r.reason_id ORDER BY r.rank;
+
+\echo '== cf_explain(user, item, model, k): why the top item, with the item-based k-NN model'
+SELECT e.rank, i.title, e.rating, round(e.weight::numeric, 3) AS similarity,
+       round(e.contribution::numeric, 3) AS contribution, round(e.share::numeric, 2) AS share
+  FROM cf_explain(1, (SELECT item_id FROM cf_recommend(1, 1, 'demo_knn_item')), 'demo_knn_item', 3) e
+  JOIN persona.items i ON i.item_id = e.reason_id ORDER BY e.rank;
+
+\echo '== fold-in: a user who signed up after training, recommended from three ratings (no retraining)'
+SELECT r.rank, i.title, i.category, round(r.score::numeric, 3) AS score
+  FROM cf_recommend_for(jsonb_build_object(
+         (SELECT min(item_id) FROM persona.items WHERE category = 'outdoor'), 5,
+         (SELECT max(item_id) FROM persona.items WHERE category = 'outdoor'), 5,
+         (SELECT min(item_id) FROM persona.items WHERE category = 'books'), 1), 5) r
+  JOIN persona.items i USING (item_id) ORDER BY r.rank;
+\echo '   ... and, once their ratings are rows in persona.ratings, cf_recommend folds them in itself'
+INSERT INTO persona.ratings (user_id, item_id, rating)
+  SELECT 100001, item_id, 5 FROM persona.items WHERE category = 'outdoor' ORDER BY item_id LIMIT 3;
+SELECT r.rank, i.title, i.category FROM cf_recommend(100001, 3) r JOIN persona.items i USING (item_id) ORDER BY r.rank;
+DELETE FROM persona.ratings WHERE user_id = 100001;
+
 \echo '== cf_similar_items(item, k) with the item-based k-NN model'
 SELECT s.rank, s.item_id, i.title, round(s.similarity::numeric, 3) AS similarity
   FROM cf_similar_items(1, 5, 'demo_knn_item') s JOIN persona.items i USING (item_id) ORDER BY s.rank;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SQL regression tests (pg_regress, as pgvector runs them): tests/pg_regress/sql/*.sql against the
 # extension installed in the system cluster, compared with tests/pg_regress/expected/*.out.
-# The order is tests/pg_regress/schedule. On failure the diff is printed.
+# The order is tests/pg_regress/schedule. On failure the diff is printed. REGRESS_ONLY="setup cf"
+# runs only the named suites (in that order; most need setup first), for work on one suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
@@ -12,6 +13,9 @@ PGPORT=$(pg_port)
 export PGPORT
 work=$(mktemp -d /tmp/persona-regress.XXXXXX)
 cp -r tests/pg_regress/. "$work/"
+if [[ -n "${REGRESS_ONLY:-}" ]]; then
+  printf 'test: %s\n' $REGRESS_ONLY > "$work/schedule"
+fi
 # The expected outputs name the directories of Debian's PostgreSQL 15 (setting defaults, library
 # paths in messages); on another server they are that server's.
 lib=$("$PG_CONFIG" --pkglibdir) share=$("$PG_CONFIG" --sharedir)

@@ -227,3 +227,53 @@ CREATE FUNCTION "cf_predict_for"(
 ) RETURNS real
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'cf_predict_for_wrapper';
+
+-- Explanations: the ratings that contribute most to a score (cf_explain, cf_explain_for) and
+-- recommendations with their top reason (cf_recommend_explained).
+CREATE FUNCTION "cf_explain"(
+	"user_id" bigint,
+	"item_id" bigint,
+	"model" TEXT DEFAULT 'default',
+	"k" INT DEFAULT 5
+) RETURNS TABLE (
+	"rank" INT,
+	"reason_kind" TEXT,
+	"reason_id" bigint,
+	"rating" real,
+	"weight" real,
+	"contribution" real,
+	"share" real
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'cf_explain_wrapper';
+CREATE FUNCTION "cf_explain_for"(
+	"ratings" jsonb,
+	"item_id" bigint,
+	"model" TEXT DEFAULT 'default',
+	"k" INT DEFAULT 5
+) RETURNS TABLE (
+	"rank" INT,
+	"reason_kind" TEXT,
+	"reason_id" bigint,
+	"rating" real,
+	"weight" real,
+	"contribution" real,
+	"share" real
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'cf_explain_for_wrapper';
+CREATE FUNCTION "cf_recommend_explained"(
+	"user_id" bigint,
+	"k" INT DEFAULT 10,
+	"model" TEXT DEFAULT 'default',
+	"exclude_seen" bool DEFAULT true
+) RETURNS TABLE (
+	"item_id" bigint,
+	"score" real,
+	"rank" INT,
+	"reason_kind" TEXT,
+	"reason_id" bigint,
+	"reason_share" real
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'cf_recommend_explained_wrapper';

@@ -428,12 +428,23 @@ fn cf_recommend(
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32), name!(rank, i32))> {
     let k = check_k(k);
     let m = model_store::active(model);
-    let items = if crate::cf_fold::folds(&m, user_id) {
-        crate::cf_fold::recommend(model, user_id, k, exclude_seen)
+    TableIterator::new(ranked(recommend(model, &m, user_id, k, exclude_seen)))
+}
+
+/// The `k` best items for `user` of `model` (named `name`), the user folded in from the
+/// source when `persona.fold_in` says so.
+pub(crate) fn recommend(
+    name: &str,
+    m: &persona_core::cf::CfModel,
+    user: i64,
+    k: usize,
+    exclude_seen: bool,
+) -> Vec<(i64, f32)> {
+    if crate::cf_fold::folds(m, user) {
+        crate::cf_fold::recommend(name, user, k, exclude_seen)
     } else {
-        m.recommend(user_id, k, exclude_seen)
-    };
-    TableIterator::new(ranked(items))
+        m.recommend(user, k, exclude_seen)
+    }
 }
 
 /// Items or users: what `cf_similar_items` and `cf_similar_users` look up.

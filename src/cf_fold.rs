@@ -40,8 +40,8 @@ const MAX_FOLDED: usize = 4096;
 struct Folded {
     scope: Option<txn_cache::Scope>,
     users: HashMap<(String, i64), (Weak<CfModel>, Rc<FoldedUser>)>,
-    /// The model's source as read in this transaction (`None`: fold-in from it is unavailable).
-    sources: HashMap<String, (Weak<CfModel>, Option<Rc<Source>>)>,
+    /// The model's source as found in this transaction, or why it cannot be read.
+    sources: HashMap<String, (Weak<CfModel>, SourceOrWhy)>,
 }
 
 /// `value` of an entry made for `model`, if it was that model.
@@ -54,6 +54,8 @@ fn for_model<T: Clone>(entry: Option<&(Weak<CfModel>, T)>, model: &Rc<CfModel>) 
 thread_local! {
     static FOLDED: RefCell<Folded> = RefCell::new(Folded::default());
 }
+
+type SourceOrWhy = Result<Rc<Source>, Unavailable>;
 
 /// Where a model's users' ratings are: the source relation and columns its training read.
 #[derive(Debug)]
@@ -94,6 +96,15 @@ pub fn recommend(model_name: &str, user: i64, k: usize, exclude_seen: bool) -> V
 /// `user` folded into `model` from their rows in its source, kept for the transaction; `None`
 /// when the source cannot be read (see the module documentation).
 fn from_source(name: &str, model: &Rc<CfModel>, user: i64) -> Option<Rc<FoldedUser>> {
+    from_source_or(name, model, user).ok()
+}
+
+/// [`from_source`], or why the source cannot be read.
+fn from_source_or(
+    name: &str,
+    model: &Rc<CfModel>,
+    user: i64,
+) -> Result<Rc<FoldedUser>, Unavailable> {
     let key = (name.to_string(), user);
     let (hit, source) = FOLDED.with(|f| {
         let mut f = f.borrow_mut();
@@ -109,8 +120,8 @@ fn from_source(name: &str, model: &Rc<CfModel>, user: i64) -> Option<Rc<FoldedUs
             for_model(f.sources.get(name), model),
         )
     });
-    if hit.is_some() {
-        return hit;
+    if let Some(hit) = hit {
+        return Ok(hit);
     }
     let source = match source {
         Some(s) => s,
@@ -137,27 +148,49 @@ fn from_source(name: &str, model: &Rc<CfModel>, user: i64) -> Option<Rc<FoldedUs
         }
         f.users.insert(key, (Rc::downgrade(model), folded.clone()));
     });
-    Some(folded)
+    Ok(folded)
+}
+
+/// Why a model's users cannot be folded in from its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unavailable {
+    /// The version records no source (trained before 0.3.0, or by an older `cf_train`).
+    NotRecorded,
+    /// The relation or one of its columns is gone.
+    Gone,
+    /// The caller may not read every column.
+    NoPrivilege,
 }
 
 /// The source of the active version of `model`, when the caller may read its columns.
-fn source_of(model: &str) -> Option<Source> {
+fn source_of(model: &str) -> Result<Source, Unavailable> {
     Spi::connect(|client| {
         let row = first(
             client,
-            "SELECT pg_catalog.to_regclass(v.summary->>'source')::pg_catalog.oid, \
+            "SELECT v.summary ? 'source_columns', \
+                    pg_catalog.to_regclass(v.summary->>'source')::pg_catalog.oid, \
                     v.summary->'source_columns'->>'user', v.summary->'source_columns'->>'item', \
                     v.summary->'source_columns'->>'rating' \
              FROM persona.cf_active a JOIN persona.cf_model_versions v \
                ON v.model = a.model AND v.version = a.version WHERE a.model = $1",
             &[model.into()],
             "persona.cf_model_versions",
-        )?;
+        )
+        .ok_or(Unavailable::NotRecorded)?;
+        if row.column::<bool>(1, "recorded") != Some(true) {
+            return Err(Unavailable::NotRecorded);
+        }
         let source = Source {
-            relation: row.column::<pg_sys::Oid>(1, "source")?,
-            user: row.column::<String>(2, "user column")?,
-            item: row.column::<String>(3, "item column")?,
-            rating: row.column::<String>(4, "rating column"),
+            relation: row
+                .column::<pg_sys::Oid>(2, "source")
+                .ok_or(Unavailable::Gone)?,
+            user: row
+                .column::<String>(3, "user column")
+                .ok_or(Unavailable::NotRecorded)?,
+            item: row
+                .column::<String>(4, "item column")
+                .ok_or(Unavailable::NotRecorded)?,
+            rating: row.column::<String>(5, "rating column"),
         };
         let mut columns = vec![source.user.clone(), source.item.clone()];
         columns.extend(source.rating.clone());
@@ -171,10 +204,45 @@ fn source_of(model: &str) -> Option<Source> {
              AND attname::pg_catalog.text = ANY ($2) AND NOT attisdropped",
             &[source.relation.into(), columns.into()],
             "pg_attribute",
-        )?;
-        let present = counts.column::<i64>(1, "present")?;
-        let readable = counts.column::<i64>(2, "readable")?;
-        (present == wanted && readable == wanted).then_some(source)
+        )
+        .ok_or(Unavailable::Gone)?;
+        if counts.column::<i64>(1, "present") != Some(wanted) {
+            return Err(Unavailable::Gone);
+        }
+        if counts.column::<i64>(2, "readable") != Some(wanted) {
+            return Err(Unavailable::NoPrivilege);
+        }
+        Ok(source)
+    })
+}
+
+/// `user` folded into `model` from their rows in its source (kept for the transaction), for a
+/// function that cannot answer without them: an ERROR says why when the source cannot be read.
+pub fn required(name: &str, model: &Rc<CfModel>, user: i64, function: &str) -> Rc<FoldedUser> {
+    from_source_or(name, model, user).unwrap_or_else(|why| match why {
+        Unavailable::NotRecorded => raise_hint(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{function}: model \"{name}\" does not record the source it was trained on"),
+            "Models trained before 0.3.0 do not; train a new version with cf_train, or give the \
+             ratings yourself (cf_explain_for).",
+        ),
+        Unavailable::Gone => raise_hint(
+            ERRCODE_UNDEFINED_TABLE,
+            format!(
+                "{function}: the source model \"{name}\" was trained on, or one of its columns, \
+                 no longer exists"
+            ),
+            "Train a new version on the relation that holds the ratings now, or give the \
+             ratings yourself (cf_explain_for).",
+        ),
+        Unavailable::NoPrivilege => raise_hint(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "{function}: permission denied to read the ratings model \"{name}\" was trained on"
+            ),
+            "The user's ratings are read from the model's source with your privileges; ask its \
+             owner for SELECT on the user, item and rating columns.",
+        ),
     })
 }
 
@@ -289,7 +357,7 @@ fn fold_given_cached(model: &Rc<CfModel>, ratings: &Value, function: &str) -> Rc
 }
 
 /// The given ratings folded into `model`, with a NOTICE when none of them could be used.
-fn fold_given(model: &CfModel, ratings: &Value, function: &str) -> FoldedUser {
+pub(crate) fn fold_given(model: &CfModel, ratings: &Value, function: &str) -> FoldedUser {
     let given = given_ratings(ratings, function);
     let f = model.fold_in(&given, None).unwrap_or_else(|e| {
         core(

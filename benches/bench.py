@@ -13,8 +13,8 @@ conn = psycopg.connect(dbname="persona_bench", autocommit=True)
 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
 conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
-# BENCH_ONLY=cf,recommend,campaign,text,foldin runs some sections; run.sh merges them into results.json.
-ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin").split(","))
+# BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond runs some sections; run.sh merges them into results.json.
+ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin,beyond").split(","))
 
 
 def best(fn, repeat=5):
@@ -35,9 +35,10 @@ def section(name):
     print(f"\n== {name}", flush=True)
 
 
-# 1. Training on ml-100k u1 against Surprise ------------------------------------------------------
-if "cf" in ONLY and os.path.exists(f"{ML}/u1.base"):
-    section("CF training on ml-100k u1.base (943 users, 1,682 items, 80,000 ratings), scored on u1.test")
+def load_u1():
+    """ml-100k's u1.base and u1.test as tables u1_base and u1_test (once per run)."""
+    if q("SELECT to_regclass('u1_base')")[0][0]:
+        return
     q("CREATE TABLE u1_base (user_id int, item_id int, rating real, ts bigint)")
     q("CREATE TABLE u1_test (user_id int, item_id int, rating real, ts bigint)")
     with conn.cursor() as cur:
@@ -46,6 +47,12 @@ if "cf" in ONLY and os.path.exists(f"{ML}/u1.base"):
                 for line in f:
                     copy.write(line)
     q("ANALYZE u1_base"); q("ANALYZE u1_test")
+
+
+# 1. Training on ml-100k u1 against Surprise ------------------------------------------------------
+if "cf" in ONLY and os.path.exists(f"{ML}/u1.base"):
+    section("CF training on ml-100k u1.base (943 users, 1,682 items, 80,000 ratings), scored on u1.test")
+    load_u1()
 
     from surprise import SVD, SVDpp, Dataset, Reader, accuracy
 
@@ -373,6 +380,45 @@ if "foldin" in ONLY and os.path.exists(f"{ML}/u.data"):
     results["fold_in"] = fold
 elif "foldin" in ONLY:
     print(f"SKIPPED: fold-in needs ml-100k at '{ML}' (set ML100K)")
+
+# 6. Beyond-accuracy metrics on ml-100k u1, against Microsoft Recommenders on the same lists --------
+if "beyond" in ONLY and os.path.exists(f"{ML}/u1.base"):
+    import warnings
+
+    import pandas as pd
+    from recommenders.evaluation import python_evaluation as pe
+
+    warnings.simplefilter("ignore", FutureWarning)  # Recommenders 1.2.1 under pandas 2.3
+
+    section("Beyond accuracy: cf_evaluate on ml-100k u1.base, scored on u1.test (top 10), and "
+            "Microsoft Recommenders 1.2.1 on the same lists")
+    load_u1()
+    train_df = pd.DataFrame(q("SELECT user_id::bigint, item_id::bigint FROM u1_base"), columns=["userID", "itemID"])
+    test_users = [u for (u,) in q("SELECT DISTINCT user_id FROM u1_test ORDER BY 1")]
+    beyond = {}
+    metrics = ["diversity", "novelty", "serendipity", "catalog_coverage", "distributional_coverage"]
+    for algo in ["svd", "svdpp", "als", "knn_item", "knn_user", "baseline"]:
+        t = time.perf_counter()
+        ev = q(f"SELECT cf_evaluate('u1_base', '{algo}', '{{}}', 'u1_test')")[0][0]
+        seconds = time.perf_counter() - t
+        ours = ev["holdout"]["beyond_accuracy"]
+        # The same model (same rows, options and seed) through cf_train, its lists through cf_recommend.
+        q(f"SELECT cf_train('u1_base', '{algo}', 'ba_{algo}', '{{\"test_fraction\": 0}}')")
+        reco = q(f"SELECT u::bigint, r.item_id FROM unnest(%s::int[]) u, cf_recommend(u, 10, 'ba_{algo}') r", test_users)
+        reco_df = pd.DataFrame(reco, columns=["userID", "itemID"])
+        ref = {"diversity": pe.diversity(train_df, reco_df), "novelty": pe.novelty(train_df, reco_df),
+               "serendipity": pe.serendipity(train_df, reco_df),
+               "catalog_coverage": pe.catalog_coverage(train_df, reco_df),
+               "distributional_coverage": pe.distributional_coverage(train_df, reco_df)}
+        worst = max(abs(ours[m] - ref[m]) for m in metrics)
+        beyond[algo] = {**{m: ours[m] for m in metrics}, "ndcg_at_10": ev["holdout"]["ranking"]["ndcg_at_k"],
+                        "recommenders": ref, "largest_difference": worst, "cf_evaluate_seconds": seconds}
+        print(f"{algo:9s} " + "  ".join(f"{m} {ours[m]:.4f}" for m in metrics)
+              + f"  NDCG@10 {ev['holdout']['ranking']['ndcg_at_k']:.4f}  |ours - Recommenders| <= {worst:.1e}"
+              + f"  ({seconds:.2f} s)", flush=True)
+    results["beyond_accuracy"] = beyond
+elif "beyond" in ONLY:
+    print(f"SKIPPED: beyond-accuracy metrics need ml-100k at '{ML}' (set ML100K)")
 
 with open("/tmp/persona-bench-results.json", "w") as f:
     json.dump(results, f, indent=2, default=float)

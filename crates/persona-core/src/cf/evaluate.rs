@@ -7,6 +7,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::beyond::{beyond_accuracy, BeyondAccuracy, RecoList};
 use super::data::DatasetBuilder;
 use super::metrics::{mae, rmse, RankingEval, RankingReport, UserRanking};
 use super::model::CfModel;
@@ -122,6 +123,9 @@ pub struct EvalReport {
     /// Top-k ranking: every test user gets k items it did not see in training; an item is relevant
     /// if it is in that user's test part.
     pub ranking: Option<RankingReport>,
+    /// Diversity, novelty, serendipity and coverage of the same top-k lists, against the
+    /// model's training interactions ([`super::beyond`]).
+    pub beyond_accuracy: BeyondAccuracy,
     pub predict_seconds: f64,
     pub recommend_seconds: f64,
 }
@@ -158,6 +162,7 @@ pub fn evaluate_until(
     }
     let mut users: Vec<(i64, HashSet<i64>)> = relevant.into_iter().collect();
     users.sort_unstable_by_key(|(u, _)| *u);
+    let users_in_order: Vec<i64> = users.iter().map(|(u, _)| *u).collect();
     let rankings: Vec<UserRanking> = Threads::current().run(|| {
         users
             .into_par_iter()
@@ -176,6 +181,19 @@ pub fn evaluate_until(
             .collect()
     });
     stop.check()?;
+    let lists: Vec<RecoList> = users_in_order
+        .iter()
+        .zip(&rankings)
+        .map(|(&u, r)| RecoList {
+            user: model.users.get(u),
+            items: r
+                .recommended
+                .iter()
+                .filter_map(|&i| model.items.get(i))
+                .collect(),
+        })
+        .collect();
+    let beyond = beyond_accuracy(&model.seen, model.items.len(), &lists, stop)?;
     let ranking = RankingEval {
         k: k.max(1),
         users: rankings,
@@ -188,6 +206,7 @@ pub fn evaluate_until(
         rmse: rmse_v,
         mae: mae_v,
         ranking,
+        beyond_accuracy: beyond,
         predict_seconds: (predict_seconds * 1000.0).round() / 1000.0,
         recommend_seconds: (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     })

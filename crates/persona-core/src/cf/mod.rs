@@ -2,6 +2,7 @@
 
 pub mod als;
 pub mod baseline;
+pub mod beyond;
 pub mod data;
 pub mod evaluate;
 pub mod explain;

@@ -140,14 +140,23 @@ impl Threads {
         f: impl FnOnce(&Stop) -> Result<R> + Send,
     ) -> Result<R> {
         let stop = Stop::new();
+        let watcher = std::thread::current();
+        let done = AtomicBool::new(false);
         let outcome = std::thread::scope(|scope| {
             let worker = std::thread::Builder::new()
                 .name("persona-watched".into())
-                .spawn_scoped(scope, || self.run(|| f(&stop)))
+                .spawn_scoped(scope, || {
+                    let result = self.run(|| f(&stop));
+                    // Wake the watcher now rather than at its next poll: a phase of a few
+                    // milliseconds (an ALS half-step) would otherwise wait out the interval.
+                    done.store(true, Ordering::Release);
+                    watcher.unpark();
+                    result
+                })
                 .map_err(|e| {
                     CoreError::Runtime(format!("cannot start a thread for the computation: {e}"))
                 })?;
-            while !worker.is_finished() {
+            while !done.load(Ordering::Acquire) && !worker.is_finished() {
                 if !stop.requested() && monitor.interrupted() {
                     stop.request();
                 }

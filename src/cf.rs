@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use persona_core::cf::evaluate::{evaluate_until, split_rows, Rows, SplitKind};
-use persona_core::cf::{estimate_bytes, train, Algorithm, DatasetBuilder};
+use persona_core::cf::{estimate_bytes, seeded_options, train, Algorithm, DatasetBuilder};
 use persona_core::control::Threads;
 use persona_core::CoreError;
 use pgrx::prelude::*;
@@ -178,7 +178,8 @@ fn fit(
     if let Some((lo, hi)) = spec.scale {
         (d.min_rating, d.max_rating) = (lo, hi);
     }
-    let need = estimate_bytes(&d, algo, &spec.algo_options)
+    let algo_options = seeded_options(algo, &spec.algo_options, spec.seed);
+    let need = estimate_bytes(&d, algo, &algo_options)
         .or_raise_hint("See the README's table of algorithm options.");
     let limit = settings::max_training_bytes();
     if need > limit {
@@ -202,7 +203,7 @@ fn fit(
     let model = train(
         &d,
         algo,
-        &spec.algo_options,
+        &algo_options,
         &threads,
         &mut ProgressNotices::new(),
     )

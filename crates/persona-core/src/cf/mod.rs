@@ -18,4 +18,4 @@ pub use data::{parse_tab_ratings, BuildCounts, Csr, Dataset, DatasetBuilder, IdM
 pub use explain::{Explainer, Explanation, Reason, ReasonKind};
 pub use foldin::FoldedUser;
 pub use model::CfModel;
-pub use train::{estimate_bytes, train, Algorithm, ALGORITHMS};
+pub use train::{estimate_bytes, seeded_options, train, Algorithm, ALGORITHMS};

@@ -66,6 +66,29 @@ impl Algorithm {
     pub fn is_implicit(self) -> bool {
         self == Algorithm::Als
     }
+    /// Whether training starts from random numbers (and so takes a `seed`).
+    pub fn is_seeded(self) -> bool {
+        matches!(self, Algorithm::Svd | Algorithm::Svdpp | Algorithm::Als)
+    }
+}
+
+/// The algorithm's options (a JSON object) with `seed` added when the algorithm takes one and
+/// the options do not already set it: one seed given to `cf_train` both splits the rows and
+/// starts the training.
+pub fn seeded_options(algo: Algorithm, options: &str, seed: u64) -> String {
+    let mut o: serde_json::Map<String, serde_json::Value> = if options.trim().is_empty() {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_str(options) {
+            Ok(o) => o,
+            // Not an object: left for the algorithm's parser to refuse with its message.
+            Err(_) => return options.to_string(),
+        }
+    };
+    if algo.is_seeded() && !o.contains_key("seed") {
+        o.insert("seed".into(), seed.into());
+    }
+    serde_json::Value::Object(o).to_string()
 }
 
 impl fmt::Display for Algorithm {
@@ -238,4 +261,26 @@ pub fn train(
         )));
     }
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed reaches the algorithms that start from random numbers, unless they set their own.
+    #[test]
+    fn the_seed_reaches_seeded_algorithms() {
+        assert_eq!(seeded_options(Algorithm::Als, "{}", 7), r#"{"seed":7}"#);
+        assert_eq!(
+            seeded_options(Algorithm::Svd, r#"{"factors": 3}"#, 7),
+            r#"{"factors":3,"seed":7}"#
+        );
+        assert_eq!(
+            seeded_options(Algorithm::Svdpp, r#"{"seed": 1}"#, 7),
+            r#"{"seed":1}"#
+        );
+        assert_eq!(seeded_options(Algorithm::KnnItem, "{}", 7), "{}");
+        assert_eq!(seeded_options(Algorithm::Baseline, "", 7), "{}");
+        assert_eq!(seeded_options(Algorithm::Als, "[1]", 7), "[1]");
+    }
 }

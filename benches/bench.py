@@ -13,8 +13,8 @@ conn = psycopg.connect(dbname="persona_bench", autocommit=True)
 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
 conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
-# BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond runs some sections; run.sh merges them into results.json.
-ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin,beyond").split(","))
+# BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond,implicit runs some sections; run.sh merges them into results.json.
+ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin,beyond,implicit").split(","))
 
 
 def best(fn, repeat=5):
@@ -419,6 +419,98 @@ if "beyond" in ONLY and os.path.exists(f"{ML}/u1.base"):
     results["beyond_accuracy"] = beyond
 elif "beyond" in ONLY:
     print(f"SKIPPED: beyond-accuracy metrics need ml-100k at '{ML}' (set ML100K)")
+
+# 7. ALS against implicit on ml-100k, per-user 75/25 split ------------------------------------------
+if "implicit" in ONLY and os.path.exists(f"{ML}/u.data"):
+    import math
+    import random
+
+    import numpy as np
+    import scipy.sparse as sp
+    from implicit.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    section("ALS vs implicit 0.7.2 on ml-100k u.data, per-user 75/25 split (seed 7), 64 factors, "
+            "15 iterations, reg 1, alpha 2, 2 threads, NDCG@10 over the whole catalogue")
+    rng = random.Random(7)
+    rows = [tuple(int(x) for x in line.split("\t")[:3]) for line in open(f"{ML}/u.data")]
+    by_user = {}
+    for u, i, r in rows:
+        by_user.setdefault(u, []).append((i, r))
+    train, test = [], {}
+    for u in sorted(by_user):
+        items = sorted(by_user[u])
+        rng.shuffle(items)
+        cut = math.ceil(len(items) * 0.75)
+        train += [(u, i, r) for i, r in items[:cut]]
+        test[u] = {i for i, _ in items[cut:]}
+    q("DROP TABLE IF EXISTS als_train")
+    q("CREATE TABLE als_train (user_id int, item_id int, rating real)")
+    with conn.cursor() as cur, cur.copy("COPY als_train FROM STDIN") as copy:
+        for row in train:
+            copy.write_row(row)
+    q("ANALYZE als_train")
+
+    def ndcg10(recommend):
+        total = 0.0
+        for u, rel in test.items():
+            recs = recommend(u)[:10]
+            dcg = sum(1 / math.log2(n + 2) for n, i in enumerate(recs) if i in rel)
+            ideal = sum(1 / math.log2(n + 2) for n in range(min(10, len(rel))))
+            total += dcg / ideal
+        return total / len(test)
+
+    users = sorted(by_user)
+    items = sorted({i for _, i, _ in rows})
+    uix = {u: n for n, u in enumerate(users)}
+    iix = {i: n for n, i in enumerate(items)}
+    ui = sp.csr_matrix(([1.0] * len(train), ([uix[u] for u, _, _ in train], [iix[i] for _, i, _ in train])),
+                       shape=(len(users), len(items)), dtype=np.float32)
+    out = {}
+    seeds = list(range(1, 11))
+    # implicit: its CPU solver (conjugate gradient, 3 steps), BLAS single-threaded as it asks.
+    # Its confidence is alpha * r; pg_persona's is 1 + alpha * r (Hu et al.), so implicit's
+    # alpha 2 on binary data is pg_persona's alpha 1: the same confidence, 2.
+    with threadpool_limits(limits=1, user_api="blas"):
+        times, ndcgs = [], []
+        for seed in seeds:
+            model = AlternatingLeastSquares(factors=64, iterations=15, regularization=1.0, alpha=2.0,
+                                            num_threads=2, random_state=seed, use_gpu=False)
+            t = time.perf_counter()
+            model.fit(ui, show_progress=False)
+            times.append(time.perf_counter() - t)
+            ids, _ = model.recommend(np.arange(len(users)), ui, N=10, filter_already_liked_items=True)
+            ndcgs.append(ndcg10(lambda u: [items[j] for j in ids[uix[u]]]))
+    out["implicit"] = {"fit_seconds_median": statistics.median(times), "fit_seconds_best": min(times),
+                       "ndcg_at_10_mean": statistics.mean(ndcgs), "ndcg_at_10_stdev": statistics.stdev(ndcgs),
+                       "seeds": len(seeds), "solver": "cg, 3 steps", "confidence": "alpha * r, alpha 2"}
+    print(f"implicit            fit median {statistics.median(times):.3f} s  NDCG@10 mean of {len(seeds)} seeds "
+          f"{statistics.mean(ndcgs):.4f} (sd {statistics.stdev(ndcgs):.4f})", flush=True)
+    q("SET persona.training_threads = 2")
+    for solver in ["cg", "cholesky"]:
+        times, train_times, ndcgs = [], [], []
+        for seed in seeds if solver == "cg" else seeds[:3]:
+            options = ('{"factors": 64, "iterations": 15, "reg": 1, "alpha": 1, "test_fraction": 0, '
+                       f'"solver": "{solver}", "seed": {seed}}}')
+            t = time.perf_counter()
+            r = q(f"SELECT cf_train('als_train', 'als', 'als_{solver}', %s)", options)[0][0]
+            times.append(time.perf_counter() - t)
+            train_times.append(r["train_seconds"])
+            recs = dict(q(f"SELECT u, (SELECT array_agg(item_id ORDER BY rank) FROM cf_recommend(u, 10, 'als_{solver}')) "
+                          "FROM unnest(%s::int[]) u", sorted(test)))
+            ndcgs.append(ndcg10(lambda u: recs[u]))
+        ratio = statistics.median(times) / out["implicit"]["fit_seconds_median"]
+        out[f"pg_persona_{solver}"] = {"cf_train_seconds_median": statistics.median(times),
+                                       "train_seconds_median": statistics.median(train_times),
+                                       "ndcg_at_10_mean": statistics.mean(ndcgs), "seeds": len(ndcgs),
+                                       "time_ratio_to_implicit": ratio, "confidence": "1 + alpha * r, alpha 1"}
+        print(f"pg_persona {solver:8s} cf_train median {statistics.median(times):.3f} s (training alone "
+              f"{statistics.median(train_times):.3f} s)  NDCG@10 mean of {len(ndcgs)} seeds {statistics.mean(ndcgs):.4f}"
+              f"  time {ratio:.2f}x implicit's fit", flush=True)
+    q("RESET persona.training_threads")
+    results["als_vs_implicit"] = out
+elif "implicit" in ONLY:
+    print(f"SKIPPED: ALS vs implicit needs ml-100k at '{ML}' (set ML100K)")
 
 with open("/tmp/persona-bench-results.json", "w") as f:
     json.dump(results, f, indent=2, default=float)

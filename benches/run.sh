@@ -5,10 +5,11 @@
 #   - cf_recommend(user, 10) over a 100,000-item catalogue at 64 factors
 #   - campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY
 #   - fold-in of held-out ml-100k users vs a model retrained with them (quality, latency)
+#   - ALS (cf_train) vs implicit's fit on a per-user 75/25 ml-100k split: time and NDCG@10
 #   - beyond-accuracy metrics of cf_evaluate on ml-100k u1 vs Microsoft Recommenders' on the same lists
 # MovieLens is read from ../shared/data/ml-100k (ML100K=...); without it those parts are skipped
 # with a message. Needs the extension installed (make install). Results: benches/results.json
-# (BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond runs some sections and replaces only theirs).
+# (BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond,implicit runs some sections and replaces only theirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
@@ -24,7 +25,7 @@ if [[ ! -x $VENV/bin/python ]] || [[ "$(readlink -f $VENV/bin/python)" != /usr/b
   rm -rf "$VENV"
   /usr/bin/python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.2.*" "numpy<2" "scikit-surprise==1.1.4" "onnxruntime==1.32.0" "tokenizers==0.22.*" "pandas>2,<3" "scikit-learn<2"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.2.*" "numpy<2" "scikit-surprise==1.1.4" "onnxruntime==1.32.0" "tokenizers==0.22.*" "pandas>2,<3" "scikit-learn<2" "implicit==0.7.2"
 # Microsoft Recommenders for its evaluation module only (pandas, numpy, scikit-learn); its full
 # dependency list brings notebook servers and deep-learning stacks.
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "recommenders==1.2.1"
@@ -40,7 +41,7 @@ PERSONA_MODELS=${PERSONA_MODELS:-$("$PG_CONFIG" --sharedir)/extension/pg_persona
 rm -f /tmp/persona-bench-results.json
 runuser -u postgres -- env FOLDIN_SEED="${FOLDIN_SEED:-7}" FOLDIN_ALGOS="${FOLDIN_ALGOS:-svd,svdpp,als,knn_item,knn_user,baseline}" ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" \
   PGPORT="$PGPORT" PERSONA_MODELS="$PERSONA_MODELS" \
-  BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,text,foldin,beyond}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
+  BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,text,foldin,beyond,implicit}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
 # The sections measured replace theirs in benches/results.json; each records when it ran.
 python3 - /tmp/persona-bench-results.json benches/results.json <<'PY'
 import datetime, json, os, sys

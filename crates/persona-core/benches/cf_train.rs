@@ -52,6 +52,20 @@ fn bench(c: &mut Criterion) {
             b.iter(|| train(&d, algo, "{}", &Threads::current(), &mut NoMonitor).expect("trains"))
         });
     }
+    // The setting of the comparison with implicit (benches/bench.py, section 7).
+    let als64 = r#"{"factors": 64, "iterations": 15, "reg": 1, "alpha": 2}"#;
+    g.bench_function("als 64 factors", |b| {
+        b.iter(|| {
+            train(
+                &d,
+                Algorithm::Als,
+                als64,
+                &Threads::current(),
+                &mut NoMonitor,
+            )
+            .expect("trains")
+        })
+    });
     g.finish();
     let m = train(
         &d,

@@ -58,6 +58,14 @@ SELECT e ->> 'split' AS split, e ->> 'test_fraction' AS test_fraction,
        (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(e -> 'holdout' -> 'ranking') k) AS ranking_keys
   FROM cf_evaluate(algorithm => 'svd', options => '{"split": "user", "test_fraction": 0.25}') e;
 SELECT count(*) AS versions_after FROM persona.cf_model_versions;
+-- Beyond accuracy (Microsoft Recommenders' definitions): every metric, in its range; the
+-- catalogue coverage is the ranking report's.
+SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(b) k) AS beyond_keys,
+       (b ->> 'diversity')::float8 BETWEEN 0 AND 1 AS diversity, (b ->> 'serendipity')::float8 BETWEEN 0 AND 1 AS serendipity,
+       (b ->> 'novelty')::float8 > 0 AS novelty, (b ->> 'distributional_coverage')::float8 > 0 AS entropy,
+       b -> 'catalog_coverage' = e -> 'holdout' -> 'ranking' -> 'catalog_coverage' AS same_coverage
+  FROM cf_evaluate(algorithm => 'als', options => '{"split": "user", "test_fraction": 0.25}') e,
+       LATERAL (SELECT e -> 'holdout' -> 'beyond_accuracy') x(b);
 -- ... or against a test relation the user gives.
 CREATE TABLE regress.test_part AS SELECT * FROM persona.ratings WHERE user_id % 10 = 0 AND item_id % 3 = 0;
 CREATE TABLE regress.train_part AS SELECT * FROM persona.ratings EXCEPT ALL SELECT * FROM regress.test_part;

@@ -6,17 +6,21 @@
 //!
 //! (YᵀY + Yᵀ(C_u − I)Y + λI) x_u = Yᵀ C_u p(u)
 //!
-//! with the YᵀY trick, a Cholesky factorisation per row (nalgebra), and rows spread over a rayon
-//! pool. Scores x_uᵀy_i rank items for top-N; they are not ratings.
+//! with the YᵀY trick and rows spread over a rayon pool. Each row is solved either approximately
+//! by a few conjugate-gradient steps warm-started from the previous iteration's solution
+//! (Takács, Pilászy and Tikk 2011; implicit's default solver, `"solver": "cg"`, the default
+//! here too), which never forms the row's k×k matrix, or exactly by a Cholesky factorisation of
+//! it (`"solver": "cholesky"`). Scores x_uᵀy_i rank items for top-N; they are not ratings.
 
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::{Distribution, Uniform};
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Csr, Dataset};
+use super::mf::dot;
 use crate::control::{Monitor, Progress, Stop, Threads};
 use crate::{CoreError, Result};
 
@@ -37,6 +41,20 @@ pub struct AlsParams {
     /// Ignore the signal's strength: every observed pair counts as r = 1.
     pub binary: bool,
     pub seed: u64,
+    /// How each row's system is solved.
+    pub solver: Solver,
+    /// Conjugate-gradient steps per row and half-step (`cg` only).
+    pub cg_steps: usize,
+}
+
+/// The row solver of [`train_als`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    /// A few conjugate-gradient steps from the previous solution (implicit's default).
+    Cg,
+    /// An exact Cholesky solve of the row's k×k system.
+    Cholesky,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,6 +76,8 @@ impl Default for AlsParams {
             epsilon: 1.0,
             binary: true,
             seed: 42,
+            solver: Solver::Cg,
+            cg_steps: 3,
         }
     }
 }
@@ -79,6 +99,9 @@ impl AlsParams {
         }
         if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
             return bad("\"epsilon\" must be a finite number > 0");
+        }
+        if self.cg_steps == 0 || self.cg_steps > 100 {
+            return bad("\"cg_steps\" must be between 1 and 100");
         }
         Ok(())
     }
@@ -122,7 +145,8 @@ pub fn train_als(
     p.validate()?;
     let k = p.factors;
     let mut rng = Pcg64Mcg::seed_from_u64(p.seed);
-    let normal = Normal::new(0.0f32, 0.01).expect("constant std");
+    // Uniform on [0, 0.01), as implicit starts.
+    let normal = Uniform::new(0.0f32, 0.01).expect("constant bounds");
     let mut x: Vec<f32> = (0..d.n_users() * k)
         .map(|_| normal.sample(&mut rng))
         .collect();
@@ -144,8 +168,8 @@ pub fn train_als(
     Ok(AlsFactors { k, x, y })
 }
 
-/// Solves every row of `out` given the fixed factors `fixed` of the other side; once `stop` is
-/// raised the remaining rows are left as they are.
+/// Solves every row of `out` given the fixed factors `fixed` of the other side, with the
+/// parameters' solver; once `stop` is raised the remaining rows are left as they are.
 fn half_step(rows: &Csr, fixed: &[f32], out: &mut [f32], k: usize, p: &AlsParams, stop: &Stop) {
     let n_fixed = fixed.len() / k;
     let f = DMatrix::<f32>::from_row_slice(n_fixed, k, fixed);
@@ -153,6 +177,140 @@ fn half_step(rows: &Csr, fixed: &[f32], out: &mut [f32], k: usize, p: &AlsParams
     for d in 0..k {
         gram[(d, d)] += p.reg;
     }
+    match p.solver {
+        Solver::Cholesky => cholesky_step(rows, fixed, out, k, p, &gram, stop),
+        Solver::Cg => cg_step(rows, fixed, out, k, p, &gram, stop),
+    }
+}
+
+/// Each row's x by `cg_steps` conjugate-gradient steps on A x = b, A = YᵀY + λI + Σ (c − 1) y yᵀ
+/// and b = Σ c y over the row's entries, from the row's current x (implicit's
+/// `least_squares_cg`). A p is computed as (YᵀY + λI) p + Σ (c − 1)(yᵀp) y, never forming A.
+fn cg_step(
+    rows: &Csr,
+    fixed: &[f32],
+    out: &mut [f32],
+    k: usize,
+    p: &AlsParams,
+    gram: &DMatrix<f32>,
+    stop: &Stop,
+) {
+    // Row-major (symmetric anyway) for dot products with contiguous rows.
+    let gram: Vec<f32> = (0..k * k).map(|n| gram[(n / k, n % k)]).collect();
+    out.par_chunks_mut(k).enumerate().for_each_init(
+        || CgScratch::new(k),
+        |scratch, (row, x)| {
+            if stop.requested() {
+                return;
+            }
+            let (cols, vals) = rows.row(row as u32);
+            crate::simd::wide(
+                #[inline(always)]
+                || cg_row(cols, vals, fixed, &gram, x, p, scratch),
+            );
+        },
+    );
+}
+
+/// The residual, direction and A·direction of one row's conjugate gradient.
+struct CgScratch {
+    r: Vec<f32>,
+    dir: Vec<f32>,
+    ad: Vec<f32>,
+}
+
+impl CgScratch {
+    fn new(k: usize) -> Self {
+        CgScratch {
+            r: vec![0.0; k],
+            dir: vec![0.0; k],
+            ad: vec![0.0; k],
+        }
+    }
+}
+
+/// `into += a · v`.
+#[inline(always)]
+fn axpy(a: f32, v: &[f32], into: &mut [f32]) {
+    for (t, &s) in into.iter_mut().zip(v) {
+        *t += a * s;
+    }
+}
+
+/// `into = G v` for the symmetric k×k G, as Σ_j v_j G_j over its rows: vertical operations
+/// only, where k dot products would each end in a horizontal sum.
+#[inline(always)]
+fn gram_times(gram: &[f32], v: &[f32], into: &mut [f32]) {
+    let k = v.len();
+    into.iter_mut().for_each(|t| *t = 0.0);
+    for (j, &vj) in v.iter().enumerate() {
+        axpy(vj, &gram[j * k..(j + 1) * k], into);
+    }
+}
+
+/// One row of [`cg_step`]: `cg_steps` steps on the row's system from its current `x`.
+#[inline(always)]
+fn cg_row(
+    cols: &[u32],
+    vals: &[f32],
+    fixed: &[f32],
+    gram: &[f32],
+    x: &mut [f32],
+    p: &AlsParams,
+    s: &mut CgScratch,
+) {
+    let k = x.len();
+    let CgScratch { r, dir, ad } = s;
+    if cols.is_empty() {
+        x.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let y = |c: u32| &fixed[c as usize * k..(c as usize + 1) * k];
+    // r = b − A x
+    gram_times(gram, x, r);
+    r.iter_mut().for_each(|v| *v = -*v);
+    for (&c, &v) in cols.iter().zip(vals) {
+        let conf = p.confidence(v);
+        let yc = y(c);
+        axpy(conf - (conf - 1.0) * dot(yc, x), yc, r);
+    }
+    dir.copy_from_slice(r);
+    let mut rs_old = dot(r, r);
+    if rs_old < 1e-20 {
+        return;
+    }
+    for _ in 0..p.cg_steps {
+        gram_times(gram, dir, ad);
+        for (&c, &v) in cols.iter().zip(vals) {
+            let conf = p.confidence(v);
+            let yc = y(c);
+            axpy((conf - 1.0) * dot(yc, dir), yc, ad);
+        }
+        let alpha = rs_old / dot(dir, ad);
+        axpy(alpha, dir, x);
+        axpy(-alpha, ad, r);
+        let rs_new = dot(r, r);
+        if rs_new < 1e-20 {
+            break;
+        }
+        let beta = rs_new / rs_old;
+        for (d, &rv) in dir.iter_mut().zip(r.iter()) {
+            *d = rv + beta * *d;
+        }
+        rs_old = rs_new;
+    }
+}
+
+/// Each row's x by an exact Cholesky solve of its k×k system.
+fn cholesky_step(
+    rows: &Csr,
+    fixed: &[f32],
+    out: &mut [f32],
+    k: usize,
+    p: &AlsParams,
+    gram: &DMatrix<f32>,
+    stop: &Stop,
+) {
     out.par_chunks_mut(k).enumerate().for_each(|(r, xr)| {
         if stop.requested() {
             return;

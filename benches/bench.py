@@ -14,7 +14,8 @@ conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
 conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
 # BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond,implicit runs some sections; run.sh merges them into results.json.
-ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin,beyond,implicit").split(","))
+# "scale" (synthetic 1M/5M/25M ratings, ~1 hour) runs only when asked.
+ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin,beyond,implicit,coldstart").split(","))
 
 
 def best(fn, repeat=5):
@@ -511,6 +512,154 @@ if "implicit" in ONLY and os.path.exists(f"{ML}/u.data"):
     results["als_vs_implicit"] = out
 elif "implicit" in ONLY:
     print(f"SKIPPED: ALS vs implicit needs ml-100k at '{ML}' (set ML100K)")
+
+# 8. Training at scale: synthetic long-tail ratings, 1M / 5M / 25M ----------------------------------
+if "scale" in ONLY:
+    section("cf_train on synthetic ratings with a long tail (MovieLens 25M's shape: 162k users x 59k "
+            "items at 25M; users and items in proportion at smaller sizes), 2 training threads")
+    sizes = [int(x) for x in os.environ.get("SCALE_SIZES", "1000000,5000000,25000000").split(",")]
+    algos = os.environ.get("SCALE_ALGOS", "svd,svdpp,als,knn_item").split(",")
+    scale = {"sizes": {}, "algorithms": algos}
+    for n in sizes:
+        users, items = max(100, round(162_541 * n / 25_000_000)), max(50, round(59_047 * n / 25_000_000))
+        q("DROP TABLE IF EXISTS scale_ratings")
+        # Power laws fitted to MovieLens 25M's extremes: its most active user has ~0.13% of the
+        # ratings (u = U * r^1.8), its most rated item ~0.3% (i = I * r^1.9). Ratings 1-5 with a
+        # per-user and per-item tendency. Duplicate pairs are drawn and dropped to leave n.
+        t = time.perf_counter()
+        q("SELECT setseed(0.42)")
+        q(f"""CREATE UNLOGGED TABLE scale_ratings AS
+              SELECT DISTINCT ON (user_id, item_id) user_id, item_id, rating FROM (
+                SELECT 1 + floor({users} * power(random(), 1.8))::int AS user_id,
+                       1 + floor({items} * power(random(), 1.9))::int AS item_id,
+                       least(5, greatest(1, round(3.5 + random() * 2 - 1 + (g % 7 - 3) * 0.2)))::real AS rating
+                  FROM generate_series(1, {int(n * 1.35)}) g) r
+              LIMIT {n}""")
+        got = q("SELECT count(*) FROM scale_ratings")[0][0]
+        q("VACUUM ANALYZE scale_ratings")
+        gen = time.perf_counter() - t
+        print(f"{n:>10,} requested: {got:,} ratings, {users:,} users x {items:,} items (generated in {gen:.0f} s)", flush=True)
+        per = {"ratings": got, "users": users, "items": items}
+        for algo in algos:
+            # A fresh backend per training, so its peak RSS (VmHWM) is this training's.
+            with psycopg.connect(dbname="persona_bench", autocommit=True) as c:
+                c.execute("SET persona.training_threads = 2")
+                c.execute("SET persona.max_training_memory = '16GB'")
+                pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+                t = time.perf_counter()
+                r = c.execute("SELECT cf_train('scale_ratings', %s, %s, '{\"test_fraction\": 0}')",
+                              (algo, f"scale_{algo}")).fetchone()[0]
+                seconds = time.perf_counter() - t
+                status = open(f"/proc/{pid}/status").read()
+                hwm_kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
+                nbytes = c.execute("SELECT bytes FROM persona.cf_models WHERE model = %s", (f"scale_{algo}",)).fetchone()[0]
+                # What persona.max_training_memory is checked against, from the refusal's message.
+                c.execute("SET persona.max_training_memory = '1MB'")
+                try:
+                    c.execute("SELECT cf_train('scale_ratings', %s, 'scale_refused', '{\"test_fraction\": 0}')", (algo,))
+                    estimate_mb = None
+                except psycopg.errors.ProgramLimitExceeded as e:
+                    estimate_mb = int(str(e).split("needs about ")[1].split(" MB")[0])
+            per[algo] = {"cf_train_seconds": seconds, "read_seconds": r.get("read_seconds"), "train_seconds": r.get("train_seconds"),
+                         "peak_rss_mb": hwm_kb / 1024, "model_bytes": nbytes, "estimate_mb": estimate_mb}
+            print(f"  {algo:9s} cf_train {seconds:7.1f} s (train {r.get('train_seconds', 0):.1f})  "
+                  f"peak RSS {hwm_kb / 1024:7.0f} MB (estimate {estimate_mb} MB)  model {nbytes / 2**20:7.1f} MB", flush=True)
+            q("DELETE FROM persona.cf_active WHERE model = %s", f"scale_{algo}")
+            q("DELETE FROM persona.cf_model_versions WHERE model = %s", f"scale_{algo}")
+        scale["sizes"][str(n)] = per
+    results["scale"] = scale
+    q("DROP TABLE IF EXISTS scale_ratings")
+
+# 9. Cold-start items on ml-100k: 10% of items held out entirely, factors from title + genres ---------
+if "coldstart" in ONLY and os.path.exists(f"{ML}/u.item"):
+    import math
+    import random
+
+    section("Cold-start items on ml-100k u.data: 10% of items (seed 7) held out entirely; their factors "
+            "predicted from MiniLM embeddings of title + genres")
+    genres = [line.split("|")[0] for line in open(f"{ML}/u.genre", encoding="latin-1") if line.strip()]
+    item_rows = []
+    for line in open(f"{ML}/u.item", encoding="latin-1"):
+        f = line.rstrip("\n").split("|")
+        item_rows.append((int(f[0]), f[1], ", ".join(g for g, flag in zip(genres, f[5:]) if flag == "1")))
+    rows = [tuple(int(x) for x in line.split("\t")[:3]) for line in open(f"{ML}/u.data")]
+    all_items = sorted({i for _, i, _ in rows})
+    cold = set(random.Random(7).sample(all_items, len(all_items) // 10))
+    q("DROP TABLE IF EXISTS cs_train, cs_items")
+    q("CREATE TABLE cs_train (user_id int, item_id int, rating real)")
+    q("CREATE TABLE cs_items (item_id int PRIMARY KEY, title text, genres text)")
+    with conn.cursor() as cur:
+        with cur.copy("COPY cs_train FROM STDIN") as copy:
+            for u, i, r in rows:
+                if i not in cold:
+                    copy.write_row((u, i, r))
+        with cur.copy("COPY cs_items FROM STDIN") as copy:
+            for row in item_rows:
+                copy.write_row(row)
+    held = [(u, i, r) for u, i, r in rows if i in cold]
+    by_user = {}
+    for u, i, r in held:
+        by_user.setdefault(u, set()).add(i)
+    cold_list = sorted(cold)
+
+    def ndcg_cold(score):
+        """NDCG@10 of each user's ranking of the cold items (relevant: those the user rated)."""
+        total = 0.0
+        for u, rel in by_user.items():
+            ranked = sorted(cold_list, key=lambda i: (-score(u, i), i))[:10]
+            dcg = sum(1 / math.log2(n + 2) for n, i in enumerate(ranked) if i in rel)
+            total += dcg / sum(1 / math.log2(n + 2) for n in range(min(10, len(rel))))
+        return total / len(by_user)
+
+    rng = random.Random(1)
+    shuffles = []
+    for _ in range(20):
+        order = {i: rng.random() for i in cold_list}
+        shuffles.append(ndcg_cold(lambda u, i: order[i]))
+    random_ndcg = statistics.mean(shuffles)
+    coldres = {"items": len(all_items), "cold_items": len(cold), "held_ratings": len(held),
+               "users_with_cold_ratings": len(by_user), "random_ndcg_at_10": random_ndcg}
+    print(f"{len(cold)} cold items, {len(held):,} of their ratings, {len(by_user)} users; random ranking of the "
+          f"cold items NDCG@10 {random_ndcg:.4f}", flush=True)
+    item_text = '{"relation": "cs_items", "text_columns": ["title", "genres"]}'
+    for algo in ["svd", "svdpp", "als"]:
+        t = time.perf_counter()
+        r = q(f"SELECT cf_train('cs_train', '{algo}', 'cs_{algo}', %s)",
+              '{"test_fraction": 0, "item_text": ' + item_text + '}')[0][0]
+        seconds = time.perf_counter() - t
+        q(f"SELECT cf_train('cs_train', '{algo}', 'nocs_{algo}', '{{\"test_fraction\": 0}}')")
+        scores = {}
+        for u, i, s_ in q(f"SELECT u, i, cf_predict(u, i, 'cs_{algo}') FROM unnest(%s::int[]) u, unnest(%s::int[]) i",
+                         sorted(by_user), cold_list):
+            scores[(u, i)] = s_
+        nd = ndcg_cold(lambda u, i: scores[(u, i)])
+        out = {"cold_start": r["cold_start"], "cf_train_seconds": seconds, "ndcg_at_10_cold_only": nd}
+        if algo != "als":
+            pred = dict(((u, i), p) for u, i, p in q(
+                f"SELECT user_id, item_id, cf_predict(user_id, item_id, 'cs_{algo}') FROM unnest(%s::int[], %s::int[]) t(user_id, item_id)",
+                [u for u, _, _ in held], [i for _, i, _ in held]))
+            base = dict(((u, i), p) for u, i, p in q(
+                f"SELECT user_id, item_id, cf_predict(user_id, item_id, 'nocs_{algo}') FROM unnest(%s::int[], %s::int[]) t(user_id, item_id)",
+                [u for u, _, _ in held], [i for _, i, _ in held]))
+            rmse = math.sqrt(sum((pred[(u, i)] - r_) ** 2 for u, i, r_ in held) / len(held))
+            rmse_base = math.sqrt(sum((base[(u, i)] - r_) ** 2 for u, i, r_ in held) / len(held))
+            out.update({"rmse_cold": rmse, "rmse_global_mean_plus_user_bias": rmse_base})
+        # Mixed into the whole catalogue: how often cold items reach users' top 10, and how often
+        # those are items the user went on to rate.
+        top = q(f"SELECT u, r.item_id FROM unnest(%s::int[]) u, cf_recommend(u, 10, 'cs_{algo}') r", sorted(by_user))
+        in_top = [(u, i) for u, i in top if i in cold]
+        out.update({"cold_share_of_top10": len(in_top) / len(top),
+                    "cold_hits_in_top10": sum(1 for u, i in in_top if i in by_user[u])})
+        coldres[algo] = out
+        cs = r["cold_start"]
+        print(f"{algo:6s} fitted on {cs['fitted_on']} items, added {cs['added']}, lambda {cs['lambda']}, CV R2 {cs['cv_r2']:.3f}"
+              f"  NDCG@10 of the cold items {nd:.4f} (random {random_ndcg:.4f})"
+              + (f"  RMSE {out['rmse_cold']:.4f} vs mean + user bias {out['rmse_global_mean_plus_user_bias']:.4f}" if algo != "als" else "")
+              + f"  cold share of top 10 {out['cold_share_of_top10']:.3f} ({out['cold_hits_in_top10']} hits)"
+              + f"  cf_train {seconds:.1f} s", flush=True)
+    results["cold_start"] = coldres
+elif "coldstart" in ONLY:
+    print(f"SKIPPED: cold-start items need ml-100k at '{ML}' (set ML100K)")
 
 with open("/tmp/persona-bench-results.json", "w") as f:
     json.dump(results, f, indent=2, default=float)

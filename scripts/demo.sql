@@ -52,6 +52,21 @@ INSERT INTO persona.ratings (user_id, item_id, rating)
 SELECT r.rank, i.title, i.category FROM cf_recommend(100001, 3) r JOIN persona.items i USING (item_id) ORDER BY r.rank;
 DELETE FROM persona.ratings WHERE user_id = 100001;
 
+\echo '== cold-start items: two new products nobody has rated, placed by their text (MiniLM embeddings)'
+INSERT INTO persona.items (item_id, title, category, description) VALUES
+  (1001, 'Dark fantasy novel', 'books', 'An epic book of dragons, kings and betrayal.'),
+  (1002, 'Ultralight hiking tent', 'outdoor', 'A two-person tent for backpacking and camping.');
+SELECT cf_train(algorithm => 'als', model => 'demo_cold', options =>
+  '{"test_fraction": 0, "item_text": {"relation": "persona.items", "text_columns": ["title", "description", "category"]}}')
+  -> 'cold_start' AS cold_start;
+\echo '   ... where each new item ranks for the most bookish and the most outdoorsy user (of 122 items)'
+WITH fans AS (
+  SELECT DISTINCT ON (i.category) i.category, r.user_id FROM persona.ratings r JOIN persona.items i USING (item_id)
+   WHERE i.category IN ('books', 'outdoor') GROUP BY i.category, r.user_id ORDER BY i.category, count(*) DESC, r.user_id)
+SELECT f.category AS user_likes, f.user_id, i.title, r.rank
+  FROM fans f CROSS JOIN LATERAL cf_recommend(f.user_id, 200, 'demo_cold') r JOIN persona.items i USING (item_id)
+ WHERE r.item_id IN (1001, 1002) ORDER BY f.category, r.rank;
+
 \echo '== cf_similar_items(item, k) with the item-based k-NN model'
 SELECT s.rank, s.item_id, i.title, round(s.similarity::numeric, 3) AS similarity
   FROM cf_similar_items(1, 5, 'demo_knn_item') s JOIN persona.items i USING (item_id) ORDER BY s.rank;

@@ -277,3 +277,11 @@ CREATE FUNCTION "cf_recommend_explained"(
 )
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'cf_recommend_explained_wrapper';
+
+-- Cold-start items: cf_train's option item_text adds unrated items with factors predicted from
+-- their text; cf_add_items adds items that arrived since, with the stored map.
+CREATE FUNCTION "cf_add_items"(
+	"model" TEXT DEFAULT 'default'
+) RETURNS jsonb
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'cf_add_items_wrapper';

@@ -281,6 +281,10 @@ fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jso
              false deploys the model the report was computed on.",
         ),
     };
+    let item_text = options
+        .as_object_mut()
+        .and_then(|o| o.remove("item_text"))
+        .map(|v| crate::cf_cold::parse(&v, algo));
     let spec = parse_options(&options, 0.1, "cf_train");
     // Before any work: may this role train this model?
     model_store::check_may_train(model);
@@ -322,6 +326,11 @@ fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jso
         .as_object_mut()
         .expect("summary is an object")
         .insert("refit".into(), json!(refit && spec.test_fraction > 0.0));
+    if let Some(it) = &item_text {
+        let report = crate::cf_cold::apply(&mut trained, it);
+        let obj = summary.as_object_mut().expect("summary is an object");
+        obj.insert("cold_start".into(), report);
+    }
     let obj = summary.as_object_mut().expect("summary is an object");
     obj.insert("source".into(), json!(relname));
     obj.insert("source_columns".into(), source_columns);

@@ -51,6 +51,7 @@ INSERT INTO regress.baseline VALUES
   ('campaign_metrics(text)', ARRAY[$$'spring_outdoor'$$]),
   ('campaign_metrics_daily(text)', ARRAY[$$'spring_outdoor'$$]),
   ('campaign_uplift(text,oid,text,double precision)', ARRAY[$$'spring_outdoor'$$, 'NULL', $$'default'$$, '0.3']),
+  ('cf_add_items(text)', ARRAY[$$'default'$$]),
   ('cf_deploy(text,integer)', ARRAY[$$'default'$$, '1']),
   ('cf_evaluate(regclass,text,jsonb,regclass)', ARRAY[$$'persona.ratings'$$, $$'baseline'$$, $$'{}'$$, 'NULL']),
   ('cf_model_grant(text,text)', ARRAY[$$'default'$$, $$'public'$$]),

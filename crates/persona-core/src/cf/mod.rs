@@ -3,6 +3,7 @@
 pub mod als;
 pub mod baseline;
 pub mod beyond;
+pub mod coldstart;
 pub mod data;
 pub mod evaluate;
 pub mod explain;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::als::AlsFactors;
 use super::baseline::Biases;
+use super::coldstart::ColdStart;
 use super::data::{Csr, IdMap};
 use super::foldin::FoldCache;
 use super::knn::{Based, KnnModel, StoredParts};
@@ -16,13 +17,15 @@ use crate::{CoreError, Result};
 
 /// The bytes every stored model starts with, then a little-endian format version.
 const MAGIC: &[u8; 4] = b"PPCF";
-/// Bumped whenever the layout changes. Format 2 (0.2.0) lets a k-NN body leave out the id maps
-/// and ratings its holder already stores; format 1 (0.1.0) stores every part whole, and is still
-/// what models of the other algorithms are written as (same layout, so 0.1.0 reads them).
-/// Other formats are refused with a hint to retrain.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped whenever the layout changes. Format 3 (0.3.0) is format 1 followed by the map from
+/// item texts to factors ([`ColdStart`]), written only by models trained with item texts. Format
+/// 2 (0.2.0) lets a k-NN body leave out the id maps and ratings its holder already stores;
+/// format 1 (0.1.0) stores every part whole, and is still what models of the other algorithms
+/// are written as (same layout, so 0.1.0 reads them). Other formats are refused with a hint to
+/// retrain.
+pub const FORMAT_VERSION: u32 = 3;
 /// Formats this build reads.
-const READABLE_FORMATS: [u32; 2] = [1, 2];
+const READABLE_FORMATS: [u32; 3] = [1, 2, 3];
 
 /// The learned part of a model, by algorithm family.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +54,10 @@ pub struct CfModel {
     /// What fold-ins compute once per decoded model (never stored).
     #[serde(skip)]
     pub(crate) fold_cache: FoldCache,
+    /// The map from item texts to factors, when the model was trained with item texts
+    /// ([`super::coldstart`]); stored after the body (format 3).
+    #[serde(skip)]
+    pub cold_start: Option<ColdStart>,
 }
 
 impl CfModel {
@@ -316,11 +323,16 @@ impl CfModel {
                 Body::Als(a) => StoredBody::Als(a),
             },
         };
-        let version = match self.body {
-            Body::Knn(_) => FORMAT_VERSION,
+        let version = match (&self.body, &self.cold_start) {
+            (Body::Knn(_), _) => 2,
+            (_, Some(_)) => 3,
             _ => 1,
         };
-        self.encode(version, &stored)
+        let mut out = self.encode(version, &stored);
+        if let Some(c) = &self.cold_start {
+            postcard::to_io(c, &mut out).expect("writing to a Vec cannot fail");
+        }
+        out
     }
 
     fn encode(&self, version: u32, value: &impl Serialize) -> Vec<u8> {
@@ -344,8 +356,14 @@ impl CfModel {
                 "the model was stored in format {version}, this build reads formats {READABLE_FORMATS:?}; retrain it"
             )));
         }
-        let mut model: CfModel = postcard::from_bytes(&bytes[8..])
+        let (mut model, rest): (CfModel, &[u8]) = postcard::take_from_bytes(&bytes[8..])
             .map_err(|e| CoreError::CorruptModel(format!("cannot decode the stored model: {e}")))?;
+        if version == 3 {
+            let cold: ColdStart = postcard::from_bytes(rest).map_err(|e| {
+                CoreError::CorruptModel(format!("cannot decode the stored cold-start map: {e}"))
+            })?;
+            model.cold_start = Some(cold);
+        }
         let (users, items, seen) = (
             Arc::clone(&model.users),
             Arc::clone(&model.items),
@@ -372,6 +390,16 @@ impl CfModel {
             return Err("too many users or items".into());
         }
         self.seen.check(nu, ni).map_err(|e| format!("seen: {e}"))?;
+        if let Some(c) = &self.cold_start {
+            let out = match &self.body {
+                Body::Factors(f) => f.k + 1,
+                Body::Als(a) => a.k,
+                _ => return Err("a cold-start map on a model without item factors".into()),
+            };
+            if c.out != out || (c.dim + 1).checked_mul(out) != Some(c.weights.len()) {
+                return Err("the cold-start map's size does not match the model".into());
+            }
+        }
         let (lo, hi) = (self.min_rating, self.max_rating);
         if lo.is_nan() || hi.is_nan() || lo > hi {
             return Err("the rating range is empty".into());

@@ -253,6 +253,7 @@ pub fn train(
         max_rating: d.max_rating,
         body,
         fold_cache: Default::default(),
+        cold_start: None,
     };
     if !model.is_finite() {
         return Err(CoreError::InvalidParameter(format!(

@@ -3,6 +3,7 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
 
 import psycopg
@@ -546,24 +547,55 @@ if "scale" in ONLY:
                 c.execute("SET persona.training_threads = 2")
                 c.execute("SET persona.max_training_memory = '16GB'")
                 pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+                c.execute("LOAD 'pg_persona'")
+
+                def status_kb(key):
+                    status = open(f"/proc/{pid}/status").read()
+                    return int(next(l for l in status.splitlines() if l.startswith(key)).split()[1])
+
+                # Peak anonymous memory (the backend's own heap, not shared buffers), sampled
+                # every 20 ms while the training runs.
+                anon_base, peak = status_kb("RssAnon"), [0]
+                done = threading.Event()
+
+                def sample():
+                    while not done.is_set():
+                        try:
+                            peak[0] = max(peak[0], status_kb("RssAnon"))
+                        except (OSError, StopIteration):
+                            pass
+                        done.wait(0.02)
+
+                sampler = threading.Thread(target=sample)
+                sampler.start()
                 t = time.perf_counter()
-                r = c.execute("SELECT cf_train('scale_ratings', %s, %s, '{\"test_fraction\": 0}')",
-                              (algo, f"scale_{algo}")).fetchone()[0]
+                try:
+                    r = c.execute("SELECT cf_train('scale_ratings', %s, %s, '{\"test_fraction\": 0}')",
+                                  (algo, f"scale_{algo}")).fetchone()[0]
+                finally:
+                    done.set()
+                    sampler.join()
                 seconds = time.perf_counter() - t
-                status = open(f"/proc/{pid}/status").read()
-                hwm_kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
+                hwm_kb = status_kb("VmHWM")
+                anon_mb = (peak[0] - anon_base) / 1024
                 nbytes = c.execute("SELECT bytes FROM persona.cf_models WHERE model = %s", (f"scale_{algo}",)).fetchone()[0]
-                # What persona.max_training_memory is checked against, from the refusal's message.
-                c.execute("SET persona.max_training_memory = '1MB'")
+                # What persona.max_training_memory is checked against (the training's estimate,
+                # which includes the rows read), and that a bound below it is refused quickly.
+                estimate_mb = r.get("memory_estimate_mb")
+                c.execute(f"SET persona.max_training_memory = '{max(1, int(estimate_mb * 0.9))}MB'")
+                t = time.perf_counter()
                 try:
                     c.execute("SELECT cf_train('scale_ratings', %s, 'scale_refused', '{\"test_fraction\": 0}')", (algo,))
-                    estimate_mb = None
+                    refused = None
                 except psycopg.errors.ProgramLimitExceeded as e:
-                    estimate_mb = int(str(e).split("needs about ")[1].split(" MB")[0])
+                    refused = {"seconds": time.perf_counter() - t, "message": str(e).splitlines()[0]}
             per[algo] = {"cf_train_seconds": seconds, "read_seconds": r.get("read_seconds"), "train_seconds": r.get("train_seconds"),
-                         "peak_rss_mb": hwm_kb / 1024, "model_bytes": nbytes, "estimate_mb": estimate_mb}
+                         "peak_rss_mb": hwm_kb / 1024, "peak_anon_growth_mb": anon_mb, "model_bytes": nbytes,
+                         "estimate_mb": estimate_mb, "refused_below_estimate": refused}
             print(f"  {algo:9s} cf_train {seconds:7.1f} s (train {r.get('train_seconds', 0):.1f})  "
-                  f"peak RSS {hwm_kb / 1024:7.0f} MB (estimate {estimate_mb} MB)  model {nbytes / 2**20:7.1f} MB", flush=True)
+                  f"peak RSS {hwm_kb / 1024:6.0f} MB, of it the training's own memory {anon_mb:6.0f} MB "
+                  f"(estimate {estimate_mb} MB; refused at 0.9x in {refused['seconds'] if refused else float('nan'):.1f} s)  "
+                  f"model {nbytes / 2**20:7.1f} MB", flush=True)
             q("DELETE FROM persona.cf_active WHERE model = %s", f"scale_{algo}")
             q("DELETE FROM persona.cf_model_versions WHERE model = %s", f"scale_{algo}")
         scale["sizes"][str(n)] = per

@@ -4,7 +4,10 @@
 use std::time::Instant;
 
 use persona_core::cf::evaluate::{evaluate_until, split_rows, Rows, SplitKind};
-use persona_core::cf::{estimate_bytes, seeded_options, train, Algorithm, DatasetBuilder};
+use persona_core::cf::{
+    estimate_bytes, estimate_held_rows_bytes, estimate_read_bytes, seeded_options, train,
+    Algorithm, DatasetBuilder,
+};
 use persona_core::control::Threads;
 use persona_core::CoreError;
 use pgrx::prelude::*;
@@ -20,7 +23,7 @@ use crate::monitor::ProgressNotices;
 use crate::options::{check_k, required, Options};
 use crate::settings;
 use crate::source::{checked_relation, for_each_row, ident, ColumnKind};
-use crate::spi::{select_one, Columns};
+use crate::spi::{first, select_one, Columns};
 
 /// Options `cf_train` and `cf_evaluate` understand themselves; every other key goes to the algorithm.
 const SOURCE_OPTIONS: &[&str] = &[
@@ -123,7 +126,22 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
             rating,
             relname
         );
-        let mut rows = Rows::default();
+        // The planner's row count: room for the rows up front, and a read that could not fit
+        // in persona.max_training_memory is refused before it starts.
+        let expected = first(
+            client,
+            "SELECT CASE WHEN c.reltuples > 0 THEN c.reltuples::pg_catalog.int8 ELSE 0 END \
+             FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[source.into()],
+            "pg_class",
+        )
+        .and_then(|r| r.column::<i64>(1, "reltuples"))
+        .unwrap_or(0)
+        .max(0) as usize;
+        check_memory(estimate_read_bytes(expected), || {
+            format!("reading about {expected} rows of {relname}")
+        });
+        let mut rows = Rows::with_capacity(expected.min(1 << 31));
         for_each_row(client, &query, 50_000, |t| {
             let u: Option<i64> = t.column(1, "user");
             let i: Option<i64> = t.column(2, "item");
@@ -137,6 +155,25 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
         rows.canonicalize();
         (relname, rows)
     })
+}
+
+/// Refuses (54000) work that would need more than `persona.max_training_memory`, before it
+/// allocates; `what` says what the work is.
+fn check_memory(need: usize, what: impl FnOnce() -> String) {
+    let limit = settings::max_training_bytes();
+    if need > limit {
+        raise_hint(
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "{} needs about {} MB, more than persona.max_training_memory ({} MB)",
+                what(),
+                need / (1 << 20),
+                limit / (1 << 20)
+            ),
+            "Raise persona.max_training_memory, use fewer factors or neighbours, or train on a \
+             sample.",
+        );
+    }
 }
 
 fn parse_algorithm(name: &str) -> Algorithm {
@@ -180,24 +217,16 @@ fn fit(
     }
     let algo_options = seeded_options(algo, &spec.algo_options, spec.seed);
     let need = estimate_bytes(&d, algo, &algo_options)
-        .or_raise_hint("See the README's table of algorithm options.");
-    let limit = settings::max_training_bytes();
-    if need > limit {
-        raise_hint(
-            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!(
-                "training \"{algo}\" on {} users, {} items and {} ratings needs about {} MB, more \
-                 than persona.max_training_memory ({} MB)",
-                d.n_users(),
-                d.n_items(),
-                d.n_ratings(),
-                need / (1 << 20),
-                limit / (1 << 20)
-            ),
-            "Raise persona.max_training_memory, use fewer factors or neighbours, or train on a \
-             sample.",
-        );
-    }
+        .or_raise_hint("See the README's table of algorithm options.")
+        .saturating_add(estimate_held_rows_bytes(rows.len()));
+    check_memory(need, || {
+        format!(
+            "training \"{algo}\" on {} users, {} items and {} ratings",
+            d.n_users(),
+            d.n_items(),
+            d.n_ratings()
+        )
+    });
     let threads = Threads::new(settings::training_threads()).or_raise();
     let t_train = Instant::now();
     let model = train(
@@ -243,6 +272,7 @@ fn fit(
         "duplicates_merged": d.counts.duplicates_merged,
         "rating_range": (!algo.is_implicit()).then_some([d.min_rating, d.max_rating]),
         "train_seconds": round3(train_seconds),
+        "memory_estimate_mb": need / (1 << 20),
         "seconds": round3(t0.elapsed().as_secs_f64()),
         "holdout": eval.and_then(|e| serde_json::to_value(e).ok()),
     });

@@ -304,22 +304,20 @@ impl DatasetBuilder {
             )));
         }
         triples.sort_unstable_by_key(|&(u, i, _)| (u, i));
-        // Merge duplicates into their mean.
-        let mut merged: Vec<(u32, u32, f32)> = Vec::with_capacity(triples.len());
+        // Merge duplicates into their mean, in place (no second copy of every rating).
         let mut run = 1u32;
-        for (u, i, r) in triples {
-            match merged.last_mut() {
-                Some(last) if last.0 == u && last.1 == i => {
-                    run += 1;
-                    last.2 += (r - last.2) / run as f32;
-                    c.duplicates_merged += 1;
-                }
-                _ => {
-                    run = 1;
-                    merged.push((u, i, r));
-                }
+        let mut merged = triples;
+        merged.dedup_by(|later, kept| {
+            if later.0 == kept.0 && later.1 == kept.1 {
+                run += 1;
+                kept.2 += (later.2 - kept.2) / run as f32;
+                c.duplicates_merged += 1;
+                true
+            } else {
+                run = 1;
+                false
             }
-        }
+        });
         let nnz = merged.len();
         let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
         for &(_, _, r) in &merged {

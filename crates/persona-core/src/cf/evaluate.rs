@@ -25,6 +25,15 @@ pub struct Rows {
 }
 
 impl Rows {
+    /// Room for `n` rows (the source's estimated size), so reading does not double the arrays.
+    pub fn with_capacity(n: usize) -> Rows {
+        Rows {
+            users: Vec::with_capacity(n),
+            items: Vec::with_capacity(n),
+            ratings: Vec::with_capacity(n),
+            nulls: 0,
+        }
+    }
     pub fn push(&mut self, user: i64, item: i64, rating: Option<f32>) {
         self.users.push(user);
         self.items.push(item);

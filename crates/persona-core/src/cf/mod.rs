@@ -19,4 +19,7 @@ pub use data::{parse_tab_ratings, BuildCounts, Csr, Dataset, DatasetBuilder, IdM
 pub use explain::{Explainer, Explanation, Reason, ReasonKind};
 pub use foldin::FoldedUser;
 pub use model::CfModel;
-pub use train::{estimate_bytes, seeded_options, train, Algorithm, ALGORITHMS};
+pub use train::{
+    estimate_bytes, estimate_held_rows_bytes, estimate_read_bytes, seeded_options, train,
+    Algorithm, ALGORITHMS,
+};

@@ -132,6 +132,24 @@ fn params_json<P: Serialize>(p: &P) -> String {
     serde_json::to_string(p).expect("parameters serialise")
 }
 
+/// Bytes per source row that the rows as read hold for the whole training (user and item ids,
+/// rating: 8 + 8 + 8) and the index list of the rows trained on (8).
+const HELD_ROW_BYTES: usize = 32;
+/// Bytes per source row at the peak of reading: the rows as read plus canonicalising them (one
+/// more array at a time and the sort's order, 8 + 8).
+const READ_ROW_BYTES: usize = 24 + 16;
+
+/// Bytes reading `rows` source rows needs at its peak, checked before reading (from the
+/// planner's row count) so that a read that could not fit is refused before it starts.
+pub fn estimate_read_bytes(rows: usize) -> usize {
+    rows.saturating_mul(READ_ROW_BYTES)
+}
+
+/// Bytes the rows as read keep while the model trains ([`estimate_bytes`] counts the rest).
+pub fn estimate_held_rows_bytes(rows: usize) -> usize {
+    rows.saturating_mul(HELD_ROW_BYTES)
+}
+
 /// Bytes the trained model and its training need, estimated before training starts so a too-large
 /// job is refused up front instead of being killed by the operating system.
 pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usize> {
@@ -140,7 +158,11 @@ pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usi
     let m = |factors: &[usize]| factors.iter().fold(1usize, |a, &b| a.saturating_mul(b));
     let (u, i, r) = (d.n_users(), d.n_items(), d.n_ratings());
     let threads = rayon::current_num_threads();
-    let base = m(&[u + i, 24]).saturating_add(m(&[r, 12, 3])); // id maps, two CSRs, seen list
+    // id maps, two CSRs, the seen list, and what a backend holds whatever it trains (the
+    // decoded code and its caches, measured at about 15 MB).
+    let base = m(&[u + i, 24])
+        .saturating_add(m(&[r, 12, 3]))
+        .saturating_add(16 << 20);
     let model = match algo {
         Algorithm::Baseline => m(&[u + i, 4]),
         Algorithm::Svd | Algorithm::Svdpp => {
@@ -150,7 +172,10 @@ pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usi
         Algorithm::KnnUser | Algorithm::KnnItem => {
             let p: KnnParams = parse(algo, options)?;
             let rows = if algo == Algorithm::KnnUser { u } else { i };
-            m(&[rows, p.max_neighbors, 8]).saturating_add(m(&[threads, rows.max(u).max(i), 16]))
+            // Neighbour lists, per-thread accumulators, and the centred copy of the ratings.
+            m(&[rows, p.max_neighbors, 8])
+                .saturating_add(m(&[threads, rows.max(u).max(i), 16]))
+                .saturating_add(m(&[r, 8]))
         }
         Algorithm::Als => {
             let p: AlsParams = parse(algo, options)?;

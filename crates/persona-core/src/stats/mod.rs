@@ -18,11 +18,13 @@
 //! | [`RatioMoments::ratio_variance`], [`compare_ratios`] | statsmodels `WLS(c/e, 1, weights=e).fit(cov_type='HC1')` (delta method) |
 //! | [`chisquare_gof`] | scipy `chisquare(obs, f_exp=fractions * sum(obs))` |
 //! | [`qini_auc_score`], [`uplift_auc_score`], [`uplift_at_k`] | scikit-uplift 0.5 `sklift.metrics` |
+//! | [`adjust_pvalues`] | statsmodels `multipletests(p, method='holm' \| 'fdr_bh')[1]` (to 1e-12, `tests/multitest_reference.rs`) |
 //!
 //! Undefined results are `None` (JSON `null`), never NaN or infinity, and no input panics.
 
 pub mod cost;
 mod dist;
+pub mod multitest;
 pub mod proportions;
 pub mod ratio;
 pub mod report;
@@ -34,6 +36,7 @@ pub mod welch;
 mod report_tests;
 
 pub use cost::{attribute_costs, CampaignCost};
+pub use multitest::{adjust_pvalues, Correction};
 pub use proportions::{
     diff_confint, ratio_confint, relative_lift_confint, two_proportion_ztest, ZTest,
 };

@@ -172,10 +172,8 @@ fn read(it: &ItemText) -> Vec<(i64, String)> {
     })
 }
 
-/// Embeds the item texts and adds the items the model does not know (see the module
-/// documentation); the report for `cf_train`'s summary.
-pub fn apply(model: &mut CfModel, it: &ItemText) -> Value {
-    let texts = read(it);
+/// The embeddings of `texts` (item id, text) by the encoder of `it`, in chunks of [`CHUNK`].
+fn embed(it: &ItemText, texts: &[&(i64, String)]) -> Vec<(i64, Vec<f32>)> {
     let enc = crate::bert::encoder(&it.encoder);
     let mut embeddings = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(CHUNK) {
@@ -186,6 +184,14 @@ pub fn apply(model: &mut CfModel, it: &ItemText) -> Value {
             .or_raise_text(Phase::Infer(&it.encoder));
         embeddings.extend(chunk.iter().map(|(id, _)| *id).zip(vectors));
     }
+    embeddings
+}
+
+/// Embeds the item texts and adds the items the model does not know (see the module
+/// documentation); the report for `cf_train`'s summary.
+pub fn apply(model: &mut CfModel, it: &ItemText) -> Value {
+    let texts = read(it);
+    let embeddings = embed(it, &texts.iter().collect::<Vec<_>>());
     let report = model
         .add_cold_items(&embeddings, &it.encoder)
         .unwrap_or_else(|e| {
@@ -250,16 +256,7 @@ fn cf_add_items(model: default!(&str, "'default'")) -> pgrx::JsonB {
         .iter()
         .filter(|(id, _)| updated.items.get(*id).is_none())
         .collect();
-    let enc = crate::bert::encoder(&it.encoder);
-    let mut embeddings = Vec::with_capacity(new.len());
-    for chunk in new.chunks(CHUNK) {
-        let refs: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
-        let vectors = enc
-            .model
-            .embed_with(&refs, &mut Interrupts)
-            .or_raise_text(Phase::Infer(&it.encoder));
-        embeddings.extend(chunk.iter().map(|(id, _)| *id).zip(vectors));
-    }
+    let embeddings = embed(&it, &new);
     let added = updated
         .add_items_from_text(&embeddings)
         .unwrap_or_else(|e| core(e, Some("Retrain the model with item_text.")));

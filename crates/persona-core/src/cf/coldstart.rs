@@ -276,25 +276,16 @@ impl CfModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cf::foldin::tests::clusters;
     use crate::cf::{train, Algorithm, Dataset};
     use crate::control::{NoMonitor, Threads};
 
-    /// Two taste groups whose items' "texts" say which group they belong to: an embedding
-    /// (1, 0, noise) for group one, (0, 1, noise) for group two. A new item of group one, never
-    /// rated, is recommended to group one's users above a new item of group two.
+    /// Two taste groups ([`clusters`]) whose items' "texts" say which group they belong to: an
+    /// embedding (1, 0, noise) for group one, (0, 1, noise) for group two. A new item of group
+    /// one, never rated, is recommended to group one's users above a new item of group two.
     #[test]
     fn a_new_item_reaches_the_users_of_its_kind() {
-        let mut rows = Vec::new();
-        for u in 1..=60i64 {
-            let (own, other) = if u <= 30 { (0, 100) } else { (100, 0) };
-            for i in 1..=12i64 {
-                if (u + i) % 4 != 0 {
-                    rows.push((u, own + i, 4.0 + ((u + i) % 2) as f32));
-                }
-            }
-            rows.push((u, other + 1 + u % 12, 1.0));
-        }
-        let d = Dataset::from_triples(&rows).unwrap();
+        let d = clusters();
         let text = |id: i64| -> Vec<f32> {
             let noise = ((id * 7919) % 13) as f32 / 130.0;
             if id < 100 || id == 500 {

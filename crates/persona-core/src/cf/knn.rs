@@ -520,13 +520,7 @@ impl KnnModel {
             let Some(r) = m.ratings.get(ru, ri) else {
                 continue;
             };
-            let value = match p.centering {
-                Centering::None => r,
-                Centering::Mean => r - m.means[n as usize],
-                Centering::Baseline => {
-                    r - (mu + m.user_bias[ru as usize] + m.item_bias[ri as usize])
-                }
-            };
+            let value = self.centred(r, n, || m.user_bias[ru as usize], ri);
             agg.add(s, value);
             if agg.count >= p.k {
                 break;
@@ -763,11 +757,24 @@ impl KnnModel {
         &self,
         f: &KnnFolded,
         i: u32,
+        visit: impl FnMut(u32, f32, f32, f32),
+    ) -> Aggregate {
+        let rating_of = |n: u32| f.items.binary_search(&n).ok().map(|at| f.ratings[at]);
+        self.walk_folded_by(f, i, rating_of, visit)
+    }
+
+    /// [`KnnModel::walk_folded`] with the user's rating of an item looked up by `rating_of`
+    /// (item-based models; a search of the user's sorted items, or a dense array when every
+    /// item is estimated).
+    fn walk_folded_by(
+        &self,
+        f: &KnnFolded,
+        i: u32,
+        rating_of: impl Fn(u32) -> Option<f32>,
         mut visit: impl FnMut(u32, f32, f32, f32),
     ) -> Aggregate {
         let m = &self.m;
         let p = &m.params;
-        let mu = m.global_mean;
         let mut agg = Aggregate::default();
         let mut add = |agg: &mut Aggregate, n: u32, s: f32, r: f32, value: f32| {
             let before = agg.count;
@@ -780,15 +787,10 @@ impl KnnModel {
             Based::Item => {
                 let (nb_idx, nb_sim) = self.row_neighbors(i);
                 for (&n, &s) in nb_idx.iter().zip(nb_sim) {
-                    let Ok(at) = f.items.binary_search(&n) else {
+                    let Some(r) = rating_of(n) else {
                         continue;
                     };
-                    let r = f.ratings[at];
-                    let value = match p.centering {
-                        Centering::None => r,
-                        Centering::Mean => r - m.means[n as usize],
-                        Centering::Baseline => r - (mu + f.bu + m.item_bias[n as usize]),
-                    };
+                    let value = self.centred(r, n, || f.bu, n);
                     add(&mut agg, n, s, r, value);
                     if agg.count >= p.k {
                         break;
@@ -800,13 +802,7 @@ impl KnnModel {
                     let Some(r) = m.ratings.get(v, i) else {
                         continue;
                     };
-                    let value = match p.centering {
-                        Centering::None => r,
-                        Centering::Mean => r - m.means[v as usize],
-                        Centering::Baseline => {
-                            r - (mu + m.user_bias[v as usize] + m.item_bias[i as usize])
-                        }
-                    };
+                    let value = self.centred(r, v, || m.user_bias[v as usize], i);
                     add(&mut agg, v, s, r, value);
                     if agg.count >= p.k {
                         break;
@@ -815,6 +811,19 @@ impl KnnModel {
             }
         }
         agg
+    }
+
+    /// A neighbour's rating `r` as an estimate averages it, by the model's centring: less the
+    /// mean of row `mean_row` (`mean`), or less the baseline μ + b_u + b_item of the rating's
+    /// user bias `bu` and item (`baseline`; `bu` is only asked for then).
+    #[inline]
+    fn centred(&self, r: f32, mean_row: u32, bu: impl FnOnce() -> f32, item: u32) -> f32 {
+        let m = &self.m;
+        match m.params.centering {
+            Centering::None => r,
+            Centering::Mean => r - m.means[mean_row as usize],
+            Centering::Baseline => r - (m.global_mean + bu() + m.item_bias[item as usize]),
+        }
     }
 
     /// What makes a folded user's estimate of item `i` (a known index): the neighbours used,
@@ -870,32 +879,16 @@ impl KnnModel {
         let m = &self.m;
         let n = m.items.len();
         let p = &m.params;
-        let mu = m.global_mean;
         if p.based_on == Based::Item {
             // The user's ratings by item index: a lookup per neighbour instead of a search.
             let mut own = vec![f32::NAN; n];
             for (&i, &r) in f.items.iter().zip(&f.ratings) {
                 own[i as usize] = r;
             }
+            let rating_of = |j: u32| Some(own[j as usize]).filter(|r| !r.is_nan());
             return (0..n as u32)
                 .map(|i| {
-                    let (nb_idx, nb_sim) = self.row_neighbors(i);
-                    let mut a = Aggregate::default();
-                    for (&j, &s) in nb_idx.iter().zip(nb_sim) {
-                        let r = own[j as usize];
-                        if r.is_nan() {
-                            continue;
-                        }
-                        let value = match p.centering {
-                            Centering::None => r,
-                            Centering::Mean => r - m.means[j as usize],
-                            Centering::Baseline => r - (mu + f.bu + m.item_bias[j as usize]),
-                        };
-                        a.add(s, value);
-                        if a.count >= p.k {
-                            break;
-                        }
-                    }
+                    let a = self.walk_folded_by(f, i, rating_of, |_, _, _, _| {});
                     self.folded_mean(f, i, &a)
                 })
                 .collect();
@@ -908,13 +901,7 @@ impl KnnModel {
                 if a.count >= p.k {
                     continue;
                 }
-                let value = match p.centering {
-                    Centering::None => r,
-                    Centering::Mean => r - m.means[v as usize],
-                    Centering::Baseline => {
-                        r - (mu + m.user_bias[v as usize] + m.item_bias[i as usize])
-                    }
-                };
+                let value = self.centred(r, v, || m.user_bias[v as usize], i);
                 a.add(s, value);
             }
         }

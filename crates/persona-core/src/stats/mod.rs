@@ -18,13 +18,17 @@
 //! | [`RatioMoments::ratio_variance`], [`compare_ratios`] | statsmodels `WLS(c/e, 1, weights=e).fit(cov_type='HC1')` (delta method) |
 //! | [`chisquare_gof`] | scipy `chisquare(obs, f_exp=fractions * sum(obs))` |
 //! | [`qini_auc_score`], [`uplift_auc_score`], [`uplift_at_k`] | scikit-uplift 0.5 `sklift.metrics` |
+//! | [`t_test`], [`sequential_test`], [`bayesian_test`], [`compute_theta`] | gbstats 0.8.0 `TwoSidedTTest`, `SequentialTwoSidedTTest`, `EffectBayesianABTest`, `compute_theta` (`tests/gbstats_reference.rs`) |
+//! | [`users_per_arm`], [`minimum_detectable_effect`] | statsmodels `NormalIndPower().solve_power` with `proportion_effectsize` (`tests/gbstats_reference.rs`) |
 //! | [`adjust_pvalues`] | statsmodels `multipletests(p, method='holm' \| 'fdr_bh')[1]` (to 1e-12, `tests/multitest_reference.rs`) |
 //!
 //! Undefined results are `None` (JSON `null`), never NaN or infinity, and no input panics.
 
 pub mod cost;
 mod dist;
+pub mod effect;
 pub mod multitest;
+pub mod power;
 pub mod proportions;
 pub mod ratio;
 pub mod report;
@@ -36,7 +40,12 @@ pub mod welch;
 mod report_tests;
 
 pub use cost::{attribute_costs, CampaignCost};
+pub use effect::{
+    bayesian_test, compute_theta, sequential_test, t_test, Base, BayesianEstimate, Difference,
+    Estimate, NormalPrior, Statistic, Undefined, DEFAULT_SEQUENTIAL_TUNING,
+};
 pub use multitest::{adjust_pvalues, Correction};
+pub use power::{minimum_detectable_effect, users_per_arm, Baseline, PowerError, PowerPlan};
 pub use proportions::{
     diff_confint, ratio_confint, relative_lift_confint, two_proportion_ztest, ZTest,
 };

@@ -119,3 +119,8 @@ COMMENT ON VIEW persona.inference_worker IS
 REVOKE ALL ON FUNCTION persona.inference_worker_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION persona.inference_worker_stats() TO pg_monitor;
 GRANT SELECT ON persona.inference_worker TO pg_monitor;
+
+COMMENT ON FUNCTION campaign_metrics(text, jsonb) IS
+  'Evaluate a campaign: per-arm metrics, each arm against control with intervals and tests, SRM check and satisfaction; options add relative effects, sequential, Bayesian and CUPED results, capping, corrections and segments';
+COMMENT ON FUNCTION campaign_power(double precision, double precision, bigint, double precision, double precision, double precision, integer, boolean) IS
+  'Users per arm to detect an effect, or the effect detectable with a number of users (two-sided z-test, Bonferroni over the comparisons with control)';

@@ -285,3 +285,31 @@ CREATE FUNCTION "cf_add_items"(
 ) RETURNS jsonb
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'cf_add_items_wrapper';
+
+-- Campaign statistics v2: campaign_metrics gains options (relative effects, sequential, Bayesian
+-- and CUPED results, capping, corrections, segments); the one-argument call is unchanged. The
+-- library keeps the old entry point, so a 0.2.0 catalog works until this update runs.
+DROP FUNCTION "campaign_metrics"(TEXT);
+CREATE FUNCTION "campaign_metrics"(
+	"campaign" TEXT,
+	"options" jsonb DEFAULT '{}'
+) RETURNS jsonb
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'campaign_metrics_with_options_wrapper';
+-- Sample size and minimum detectable effect.
+CREATE FUNCTION "campaign_power"(
+	"baseline" double precision,
+	"mde" double precision DEFAULT NULL,
+	"users_per_arm" bigint DEFAULT NULL,
+	"sd" double precision DEFAULT NULL,
+	"alpha" double precision DEFAULT NULL,
+	"power" double precision DEFAULT 0.8,
+	"arms" INT DEFAULT 2,
+	"relative" bool DEFAULT false
+) RETURNS jsonb
+STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'campaign_power_wrapper';
+COMMENT ON FUNCTION campaign_metrics(text, jsonb) IS
+  'Evaluate a campaign: per-arm metrics, each arm against control with intervals and tests, SRM check and satisfaction; options add relative effects, sequential, Bayesian and CUPED results, capping, corrections and segments';
+COMMENT ON FUNCTION campaign_power(double precision, double precision, bigint, double precision, double precision, double precision, integer, boolean) IS
+  'Users per arm to detect an effect, or the effect detectable with a number of users (two-sided z-test, Bonferroni over the comparisons with control)';

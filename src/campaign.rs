@@ -5,8 +5,10 @@
 use std::collections::{HashMap, HashSet};
 
 use persona_core::stats::{
-    attribute_costs, campaign_report, qini_auc_score, uplift_at_k, uplift_auc_score, ArmAggregate,
-    CampaignCost, RatioMoments, UpliftObservation, UpliftStrategy,
+    analyse, attribute_costs, campaign_report, covariate_mean, minimum_detectable_effect,
+    qini_auc_score, segment_groups, uplift_at_k, uplift_auc_score,
+    users_per_arm as users_per_arm_for, ArmAggregate, Baseline, CampaignCost, CappedRevenue,
+    CovariateSums, PowerError, RatioMoments, UpliftObservation, UpliftStrategy,
 };
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -14,6 +16,7 @@ use pgrx::JsonB;
 use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Value};
 
+use crate::campaign_options::{self, Arg, Capping, Covariate, ReportOptions};
 use crate::error::{raise_hint, OrRaise};
 use crate::feedback::{self, FeedbackOf};
 use crate::json::Jsonb;
@@ -180,123 +183,199 @@ fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     }
 }
 
+/// Per-(segment, arm) aggregates; the segment is `None` without the option `segments`.
+type SegmentRows = Vec<(Option<String>, ArmAggregate)>;
+
 /// The per-arm aggregation: one pass over the campaign's events, grouped by (arm, user) and then
-/// by arm. Events with a NULL arm form the arm '' (reported as a data warning, not analysed).
+/// by (segment, arm), with the sums the options need (`campaign_options::aggregate_query`).
+/// Events with a NULL arm form the arm '' (reported as a data warning, not analysed). Returns
+/// the rows, the campaign's period and the cap used (with `capping`).
 fn arm_aggregates(
     client: &SpiClient<'_>,
     info: &CampaignInfo,
     campaign: &str,
-) -> (Vec<ArmAggregate>, Value) {
+    options: &ReportOptions,
+) -> (SegmentRows, Value, Option<f64>) {
     // The events relation is the user's: qualified SQL, planned on the caller's path (spi.rs).
-    let sql = format!(
-        "WITH per_user AS ( \
-           SELECT COALESCE(arm::pg_catalog.text, '') AS arm, user_id, \
-                  pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'exposure') \
-                    AS exposures, \
-                  pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'click') \
-                    AS clicks, \
-                  pg_catalog.count(*) FILTER (WHERE event OPERATOR(pg_catalog.=) 'conversion') \
-                    AS conversions, \
-                  COALESCE(pg_catalog.sum(value) \
-                    FILTER (WHERE event OPERATOR(pg_catalog.=) 'conversion'), 0)::pg_catalog.float8 \
-                    AS revenue, \
-                  pg_catalog.min(occurred_at) AS first_at, pg_catalog.max(occurred_at) AS last_at \
-             FROM {} WHERE campaign OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2) \
-         SELECT arm, \
-                pg_catalog.count(*) FILTER (WHERE exposures OPERATOR(pg_catalog.>) 0), \
-                pg_catalog.sum(exposures)::pg_catalog.int8, \
-                pg_catalog.sum(clicks)::pg_catalog.int8, \
-                pg_catalog.count(*) FILTER (WHERE clicks OPERATOR(pg_catalog.>) 0), \
-                pg_catalog.sum(conversions)::pg_catalog.int8, \
-                pg_catalog.count(*) FILTER (WHERE conversions OPERATOR(pg_catalog.>) 0), \
-                pg_catalog.sum(revenue), \
-                COALESCE(pg_catalog.sum(revenue OPERATOR(pg_catalog.*) revenue) \
-                  FILTER (WHERE exposures OPERATOR(pg_catalog.>) 0), 0), \
-                pg_catalog.to_char(pg_catalog.min(first_at) AT TIME ZONE 'UTC', \
-                  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                pg_catalog.to_char(pg_catalog.max(last_at) AT TIME ZONE 'UTC', \
-                  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                pg_catalog.count(*) FILTER (WHERE exposures OPERATOR(pg_catalog.>) 0 \
-                  OR clicks OPERATOR(pg_catalog.>) 0), \
-                pg_catalog.sum(clicks::pg_catalog.float8 OPERATOR(pg_catalog.*) clicks), \
-                pg_catalog.sum(exposures::pg_catalog.float8 OPERATOR(pg_catalog.*) exposures), \
-                pg_catalog.sum(clicks::pg_catalog.float8 OPERATOR(pg_catalog.*) exposures) \
-           FROM per_user GROUP BY arm ORDER BY arm OPERATOR(pg_catalog.=) $2 DESC, arm",
-        info.events
-    );
-    let rows = select_user(
-        client,
-        &sql,
-        None,
-        &[campaign.into(), info.control_arm.as_str().into()],
-        "the campaign's events",
-    );
-    let (mut arms, mut first, mut last): (Vec<ArmAggregate>, Option<String>, Option<String>) =
-        (Vec::new(), None, None);
+    let query = campaign_options::aggregate_query(&info.events, options);
+    let mut args: Vec<pgrx::datum::DatumWithOid<'_>> =
+        vec![campaign.into(), info.control_arm.as_str().into()];
+    for a in &query.args {
+        args.push(match a {
+            Arg::Float(x) => (*x).into(),
+            Arg::Int(x) => (*x).into(),
+            Arg::Text(x) => x.as_str().into(),
+        });
+    }
+    let rows = select_user(client, &query.sql, None, &args, "the campaign's events");
+    let lookback = matches!(options.covariate, Some(Covariate::Lookback { .. }));
+    let (mut out, mut first, mut last, mut cap) =
+        (Vec::new(), None::<String>, None::<String>, None);
     for r in rows {
         let n = |i: usize| r.column::<i64>(i, "count").unwrap_or(0).max(0) as u64;
         let f = |i: usize| r.column::<f64>(i, "sum").unwrap_or(0.0);
-        arms.push(ArmAggregate {
-            arm: r.column::<String>(1, "arm").unwrap_or_default(),
-            users_exposed: n(2),
-            exposures: n(3),
-            clicks: n(4),
-            users_clicked: n(5),
-            conversions: n(6),
-            users_converted: n(7),
-            revenue: f(8),
-            revenue_sumsq: f(9),
+        let covariate = |i: usize, proportion: bool| CovariateSums {
+            users: n(i),
+            sum: f(i + 1),
+            sum_squares: f(i + 2),
+            cross: f(i + 3),
+            metric_sum: f(i + 4),
+            proportion,
+        };
+        let agg = ArmAggregate {
+            arm: r.column::<String>(2, "arm").unwrap_or_default(),
+            users_exposed: n(3),
+            exposures: n(4),
+            clicks: n(5),
+            users_clicked: n(6),
+            conversions: n(7),
+            users_converted: n(8),
+            revenue: f(9),
+            revenue_sumsq: f(10),
             cost: None,
             // Per-user sums of clicks and exposures: the CTR is tested with users as the unit.
             ctr_moments: Some(RatioMoments {
-                n: n(12),
-                num_sum: n(4) as f64,
-                den_sum: n(3) as f64,
-                num_sumsq: f(13),
-                den_sumsq: f(14),
-                cross_sum: f(15),
+                n: n(13),
+                num_sum: n(5) as f64,
+                den_sum: n(4) as f64,
+                num_sumsq: f(14),
+                den_sumsq: f(15),
+                cross_sum: f(16),
             }),
-        });
+            capped_revenue: options.capping.map(|_| CappedRevenue {
+                sum: f(17),
+                sum_squares: f(18),
+                users_capped: n(19),
+            }),
+            conversion_covariate: options.covariate.as_ref().map(|_| covariate(20, lookback)),
+            revenue_covariate: options.covariate.as_ref().map(|_| covariate(25, false)),
+        };
+        cap = cap.or(r.column::<f64>(30, "cap"));
         let (a, b): (Option<String>, Option<String>) =
-            (r.column(10, "first_at"), r.column(11, "last_at"));
+            (r.column(11, "first_at"), r.column(12, "last_at"));
         if a.is_some() && (first.is_none() || a < first) {
             first = a;
         }
         if b.is_some() && (last.is_none() || b > last) {
             last = b;
         }
+        out.push((r.column::<String>(1, "segment"), agg));
     }
-    let cost = CampaignCost::from_columns(info.arm_costs.as_ref(), info.cost);
-    attribute_costs(&mut arms, &info.control_arm, cost);
     (
-        arms,
+        out,
         json!({
             "starts_at": info.starts_at,
             "ends_at": info.ends_at,
             "first_event": first,
             "last_event": last,
         }),
+        cap,
     )
 }
 
+/// What the options add at the top of the report: how each was applied.
+fn analysis_summary(
+    options: &ReportOptions,
+    arms: &[ArmAggregate],
+    imputed: Option<f64>,
+    cap: Option<f64>,
+) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("options".into(), Value::Object(options.given.clone()));
+    if let Some(c) = options.capping {
+        let (kind, value) = match c {
+            Capping::Percentile(v) => ("percentile", v),
+            Capping::Absolute(v) => ("absolute", v),
+        };
+        let users: serde_json::Map<String, Value> = arms
+            .iter()
+            .map(|a| {
+                (
+                    a.arm.clone(),
+                    json!(a.capped_revenue.map_or(0, |c| c.users_capped)),
+                )
+            })
+            .collect();
+        m.insert(
+            "capping".into(),
+            json!({"type": kind, "value": value, "cap": cap, "users_capped": users}),
+        );
+    }
+    if let Some(cov) = &options.covariate {
+        let missing: u64 = arms
+            .iter()
+            .map(|a| {
+                a.users_exposed
+                    .saturating_sub(a.revenue_covariate.map_or(0, |c| c.users))
+            })
+            .sum();
+        let source = match cov {
+            Covariate::Lookback { days, starts_at } => json!({
+                "lookback_days": days,
+                "until": starts_at,
+                "covariates": {"conversion_rate": "converted in the window",
+                               "revenue_per_user": "revenue in the window"},
+            }),
+            Covariate::Relation { relation, column } => json!({
+                "relation": relation,
+                "column": column,
+                "users_without_covariate": missing,
+                "imputed_value": if missing > 0 { json!(imputed) } else { Value::Null },
+            }),
+        };
+        m.insert("cuped".into(), source);
+    }
+    if let Some(c) = options.analysis.correction {
+        m.insert(
+            "correction".into(),
+            json!({"method": c.name(), "families": "each kind of p-value (p_value, effect, \
+                   sequential, cuped) over every comparison and metric of the report"}),
+        );
+    }
+    Value::Object(m)
+}
+
 /// The full evaluation of a campaign as JSON: per-arm metrics, each variant against control with
-/// confidence intervals and tests, the sample-ratio-mismatch check and feedback satisfaction.
-#[pg_extern(stable, strict, parallel_safe)]
+/// confidence intervals and tests, the sample-ratio-mismatch check and feedback satisfaction;
+/// `options` add relative effects, sequential, Bayesian and CUPED results, capping,
+/// corrections and segments (`campaign_options`).
+#[pg_extern(stable, strict, parallel_safe, name = "campaign_metrics")]
+fn campaign_metrics_with_options(campaign: &str, options: default!(Jsonb, "'{}'")) -> JsonB {
+    JsonB(evaluate(campaign, &options.0))
+}
+
+/// The 0.1/0.2 one-argument entry point: kept (without SQL) so that a database still on an older
+/// catalog keeps working with this library until ALTER EXTENSION ... UPDATE.
+#[pg_extern(stable, strict, parallel_safe, sql = false)]
 fn campaign_metrics(campaign: &str) -> JsonB {
-    let (info, arms, period, feedback) = Spi::connect(|client| {
+    JsonB(evaluate(campaign, &json!({})))
+}
+
+/// The report of `campaign_metrics` as a value.
+pub(crate) fn evaluate(campaign: &str, options: &Value) -> Value {
+    let (info, options, rows, period, cap, feedback) = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
-        let (arms, period) = arm_aggregates(client, &info, campaign);
+        let options = campaign_options::read(client, options, info.starts_at.as_deref());
+        let (rows, period, cap) = arm_aggregates(client, &info, campaign, &options);
         let texts = feedback::texts(client, FeedbackOf::Campaign(campaign));
-        (info, arms, period, texts)
+        (info, options, rows, period, cap, texts)
     });
-    let control = arms
-        .iter()
-        .any(|a| a.arm == info.control_arm)
-        .then_some(info.control_arm.as_str());
+    let max = options.segments.as_ref().map_or(usize::MAX, |s| s.max);
+    let (mut arms, groups) = segment_groups(rows, max);
+    let cost = CampaignCost::from_columns(info.arm_costs.as_ref(), info.cost);
+    attribute_costs(&mut arms, &info.control_arm, cost);
+    let has_control = |arms: &[ArmAggregate]| arms.iter().any(|a| a.arm == info.control_arm);
+    let control = has_control(&arms).then_some(info.control_arm.as_str());
     let alpha = settings::SIGNIFICANCE_LEVEL.get();
-    let report = campaign_report(&arms, control, info.planned_split.as_deref(), alpha)
-        .or_raise_hint("Check the campaign's planned_split and control_arm in persona.campaigns.");
-    let mut out = serde_json::to_value(&report).unwrap_or(Value::Null);
+    let hint = "Check the campaign's planned_split and control_arm in persona.campaigns.";
+    let imputed = covariate_mean(&arms);
+    let report = |arms: &[ArmAggregate], control: Option<&str>| {
+        let mut r = campaign_report(arms, control, info.planned_split.as_deref(), alpha)
+            .or_raise_hint(hint);
+        analyse(&mut r, arms, &options.analysis, imputed);
+        r
+    };
+    let mut out = serde_json::to_value(report(&arms, control)).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut out {
         m.insert("campaign".into(), json!(campaign));
         m.insert("channel".into(), json!(info.channel));
@@ -304,8 +383,40 @@ fn campaign_metrics(campaign: &str) -> JsonB {
         m.insert("cost".into(), json!(info.cost));
         m.insert("events_relation".into(), json!(info.events));
         m.insert("satisfaction".into(), feedback::satisfaction(&feedback));
+        if !options.given.is_empty() {
+            m.insert(
+                "analysis".into(),
+                analysis_summary(&options, &arms, imputed, cap),
+            );
+        }
+        if let Some(s) = &options.segments {
+            let reports: Vec<Value> = groups
+                .iter()
+                .map(|g| {
+                    let control = has_control(&g.arms).then_some(info.control_arm.as_str());
+                    let mut v = serde_json::to_value(report(&g.arms, control)).unwrap_or_default();
+                    if let Value::Object(r) = &mut v {
+                        r.insert("segment".into(), json!(g.segment));
+                        r.insert("users".into(), json!(g.users));
+                        r.insert("values".into(), json!(g.values));
+                    }
+                    v
+                })
+                .collect();
+            let distinct: usize = groups.iter().map(|g| g.values).sum();
+            m.insert(
+                "segments".into(),
+                json!({
+                    "relation": s.relation,
+                    "column": s.column,
+                    "max": s.max,
+                    "distinct_values": distinct,
+                    "groups": reports,
+                }),
+            );
+        }
     }
-    JsonB(out)
+    out
 }
 
 /// Daily counts and rates per arm, for dashboards and reporting jobs.
@@ -534,5 +645,75 @@ fn campaign_uplift(
         "uplift_at_k": uplift_at_k(&obs, k, UpliftStrategy::Overall).or_raise_hint(hint),
         "uplift_at_k_by_group": uplift_at_k(&obs, k, UpliftStrategy::ByGroup).or_raise_hint(hint),
         "score": if scores.is_some() { "relation" } else { "cf model affinity" },
+    }))
+}
+
+/// How many users a test needs, or what it can detect: users per arm for a minimum detectable
+/// effect `mde`, or the effect detectable with `users_per_arm` (give exactly one). The metric is
+/// a rate when `sd` is NULL (`baseline` in (0, 1)), otherwise a mean with that standard
+/// deviation; `mde` is absolute, or relative to the baseline with `relative`. Two-sided z-test at
+/// `alpha` (default `persona.significance_level`) divided over `arms − 1` comparisons with the
+/// control, as statsmodels' `NormalIndPower` with Cohen's h for rates (`persona_core::stats::power`).
+#[pg_extern(stable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+fn campaign_power(
+    baseline: Option<f64>,
+    mde: default!(Option<f64>, "NULL"),
+    users_per_arm: default!(Option<i64>, "NULL"),
+    sd: default!(Option<f64>, "NULL"),
+    alpha: default!(Option<f64>, "NULL"),
+    power: default!(Option<f64>, 0.8),
+    arms: default!(Option<i32>, 2),
+    relative: default!(Option<bool>, false),
+) -> JsonB {
+    const F: &str = "campaign_power";
+    let baseline = required(baseline, "baseline", F);
+    let power = required(power, "power", F);
+    let arms = required(arms, "arms", F);
+    let relative = required(relative, "relative", F);
+    let alpha = alpha.unwrap_or_else(|| settings::SIGNIFICANCE_LEVEL.get());
+    let base = match sd {
+        None => Baseline::Proportion { rate: baseline },
+        Some(sd) => Baseline::Mean { mean: baseline, sd },
+    };
+    let hint = "e.g. campaign_power(0.05, mde => 0.01) for a 5% conversion rate, or \
+                campaign_power(20, sd => 45, users_per_arm => 2000) for revenue per user.";
+    let arms_u32 = u32::try_from(arms).unwrap_or(0);
+    let result = match (mde, users_per_arm) {
+        (Some(m), None) => {
+            let absolute = if relative { m * baseline } else { m };
+            users_per_arm_for(base, absolute, alpha, power, arms_u32)
+        }
+        (None, Some(n)) => minimum_detectable_effect(base, n as f64, alpha, power, arms_u32),
+        _ => raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "campaign_power needs exactly one of mde and users_per_arm",
+            hint,
+        ),
+    };
+    let plan = result.unwrap_or_else(|e| match e {
+        PowerError::Parameter(m) => raise_hint(ERRCODE_INVALID_PARAMETER_VALUE, m, hint),
+        PowerError::Unreachable(m) => raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            m,
+            "Allow a larger effect, more users, a lower power or a higher alpha.",
+        ),
+    });
+    JsonB(json!({
+        "metric": if sd.is_some() { "mean" } else { "proportion" },
+        "baseline": baseline,
+        "sd": sd,
+        "alpha": alpha,
+        "alpha_per_comparison": plan.alpha_per_comparison,
+        "power": power,
+        "arms": arms,
+        "mde": plan.mde,
+        "mde_relative": plan.mde_relative,
+        "effect_size": plan.effect_size,
+        "users_per_arm": plan.users_per_arm,
+        "users_per_arm_exact": plan.users_per_arm_exact,
+        "total_users": plan.users_per_arm.saturating_mul(arms_u32.into()),
+        "method": "two-sided z-test, equal arms (statsmodels NormalIndPower); Cohen's h for a \
+                   rate, (effect / sd) for a mean; alpha divided over arms - 1 comparisons",
     }))
 }

@@ -36,6 +36,7 @@ use pgrx::prelude::*;
 
 pub mod bert;
 pub mod campaign;
+pub mod campaign_options;
 pub mod cf;
 pub mod cf_cold;
 pub mod cf_explain;

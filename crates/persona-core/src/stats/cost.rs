@@ -77,6 +77,7 @@ mod tests {
             revenue_sumsq: 0.0,
             cost: None,
             ctr_moments: None,
+            ..Default::default()
         }
     }
 

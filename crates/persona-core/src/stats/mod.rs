@@ -24,6 +24,7 @@
 //!
 //! Undefined results are `None` (JSON `null`), never NaN or infinity, and no input panics.
 
+pub mod analysis;
 pub mod cost;
 mod dist;
 pub mod effect;
@@ -39,6 +40,11 @@ pub mod welch;
 #[cfg(test)]
 mod report_tests;
 
+pub use analysis::{
+    analyse, covariate_mean, merge_aggregates, segment_groups, AnalysisOptions, BayesianReport,
+    CappedRevenue, CovariateSums, EffectReport, MetricExtras, Risk, SegmentGroup, NO_SEGMENT,
+    OTHER_SEGMENTS,
+};
 pub use cost::{attribute_costs, CampaignCost};
 pub use effect::{
     bayesian_test, compute_theta, sequential_test, t_test, Base, BayesianEstimate, Difference,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::dist::{normal_two_sided_critical, normal_two_sided_p};
 
 /// Per-user sums of a ratio metric's numerator `c` and denominator `e` over one arm's units.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct RatioMoments {
     /// Units (users) summed over.
     pub n: u64,

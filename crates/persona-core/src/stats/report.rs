@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::analysis::{revenue_sums, CappedRevenue, CovariateSums, MetricExtras};
 use super::proportions::{diff_confint, relative_lift_confint, two_proportion_ztest};
 use super::ratio::{compare_ratios, RatioMoments};
 use super::srm::{SplitSource, SrmCheck};
@@ -18,7 +19,7 @@ use crate::{CoreError, Result};
 pub const DEFAULT_CONTROL_ARM: &str = "control";
 
 /// Per-arm aggregates of a campaign, computed by the SQL layer with one `GROUP BY arm`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArmAggregate {
     /// Arm (variant) name. Arms with an empty name are skipped with a warning.
     pub arm: String,
@@ -46,6 +47,16 @@ pub struct ArmAggregate {
     /// without, exposures are treated as independent trials.
     #[serde(default)]
     pub ctr_moments: Option<RatioMoments>,
+    /// Per-user revenue capped (option `capping`): the revenue statistics use these sums; the
+    /// arm's `revenue`, ROI and ROAS stay uncapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped_revenue: Option<CappedRevenue>,
+    /// The pre-period covariate of the conversion rate (option `cuped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_covariate: Option<CovariateSums>,
+    /// The pre-period covariate of revenue per user (option `cuped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revenue_covariate: Option<CovariateSums>,
 }
 
 /// A confidence interval.
@@ -147,6 +158,9 @@ pub struct ProportionComparison {
     pub p_value: Option<f64>,
     /// `p_value < alpha`; `false` when `p_value` is `null`.
     pub significant: bool,
+    /// What the report's options add (absent without options).
+    #[serde(flatten, default)]
+    pub extras: MetricExtras,
 }
 
 /// Revenue per exposed user of one arm against the control arm (Welch's t-test).
@@ -173,6 +187,9 @@ pub struct MeanComparison {
     pub p_value: Option<f64>,
     /// `p_value < alpha`; `false` when `p_value` is `null`.
     pub significant: bool,
+    /// What the report's options add (absent without options).
+    #[serde(flatten, default)]
+    pub extras: MetricExtras,
 }
 
 /// One non-control arm against the control arm.
@@ -399,6 +416,7 @@ impl ProportionComparison {
             z: t.z,
             p_value: t.p_value,
             significant: t.p_value.is_some_and(|p| p < alpha),
+            extras: MetricExtras::default(),
         }
     }
 }
@@ -475,6 +493,7 @@ fn compare_means(
         df: test.map(|t| t.df),
         p_value,
         significant: p_value.is_some_and(|p| p < alpha),
+        extras: MetricExtras::default(),
     }
 }
 
@@ -592,7 +611,10 @@ pub fn campaign_report(
 
     let moments: Vec<Option<Moments>> = named
         .iter()
-        .map(|a| Moments::from_sums(a.users_exposed, a.revenue, a.revenue_sumsq))
+        .map(|a| {
+            let (sum, sumsq) = revenue_sums(a);
+            Moments::from_sums(a.users_exposed, sum, sumsq)
+        })
         .collect();
     for (a, m) in named.iter().zip(&moments) {
         if m.is_some_and(|m| m.n >= 2 && m.variance.is_none()) {

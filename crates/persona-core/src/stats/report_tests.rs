@@ -17,6 +17,7 @@ fn arm(name: &str, users: u64, converted: u64) -> ArmAggregate {
         revenue_sumsq: converted as f64 * 400.0,
         cost: None,
         ctr_moments: None,
+        ..Default::default()
     }
 }
 
@@ -234,6 +235,7 @@ fn stats_report_single_user_arm() {
         revenue_sumsq: 35.0 * 35.0,
         cost: Some(5.0),
         ctr_moments: Some(RatioMoments::from_pairs([(1.0, 1.0)])),
+        ..Default::default()
     };
     let arms = [arm("control", 1000, 50), single];
     let r = campaign_report(&arms, None, None, 0.05).unwrap();
@@ -459,6 +461,7 @@ fn stats_report_extreme_counts_do_not_panic() {
             den_sumsq: f64::MAX,
             cross_sum: f64::MAX,
         }),
+        ..Default::default()
     };
     let tiny = ArmAggregate {
         arm: "control".into(),
@@ -502,6 +505,7 @@ fn stats_report_ctr_by_user_is_more_cautious_than_by_exposure() {
             revenue_sumsq: 0.0,
             cost: None,
             ctr_moments: Some(m),
+            ..Default::default()
         }
     };
     let (t, c) = (arm_with("b", 48, 5.0), arm_with("control", 50, 4.0));

@@ -2,7 +2,7 @@
 #   make demo   install what is missing, build, install the extension, start the local cluster,
 #               load the demo data and run every SQL function on it
 #   make test   the whole test suite: lint (rustfmt, clippy), core unit tests, #[pg_test] tests,
-#               SQL regression tests, concurrency and crash tests
+#               SQL regression tests, the HTML report in a browser, concurrency and crash tests
 SHELL := /bin/bash
 # The PostgreSQL to build, install and test against; the scripts read the same two variables
 # (scripts/pg.sh). Another version: make test PG_MAJOR=16
@@ -11,7 +11,7 @@ PG_CONFIG ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
 export PG_MAJOR PG_CONFIG
 export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND := 1
 
-.PHONY: setup build install start demo test lint test-core test-pg test-regress test-stress bench sentiment clean
+.PHONY: setup build install start demo test lint test-core test-pg test-regress test-report test-stress bench sentiment clean
 
 setup:
 	bash scripts/setup.sh
@@ -29,7 +29,7 @@ start:
 demo: install
 	bash scripts/demo.sh
 
-test: setup lint test-core test-pg test-regress test-stress
+test: setup lint test-core test-pg test-regress test-report test-stress
 
 # rustfmt and clippy on both crates, every target, warnings as errors.
 lint:
@@ -52,6 +52,11 @@ test-pg:
 # Regression tests run against the real install in the system cluster.
 test-regress: install
 	bash scripts/regress.sh
+
+# campaign_report rendered by headless Chromium: no console message, a screenshot that is not
+# blank, the page's text as pinned in tests/report/, built within 200 ms.
+test-report: install
+	bash scripts/report_check.sh
 
 # pgbench readers against retraining, kill -9 of a backend and of the postmaster (restarts the
 # system cluster; in `make test` it runs after test-regress).

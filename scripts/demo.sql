@@ -84,6 +84,46 @@ SELECT cf_deploy('default', 1);
 \echo '== campaign_metrics(campaign)'
 SELECT jsonb_pretty(campaign_metrics('spring_outdoor'));
 
+\echo '== campaign_metrics(campaign, options): can we look every day, use last month, how sure are we?'
+\echo '   sequential: an always-valid interval; cuped: last month''s purchases (the 30 days before'
+\echo '   starts_at) as covariate; bayesian: chance to win and the risk of each choice. With cuped on,'
+\echo '   the sequential and Bayesian results use the adjusted statistics (the CTR, a ratio, has no CUPED).'
+SELECT m.key AS metric,
+       round((m.value -> 'sequential' ->> 'effect')::numeric, 4) AS adjusted_lift,
+       format('[%s, %s]', round((m.value -> 'sequential' -> 'ci' ->> 'low')::numeric, 4),
+              round((m.value -> 'sequential' -> 'ci' ->> 'high')::numeric, 4)) AS sequential_ci,
+       round((m.value -> 'cuped' ->> 'theta')::numeric, 3) AS cuped_theta,
+       CASE WHEN m.value -> 'cuped' ->> 'effect' IS NULL THEN 'n/a'
+            ELSE format('[%s, %s]', round((m.value -> 'cuped' -> 'ci' ->> 'low')::numeric, 4),
+                        round((m.value -> 'cuped' -> 'ci' ->> 'high')::numeric, 4)) END AS cuped_ci,
+       round((m.value -> 'bayesian' ->> 'chance_to_win')::numeric, 3) AS chance_to_win,
+       round((m.value -> 'bayesian' -> 'risk' ->> 'treatment')::numeric, 5) AS risk_of_treatment
+  FROM jsonb_each(campaign_metrics('spring_outdoor', '{"sequential": true, "bayesian": true,
+         "cuped": {"lookback_days": 30}, "correction": "holm"}') -> 'comparisons' -> 0) m
+ WHERE jsonb_typeof(m.value) = 'object' ORDER BY 1;
+
+\echo '== campaign_metrics by country (segments), revenue capped at its 99th percentile'
+SELECT g ->> 'segment' AS country, g ->> 'users' AS users,
+       round((g -> 'comparisons' -> 0 -> 'conversion_rate' ->> 'absolute_lift')::numeric, 4) AS lift,
+       g -> 'srm' ->> 'mismatch' AS srm_mismatch
+  FROM jsonb_array_elements(campaign_metrics('spring_outdoor', '{"segments": {"relation": "persona.users",
+         "column": "country", "max": 4}, "capping": {"type": "percentile", "value": 0.99}}') -> 'segments' -> 'groups') g;
+
+\echo '== campaign_power: users per arm to detect a conversion rate of 22% -> 25%, and what 200 users per arm can detect'
+SELECT (campaign_power(0.22, mde => 0.03) ->> 'users_per_arm') AS users_per_arm,
+       round((campaign_power(0.22, users_per_arm => 200) ->> 'mde')::numeric, 4) AS mde_with_200;
+
+\echo '== campaign_report(campaign): the report as a self-contained HTML page, written to' :'report'
+\set QUIET on
+\pset tuples_only on
+\pset format unaligned
+\o :report
+SELECT campaign_report('spring_outdoor');
+\o
+\pset format aligned
+\pset tuples_only off
+\set QUIET off
+
 \echo '== campaign_metrics_daily(campaign)'
 SELECT day, arm, users_exposed, exposures, clicks, conversions, revenue, round(ctr::numeric, 4) AS ctr
   FROM campaign_metrics_daily('spring_outdoor') LIMIT 6;

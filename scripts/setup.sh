@@ -17,9 +17,10 @@ CACHE=${PERSONA_CACHE:-$PWD/.cache}
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Debian packages.
+# 1. Debian packages. chromium (headless) and a font are for the tests only: they render
+# campaign_report's HTML page (scripts/report_check.sh); the extension never runs a browser.
 need=()
-for p in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libclang-dev clang sudo pkg-config unzip; do
+for p in postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libclang-dev clang sudo pkg-config unzip chromium fonts-dejavu-core; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -309,7 +309,16 @@ CREATE FUNCTION "campaign_power"(
 ) RETURNS jsonb
 STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'campaign_power_wrapper';
+-- The campaign report as a self-contained HTML page.
+CREATE FUNCTION "campaign_report"(
+	"campaign" TEXT,
+	"options" jsonb DEFAULT '{}'
+) RETURNS TEXT
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'campaign_report_wrapper';
 COMMENT ON FUNCTION campaign_metrics(text, jsonb) IS
   'Evaluate a campaign: per-arm metrics, each arm against control with intervals and tests, SRM check and satisfaction; options add relative effects, sequential, Bayesian and CUPED results, capping, corrections and segments';
 COMMENT ON FUNCTION campaign_power(double precision, double precision, bigint, double precision, double precision, double precision, integer, boolean) IS
   'Users per arm to detect an effect, or the effect detectable with a number of users (two-sided z-test, Bonferroni over the comparisons with control)';
+COMMENT ON FUNCTION campaign_report(text, jsonb) IS
+  'The campaign report as a self-contained HTML page (inline SVG, no script): verdicts, arms, forest plot of lifts, cumulative conversion with its sequential band, Qini curve of a score relation';

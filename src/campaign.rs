@@ -27,8 +27,8 @@ use crate::source::{checked_relation, ColumnKind};
 use crate::spi::{select, select_one, select_user, Columns};
 
 /// A campaign's row in `persona.campaigns`, with its events relation resolved and checked.
-struct CampaignInfo {
-    events: String,
+pub(crate) struct CampaignInfo {
+    pub(crate) events: String,
     control_arm: String,
     planned_split: Option<Vec<(String, f64)>>,
     cost: Option<f64>,
@@ -94,7 +94,7 @@ fn arm_numbers(campaign: &str, value: Value, what: &ArmNumbers) -> Vec<(String, 
         .collect()
 }
 
-fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
+pub(crate) fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
     let row = select(
         client,
         "SELECT COALESCE(c.events, 'persona.campaign_events'::regclass)::oid, c.control_arm, \
@@ -317,7 +317,7 @@ fn analysis_summary(
                                "revenue_per_user": "revenue in the window"},
             }),
             Covariate::Relation { relation, column } => json!({
-                "relation": relation,
+                "relation": relation.name,
                 "column": column,
                 "users_without_covariate": missing,
                 "imputed_value": if missing > 0 { json!(imputed) } else { Value::Null },
@@ -407,7 +407,7 @@ pub(crate) fn evaluate(campaign: &str, options: &Value) -> Value {
             m.insert(
                 "segments".into(),
                 json!({
-                    "relation": s.relation,
+                    "relation": s.relation.name,
                     "column": s.column,
                     "max": s.max,
                     "distinct_values": distinct,
@@ -548,21 +548,14 @@ fn campaign_audience(
     TableIterator::new(crate::cf::ranked(audience))
 }
 
-/// How well a targeting score finds the users the campaign moved: Qini coefficient, AUUC and
-/// uplift@k (as scikit-uplift defines them) over the campaign's exposed users, with the outcome
-/// "converted". The score comes from `scores` (a relation with `user_id` and `score`) or, when
-/// that is NULL, from the affinity of a cf model for the campaign's items.
-#[pg_extern(stable, parallel_safe)]
-fn campaign_uplift(
-    campaign: Option<&str>,
-    scores: default!(Option<pg_sys::Oid>, "NULL"),
-    model: default!(Option<&str>, "'default'"),
-    k: default!(Option<f64>, 0.3),
-) -> JsonB {
-    const F: &str = "campaign_uplift";
-    let campaign = required(campaign, "campaign", F);
-    let model = required(model, "model", F);
-    let k = required(k, "k", F);
+/// The campaign's exposed users as uplift observations (converted, score, treated), scored by
+/// `scores` (a relation with `user_id` and `score`) or the cf `model`'s affinity for the
+/// campaign's items; and how many exposed users had no score.
+pub(crate) fn uplift_observations(
+    campaign: &str,
+    scores: Option<pg_sys::Oid>,
+    model: &str,
+) -> (Vec<UpliftObservation>, usize) {
     let (info, users, score_rows) = Spi::connect(|client| {
         let info = campaign_info(client, campaign);
         let sql = format!(
@@ -633,6 +626,25 @@ fn campaign_uplift(
         })
         .collect();
     let unscored = users.len() - obs.len();
+    (obs, unscored)
+}
+
+/// How well a targeting score finds the users the campaign moved: Qini coefficient, AUUC and
+/// uplift@k (as scikit-uplift defines them) over the campaign's exposed users, with the outcome
+/// "converted". The score comes from `scores` (a relation with `user_id` and `score`) or, when
+/// that is NULL, from the affinity of a cf model for the campaign's items.
+#[pg_extern(stable, parallel_safe)]
+fn campaign_uplift(
+    campaign: Option<&str>,
+    scores: default!(Option<pg_sys::Oid>, "NULL"),
+    model: default!(Option<&str>, "'default'"),
+    k: default!(Option<f64>, 0.3),
+) -> JsonB {
+    const F: &str = "campaign_uplift";
+    let campaign = required(campaign, "campaign", F);
+    let model = required(model, "model", F);
+    let k = required(k, "k", F);
+    let (obs, unscored) = uplift_observations(campaign, scores, model);
     let hint = "Uplift needs scored users in both the treatment and the control arm, with and \
                 without conversions.";
     JsonB(json!({

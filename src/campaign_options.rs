@@ -41,12 +41,12 @@ pub enum Covariate {
     /// The same metric in the `days` before the campaign's `starts_at`, from its events relation.
     Lookback { days: i64, starts_at: String },
     /// A numeric column of the app's own per-user relation.
-    Relation { relation: String, column: String },
+    Relation { relation: Rel, column: String },
 }
 
 /// The segments' relation and column.
 pub struct Segments {
-    pub relation: String,
+    pub relation: Rel,
     pub column: String,
     pub max: usize,
 }
@@ -99,14 +99,23 @@ fn name_in(key: &str, m: &Map<String, Value>, field: &str, example: &str) -> Str
     }
 }
 
+/// A relation named in an option.
+#[derive(Clone, PartialEq)]
+pub struct Rel {
+    /// Its quoted, qualified name.
+    pub name: String,
+    /// A unique index on `user_id` alone: one row per user, read without grouping.
+    pub unique_user: bool,
+}
+
 /// Resolves a relation named in an option on the caller's search path (as a regclass argument
-/// would be) and checks its columns: its quoted name.
-fn relation(
+/// would be) and checks its columns.
+pub(crate) fn relation(
     client: &SpiClient<'_>,
     key: &str,
     name: &str,
     columns: &[(&str, ColumnKind, &str)],
-) -> String {
+) -> Rel {
     let oid = select_user(
         client,
         "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
@@ -124,7 +133,18 @@ fn relation(
              search_path.",
         )
     });
-    checked_relation(client, oid, columns)
+    let name = checked_relation(client, oid, columns);
+    let unique_user = crate::spi::first(
+        client,
+        "SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a \
+             ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+          WHERE i.indrelid = $1 AND i.indisunique AND i.indnkeyatts = 1 \
+            AND i.indpred IS NULL AND a.attname = 'user_id'",
+        &[oid.into()],
+        "pg_index",
+    )
+    .is_some();
+    Rel { name, unique_user }
 }
 
 /// Reads the options; `starts_at` is the campaign's (needed by a CUPED lookback).
@@ -308,6 +328,34 @@ pub fn read(client: &SpiClient<'_>, value: &Value, starts_at: Option<&str>) -> R
     out
 }
 
+/// The CTE `name` (user_id, `alias`) of one column of an option's relation, cast to `ty`: read
+/// as it is when `user_id` is unique (the planner inlines it into a hash join), else one row per
+/// user with `agg` over the user's non-NULL values.
+fn per_user_column(
+    rel: &Rel,
+    column: &str,
+    ty: &str,
+    alias: &str,
+    name: &str,
+    agg: &str,
+) -> String {
+    let col = ident(column);
+    if rel.unique_user {
+        format!(
+            "{name} AS (SELECT user_id::pg_catalog.int8 AS user_id, {col}::{ty} AS {alias} \
+             FROM {})",
+            rel.name
+        )
+    } else {
+        format!(
+            "{name} AS (SELECT user_id::pg_catalog.int8 AS user_id, \
+               pg_catalog.{agg}({col}::{ty}) AS {alias} FROM {} \
+             WHERE user_id IS NOT NULL AND {col} IS NOT NULL GROUP BY 1)",
+            rel.name
+        )
+    }
+}
+
 /// A parameter of the aggregate after `$1` (campaign) and `$2` (control arm).
 pub enum Arg {
     Float(f64),
@@ -379,12 +427,13 @@ pub fn aggregate_query(events: &str, o: &ReportOptions) -> Query {
             ("COALESCE(pre.conv, 0)".to_string(), rev)
         }
         Some(Covariate::Relation { relation, column }) => {
-            ctes.push(format!(
-                "cov AS (SELECT user_id::pg_catalog.int8 AS user_id, \
-                   pg_catalog.avg({}::pg_catalog.float8) AS x FROM {relation} \
-                 WHERE user_id IS NOT NULL AND {} IS NOT NULL GROUP BY 1)",
-                ident(column),
-                ident(column)
+            ctes.push(per_user_column(
+                relation,
+                column,
+                "pg_catalog.float8",
+                "x",
+                "cov",
+                "avg",
             ));
             joins.push("LEFT JOIN cov ON cov.user_id OPERATOR(pg_catalog.=) p.user_id".to_string());
             ("cov.x".to_string(), "cov.x".to_string())
@@ -392,13 +441,14 @@ pub fn aggregate_query(events: &str, o: &ReportOptions) -> Query {
     };
     let segment = match &o.segments {
         None => "NULL::pg_catalog.text".to_string(),
-        Some(s) => {
-            ctes.push(format!(
-                "seg AS (SELECT user_id::pg_catalog.int8 AS user_id, \
-                   pg_catalog.min({}::pg_catalog.text) AS s FROM {} \
-                 WHERE user_id IS NOT NULL GROUP BY 1)",
-                ident(&s.column),
-                s.relation
+        Some(seg) => {
+            ctes.push(per_user_column(
+                &seg.relation,
+                &seg.column,
+                "pg_catalog.text",
+                "s",
+                "seg",
+                "min",
             ));
             joins.push("LEFT JOIN seg ON seg.user_id OPERATOR(pg_catalog.=) p.user_id".to_string());
             "seg.s".to_string()

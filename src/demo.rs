@@ -1,7 +1,7 @@
 //! `persona.load_demo()`: fills the extension's tables with the deterministic demo data set of
 //! `persona_core::demo`, so the demo and the tests run anywhere.
 
-use persona_core::demo::{generate, Demo, DemoConfig, EPOCH};
+use persona_core::demo::{generate, Demo, DemoConfig, Event, EPOCH, ORGANIC};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use pgrx::PgSqlErrorCode::*;
@@ -53,6 +53,7 @@ fn load_demo(
         "ratings": d.ratings.len(),
         "campaigns": 1,
         "campaign_events": d.events.len(),
+        "organic_purchases": d.organic.len(),
         "feedback": d.feedback.len(),
         "seed": seed,
         "epoch": EPOCH,
@@ -167,6 +168,40 @@ fn insert_catalogue(d: &Demo) {
     );
 }
 
+/// Inserts events of `campaign`; an empty arm is NULL (purchases outside any campaign).
+fn insert_events(campaign: &str, events: &[Event]) {
+    run(
+        "INSERT INTO persona.campaign_events (campaign, user_id, arm, event, value, occurred_at) \
+         SELECT $1, u, NULLIF(a, ''), e, v::numeric, pg_catalog.to_timestamp(t) \
+         FROM unnest($2::bigint[], $3::text[], $4::text[], $5::float8[], $6::float8[]) AS x(u, a, \
+         e, v, t)",
+        vec![
+            campaign.into(),
+            events.iter().map(|e| e.user_id).collect::<Vec<_>>().into(),
+            events
+                .iter()
+                .map(|e| e.arm.to_string())
+                .collect::<Vec<_>>()
+                .into(),
+            events
+                .iter()
+                .map(|e| e.event.to_string())
+                .collect::<Vec<_>>()
+                .into(),
+            events
+                .iter()
+                .map(|e| e.value)
+                .collect::<Vec<Option<f64>>>()
+                .into(),
+            events
+                .iter()
+                .map(|e| ts(e.occurred_at))
+                .collect::<Vec<_>>()
+                .into(),
+        ],
+    );
+}
+
 /// The campaign, its events and the feedback.
 fn insert_campaign(d: &Demo) {
     let c = &d.campaign;
@@ -185,40 +220,8 @@ fn insert_campaign(d: &Demo) {
             c.items.clone().into(),
         ],
     );
-    run(
-        "INSERT INTO persona.campaign_events (campaign, user_id, arm, event, value, occurred_at) \
-         SELECT $1, u, a, e, v::numeric, pg_catalog.to_timestamp(t) \
-         FROM unnest($2::bigint[], $3::text[], $4::text[], $5::float8[], $6::float8[]) AS x(u, a, \
-         e, v, t)",
-        vec![
-            c.campaign.into(),
-            d.events
-                .iter()
-                .map(|e| e.user_id)
-                .collect::<Vec<_>>()
-                .into(),
-            d.events
-                .iter()
-                .map(|e| e.arm.to_string())
-                .collect::<Vec<_>>()
-                .into(),
-            d.events
-                .iter()
-                .map(|e| e.event.to_string())
-                .collect::<Vec<_>>()
-                .into(),
-            d.events
-                .iter()
-                .map(|e| e.value)
-                .collect::<Vec<Option<f64>>>()
-                .into(),
-            d.events
-                .iter()
-                .map(|e| ts(e.occurred_at))
-                .collect::<Vec<_>>()
-                .into(),
-        ],
-    );
+    insert_events(c.campaign, &d.events);
+    insert_events(ORGANIC, &d.organic);
     run(
         "INSERT INTO persona.feedback (user_id, item_id, campaign, body, created_at) \
          SELECT u, i, c, b, pg_catalog.to_timestamp(t) FROM unnest($1::bigint[], $2::bigint[], \

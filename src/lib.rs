@@ -37,6 +37,7 @@ use pgrx::prelude::*;
 pub mod bert;
 pub mod campaign;
 pub mod campaign_options;
+pub mod campaign_report;
 pub mod cf;
 pub mod cf_cold;
 pub mod cf_explain;

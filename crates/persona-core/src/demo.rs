@@ -92,7 +92,13 @@ pub struct Demo {
     pub campaign: Campaign,
     pub events: Vec<Event>,
     pub feedback: Vec<Feedback>,
+    /// Purchases outside any campaign in the 30 days before the campaign (campaign
+    /// [`ORGANIC`], no arm): the pre-period data of CUPED.
+    pub organic: Vec<Event>,
 }
+
+/// The `campaign` value of purchases made outside any campaign.
+pub const ORGANIC: &str = "organic";
 
 pub const CATEGORIES: [&str; 6] = [
     "outdoor",
@@ -307,6 +313,35 @@ pub fn generate(cfg: &DemoConfig) -> Demo {
             }
         }
     }
+    // Purchases in the 30 days before the campaign, outside any campaign: the users who buy in
+    // the campaign bought more often before, as real customers do (the pre-period covariate
+    // that CUPED uses). From a second generator, so that the data above stays as it was.
+    let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ 0x0c0f_fee5_eed5);
+    let converted: std::collections::HashSet<i64> = events
+        .iter()
+        .filter(|e| e.event == "conversion")
+        .map(|e| e.user_id)
+        .collect();
+    let mut organic = Vec::new();
+    for user in &users {
+        let p = if converted.contains(&user.user_id) {
+            0.6
+        } else {
+            0.15
+        };
+        let mut buys = 0;
+        while buys < 3 && rng.random::<f64>() < p {
+            buys += 1;
+            let item = &items[rng.random_range(0..items.len())];
+            organic.push(Event {
+                user_id: user.user_id,
+                arm: "",
+                event: "conversion",
+                value: Some(item.price),
+                occurred_at: starts_at - rng.random_range(DAY..30 * DAY),
+            });
+        }
+    }
     Demo {
         users,
         items,
@@ -314,6 +349,7 @@ pub fn generate(cfg: &DemoConfig) -> Demo {
         campaign,
         events,
         feedback,
+        organic,
     }
 }
 

@@ -49,6 +49,7 @@ INSERT INTO regress.baseline VALUES
   ('bert_train_classifier(text,regclass,text,jsonb)', ARRAY[$$'bad_clf'$$, $$'regress.bad_labelled'$$, $$'minilm'$$, $$'{"holdout_fraction": 0}'$$]),
   ('campaign_audience(text,integer,text,bigint[])', ARRAY[$$'spring_outdoor'$$, '10', $$'default'$$, 'NULL']),
   ('campaign_metrics(text,jsonb)', ARRAY[$$'spring_outdoor'$$, $$'{"difference": "relative", "sequential": true, "bayesian": true, "correction": "holm", "capping": {"type": "percentile", "value": 0.99}}'$$]),
+  ('campaign_report(text,jsonb)', ARRAY[$$'spring_outdoor'$$, $$'{"bayesian": false}'$$]),
   ('campaign_power(double precision,double precision,bigint,double precision,double precision,double precision,integer,boolean)',
    ARRAY['0.05', '0.01', 'NULL', 'NULL', '0.05', '0.8', '2', 'false']),
   ('campaign_metrics_daily(text)', ARRAY[$$'spring_outdoor'$$]),

@@ -247,4 +247,22 @@ SELECT regress.error_of($$SELECT campaign_power(0.05, mde => 0.01, arms => 1)$$)
 SELECT regress.error_of($$SELECT campaign_power(0.05, users_per_arm => 3, power => 0.99)$$);
 SELECT regress.error_of($$SELECT campaign_power(NULL, mde => 0.01)$$);
 
-DELETE FROM persona.campaigns WHERE campaign IN ('v2_test', 'wide', 'zero');
+-- campaign_report: one self-contained page (no script, nothing fetched), with every section;
+-- the scores relation adds the Qini curve. (scripts/report_check.sh renders it in Chromium.)
+CREATE TABLE regress.v2_scores AS SELECT user_id, propensity AS score FROM regress.v2_users;
+SELECT left(r, 15) AS doctype, r LIKE '%</html>%' AS closed, r !~* '<script|src=|href=|@import|url\(' AS self_contained,
+       r LIKE '%Cumulative lift with its sequential band%' AS has_band, r LIKE '%Qini curve%' AS has_qini,
+       r LIKE '%Arms%treatment%' AS has_arms
+  FROM (SELECT campaign_report('v2_test', '{"scores": "regress.v2_scores", "cuped": {"lookback_days": 30}}') AS r) x;
+-- Arm and campaign names are escaped.
+INSERT INTO regress.v2_events VALUES ('<b>html</b>', 1, '<i>a</i>', 'exposure', NULL, '2026-03-02'),
+  ('<b>html</b>', 2, 'control', 'exposure', NULL, '2026-03-03');
+INSERT INTO persona.campaigns (campaign, events) VALUES ('<b>html</b>', 'regress.v2_events');
+SELECT r LIKE '%&lt;b&gt;html&lt;/b&gt;%' AS name_escaped, r NOT LIKE '%<i>a</i>%' AS arm_escaped
+  FROM (SELECT campaign_report('<b>html</b>') AS r) x;
+SELECT regress.error_of($$SELECT campaign_report('v2_test', '{"scores": 3}')$$);
+SELECT regress.error_of($$SELECT campaign_report('v2_test', '{"scores": "regress.no_such"}')$$);
+SELECT regress.error_of($$SELECT campaign_report('v2_test', '{"nonsense": 1}')$$);
+SELECT regress.error_of($$SELECT campaign_report('no_such_campaign')$$);
+
+DELETE FROM persona.campaigns WHERE campaign IN ('v2_test', 'wide', 'zero', '<b>html</b>');

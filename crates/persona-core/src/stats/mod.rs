@@ -28,6 +28,7 @@ pub mod analysis;
 pub mod cost;
 mod dist;
 pub mod effect;
+pub mod html;
 pub mod multitest;
 pub mod power;
 pub mod proportions;

@@ -16,7 +16,7 @@ conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
 # BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond,implicit runs some sections; run.sh merges them into results.json.
 # "scale" (synthetic 1M/5M/25M ratings, ~1 hour) runs only when asked.
-ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,text,foldin,beyond,implicit,coldstart").split(","))
+ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,campaign_v2,text,foldin,beyond,implicit,coldstart").split(","))
 
 
 def best(fn, repeat=5):
@@ -156,6 +156,66 @@ if "campaign" in ONLY:
     t_fn, _ = best(lambda: q("SELECT campaign_metrics('big')"), 3)
     print(f"events {n_events}: hand-written GROUP BY {t_hand:.2f} s, campaign_metrics {t_fn:.2f} s, ratio {t_fn/t_hand:.2f}x")
     results["campaign_10m"] = {"events": n_events, "group_by_s": t_hand, "campaign_metrics_s": t_fn, "ratio": t_fn / t_hand}
+
+# 4b. campaign_metrics with options (CUPED from a relation, segments) over the same events -----------------
+if "campaign_v2" in ONLY:
+    section("campaign_metrics with cuped + segments over 10 million events vs the same aggregation hand-written")
+    n_events = int(10_000_000 * SCALE)
+    n_users = n_events // 5
+    if not q("SELECT 1 FROM persona.campaigns WHERE campaign = 'big'"):
+        q("INSERT INTO persona.campaigns (campaign, cost, planned_split) VALUES ('big', 50000, '{\"treatment\": 0.5, \"control\": 0.5}')")
+        q(f"""INSERT INTO persona.campaign_events (campaign, user_id, arm, event, value, occurred_at)
+              SELECT 'big', u, CASE WHEN u % 2 = 0 THEN 'treatment' ELSE 'control' END,
+                     CASE WHEN g % 20 = 0 THEN 'click' WHEN g % 97 = 0 THEN 'conversion' ELSE 'exposure' END,
+                     CASE WHEN g % 97 = 0 THEN (g % 50)::numeric END,
+                     timestamptz '2026-03-01' + (g % 1209600) * interval '1 second'
+                FROM generate_series(1, {n_events}) g, LATERAL (SELECT (g * 2654435761::bigint) % {n_users} AS u) x""")
+        q("VACUUM ANALYZE persona.campaign_events")
+    # The app's users: a country (30 values, skewed) and last year's spend (missing for 1 in 10).
+    q("DROP TABLE IF EXISTS bench_users")
+    q(f"""CREATE TABLE bench_users AS
+          SELECT u AS user_id, 'c' || ((u * 7) % 30 * (u % 3)) % 30 AS country,
+                 CASE WHEN u % 10 = 0 THEN NULL ELSE (u % 500)::float8 END AS spend
+            FROM generate_series(0, {n_users}) u""")
+    q("ALTER TABLE bench_users ADD PRIMARY KEY (user_id)")
+    q("VACUUM ANALYZE bench_users")
+    q("RESET max_parallel_workers_per_gather")
+    hand = """
+    WITH per_user AS (
+      SELECT COALESCE(arm, '') AS arm, user_id,
+             count(*) FILTER (WHERE event = 'exposure') AS exposures, count(*) FILTER (WHERE event = 'click') AS clicks,
+             count(*) FILTER (WHERE event = 'conversion') AS conversions,
+             COALESCE(sum(value) FILTER (WHERE event = 'conversion'), 0)::float8 AS revenue,
+             min(occurred_at) AS first_at, max(occurred_at) AS last_at
+        FROM persona.campaign_events WHERE campaign = 'big' GROUP BY 1, 2),
+    u AS (SELECT p.*, (p.conversions > 0)::int::float8 AS conv01, b.spend AS x, b.country AS segment
+            FROM per_user p LEFT JOIN bench_users b ON b.user_id = p.user_id)
+    SELECT segment, arm, count(*) FILTER (WHERE exposures > 0), sum(exposures), sum(clicks), count(*) FILTER (WHERE clicks > 0),
+           sum(conversions), count(*) FILTER (WHERE conversions > 0), sum(revenue),
+           sum(revenue * revenue) FILTER (WHERE exposures > 0), min(first_at), max(last_at),
+           count(*) FILTER (WHERE exposures > 0 OR clicks > 0), sum(clicks::float8 * clicks),
+           sum(exposures::float8 * exposures), sum(clicks::float8 * exposures),
+           count(*) FILTER (WHERE exposures > 0 AND x IS NOT NULL), sum(x) FILTER (WHERE exposures > 0),
+           sum(x * x) FILTER (WHERE exposures > 0), sum(conv01 * x) FILTER (WHERE exposures > 0),
+           sum(conv01) FILTER (WHERE exposures > 0 AND x IS NOT NULL), sum(revenue * x) FILTER (WHERE exposures > 0),
+           sum(revenue) FILTER (WHERE exposures > 0 AND x IS NOT NULL)
+      FROM u GROUP BY segment, arm"""
+    options = ('{"cuped": {"relation": "bench_users", "column": "spend"}, '
+               '"segments": {"relation": "bench_users", "column": "country", "max": 20}}')
+    everything = ('{"cuped": {"relation": "bench_users", "column": "spend"}, '
+                  '"segments": {"relation": "bench_users", "column": "country", "max": 20}, '
+                  '"sequential": true, "bayesian": true, "difference": "relative", "correction": "holm", '
+                  '"capping": {"type": "percentile", "value": 0.99}}')
+    t_hand, _ = best(lambda: q(hand), 3)
+    t_fn, _ = best(lambda: q("SELECT campaign_metrics('big', %s::jsonb)", options), 3)
+    t_all, _ = best(lambda: q("SELECT campaign_metrics('big', %s::jsonb)", everything), 3)
+    t_plain, _ = best(lambda: q("SELECT campaign_metrics('big')"), 3)
+    print(f"events {n_events}, users {n_users}: hand-written with the two joins {t_hand:.2f} s, "
+          f"campaign_metrics with cuped + segments {t_fn:.2f} s, ratio {t_fn/t_hand:.2f}x; "
+          f"every option (incl. percentile capping) {t_all:.2f} s; no options {t_plain:.2f} s")
+    results["campaign_v2_10m"] = {"events": n_events, "users": n_users, "hand_written_s": t_hand,
+                                  "cuped_segments_s": t_fn, "ratio": t_fn / t_hand,
+                                  "all_options_s": t_all, "no_options_s": t_plain}
 
 # 5. Text scoring against Python onnxruntime + tokenizers ------------------------------------------------
 section("bert_score on 10,000 sentences vs Python onnxruntime + tokenizers (same model, batches of 64, 2 threads)")

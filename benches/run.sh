@@ -4,13 +4,14 @@
 #   - cf_predict over 100,000 rows vs a trivial arithmetic expression on the same columns
 #   - cf_recommend(user, 10) over a 100,000-item catalogue at 64 factors
 #   - campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY
+#   - campaign_metrics with cuped + segments over the same events vs the same aggregation hand-written
 #   - fold-in of held-out ml-100k users vs a model retrained with them (quality, latency)
 #   - ALS (cf_train) vs implicit's fit on a per-user 75/25 ml-100k split: time and NDCG@10
 #   - cold-start items: 10% of ml-100k items held out, factors from their title + genres
 #   - beyond-accuracy metrics of cf_evaluate on ml-100k u1 vs Microsoft Recommenders' on the same lists
 # MovieLens is read from ../shared/data/ml-100k (ML100K=...); without it those parts are skipped
 # with a message. Needs the extension installed (make install). Results: benches/results.json
-# (BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond,implicit,coldstart runs
+# (BENCH_ONLY=cf,recommend,campaign,campaign_v2,text,foldin,beyond,implicit,coldstart runs
 # ; scale, the 1M/5M/25M training table, runs only when named some sections and replaces only theirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +44,7 @@ PERSONA_MODELS=${PERSONA_MODELS:-$("$PG_CONFIG" --sharedir)/extension/pg_persona
 rm -f /tmp/persona-bench-results.json
 runuser -u postgres -- env FOLDIN_SEED="${FOLDIN_SEED:-7}" FOLDIN_ALGOS="${FOLDIN_ALGOS:-svd,svdpp,als,knn_item,knn_user,baseline}" ML100K="$ML100K" SST2="$SST2" SENTIMENT_HEAD="$SENTIMENT_HEAD" BENCH_SCALE="${BENCH_SCALE:-1}" \
   PGPORT="$PGPORT" PERSONA_MODELS="$PERSONA_MODELS" \
-  BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,text,foldin,beyond,implicit,coldstart}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
+  BENCH_ONLY="${BENCH_ONLY:-cf,recommend,campaign,campaign_v2,text,foldin,beyond,implicit,coldstart}" "$VENV/bin/python" -u benches/bench.py | tee benches/last-run.txt
 # The sections measured replace theirs in benches/results.json; each records when it ran.
 python3 - /tmp/persona-bench-results.json benches/results.json <<'PY'
 import datetime, json, os, sys

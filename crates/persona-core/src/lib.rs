@@ -23,6 +23,7 @@
 pub mod cf;
 pub mod control;
 pub mod demo;
+pub mod lifetime;
 pub mod profile;
 pub mod simd;
 pub mod stats;

@@ -27,6 +27,8 @@ Reference functions (lifetimes 0.11.3):
               p, q, v; conditional_expected_average_profit
   clv         GammaGammaFitter.customer_lifetime_value(bgf, ..., time=12, discount_rate=0.01,
               freq='D')
+  rfm         pandas Series.quantile([.2, .4, .6, .8]) of recency days, purchase days and total
+              value, and pandas qcut(total value, 5) bins as 1-based scores
 
 Optimiser: lifetimes fits with scipy's BFGS (tol 1e-7) over log-parameters. Its stopping point
 sits within ~1e-6 of the optimum in likelihood but can be further from it in a flat direction of
@@ -129,6 +131,16 @@ def case(name, summary, orders=None, as_of=None, days=True):
     if orders is not None:
         out["orders"] = orders
         out["as_of"] = as_of
+        # RFM: R = days since the last purchase day, F = purchase days, M = total value.
+        totals = pd.DataFrame(orders, columns=["customer", "day", "value"]).groupby("customer")["value"].sum()
+        values = {"recency": (T - rec).to_numpy(), "frequency": (f + 1).to_numpy(),
+                  "monetary": totals.reindex(summary.index).to_numpy()}
+        out["rfm"] = {
+            "edges": {k: [float(x) for x in pd.Series(v).quantile([0.2, 0.4, 0.6, 0.8])] for k, v in values.items()},
+            # M has no ties here: its scores are qcut's bins, 1-based.
+            "monetary_scores": [int(c) + 1 for c in pd.qcut(values["monetary"], 5, labels=False)],
+            "totals": [float(x) for x in values["monetary"]],
+        }
     return out
 
 

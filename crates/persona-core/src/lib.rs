@@ -25,6 +25,7 @@ pub mod control;
 pub mod demo;
 pub mod lifetime;
 pub mod profile;
+pub mod rfm;
 pub mod simd;
 pub mod stats;
 pub mod text;

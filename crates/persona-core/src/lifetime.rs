@@ -37,19 +37,27 @@ pub struct Customer {
     pub monetary: f64,
 }
 
+/// A customer's summary with its id and the total value of all purchase days.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub customer_id: i64,
+    pub customer: Customer,
+    pub total_value: f64,
+}
+
 /// Summaries of customers from their purchase days: `(customer, day, value)` with `day` an
 /// integer day number (e.g. days since 1970) and `as_of` the observation day. Orders after
 /// `as_of` are ignored; orders on one day count as one purchase of their total value. Returns
 /// the customers in order of their ids.
-pub fn summarise(orders: &[(i64, i64, f64)], as_of: i64) -> Vec<(i64, Customer)> {
+pub fn summarise(orders: &[(i64, i64, f64)], as_of: i64) -> Vec<Summary> {
     let mut days: Vec<(i64, i64, f64)> = orders.iter().filter(|o| o.1 <= as_of).copied().collect();
     days.sort_by_key(|&(c, d, _)| (c, d));
-    let mut out: Vec<(i64, Customer)> = Vec::new();
+    let mut out: Vec<Summary> = Vec::new();
     let mut i = 0;
     while i < days.len() {
         let customer = days[i].0;
         let first = days[i].1;
-        let (mut last, mut distinct, mut repeat_sum) = (first, 0u64, 0.0);
+        let (mut last, mut distinct, mut repeat_sum, mut total) = (first, 0u64, 0.0, 0.0);
         while i < days.len() && days[i].0 == customer {
             let day = days[i].1;
             let mut value = 0.0;
@@ -58,15 +66,16 @@ pub fn summarise(orders: &[(i64, i64, f64)], as_of: i64) -> Vec<(i64, Customer)>
                 i += 1;
             }
             distinct += 1;
+            total += value;
             if day != first {
                 repeat_sum += value;
             }
             last = day;
         }
         let frequency = (distinct - 1) as f64;
-        out.push((
-            customer,
-            Customer {
+        out.push(Summary {
+            customer_id: customer,
+            customer: Customer {
                 frequency,
                 recency: (last - first) as f64,
                 age: (as_of - first) as f64,
@@ -76,7 +85,8 @@ pub fn summarise(orders: &[(i64, i64, f64)], as_of: i64) -> Vec<(i64, Customer)>
                     0.0
                 },
             },
-        ));
+            total_value: total,
+        });
     }
     out
 }
@@ -460,8 +470,9 @@ mod tests {
         ];
         let s = summarise(&orders, 40);
         assert_eq!(s.len(), 2);
+        assert_eq!(s[0].total_value, 21.0);
         assert_eq!(
-            s[0].1,
+            s[0].customer,
             Customer {
                 frequency: 2.0,
                 recency: 20.0,
@@ -470,7 +481,7 @@ mod tests {
             }
         );
         assert_eq!(
-            s[1].1,
+            s[1].customer,
             Customer {
                 frequency: 0.0,
                 recency: 0.0,

@@ -2,11 +2,13 @@
 //! `summary_data_from_transaction_data`, `customer_lifetime_value`) with values computed by
 //! `scripts/lifetime_reference.py` and committed as `tests/data/lifetime_reference.json`, so no
 //! Python is needed here. Parameters and every per-customer prediction must agree to 1e-4
-//! relative (absolute below 1e-4).
+//! relative (absolute below 1e-4); RFM quintile edges equal pandas' quantiles and the monetary
+//! scores pandas `qcut`'s bins.
 
 use std::path::Path;
 
 use persona_core::lifetime::{customer_lifetime_value, summarise, BgNbd, Customer, GammaGamma};
+use persona_core::rfm::{RfmEdges, RfmValues};
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-4;
@@ -58,7 +60,47 @@ fn lifetime_models_equal_lifetimes() {
                 .collect();
             let ours = summarise(&orders, case["as_of"].as_i64().unwrap());
             assert_eq!(ours.len(), customers.len(), "{name}: customers");
-            for ((_, a), b) in ours.iter().zip(&customers) {
+            // RFM: the quintile edges equal pandas' quantiles, the monetary scores qcut's bins.
+            let rfm = &case["rfm"];
+            let values: Vec<RfmValues> = ours
+                .iter()
+                .map(|s| RfmValues::of(&s.customer, s.total_value))
+                .collect();
+            for (v, t) in values.iter().zip(floats(&rfm["totals"])) {
+                assert!(
+                    (v.total_value - t).abs() < 1e-9,
+                    "{name}: total {v:?} against {t}"
+                );
+            }
+            let edges = RfmEdges::fit(&values).unwrap();
+            for (got, key) in [
+                (edges.recency, "recency"),
+                (edges.frequency, "frequency"),
+                (edges.monetary, "monetary"),
+            ] {
+                let want = floats(&rfm["edges"][key]);
+                for (g, w) in got.iter().zip(&want) {
+                    checked += 1;
+                    if (g - w).abs() > 1e-9 * w.abs().max(1.0) {
+                        failures.push(format!(
+                            "{name}: RFM {key} edges {got:?} against pandas' {want:?}"
+                        ));
+                        break;
+                    }
+                }
+            }
+            let scores: Vec<u8> = values.iter().map(|v| edges.score(v).m).collect();
+            let want: Vec<u8> = floats(&rfm["monetary_scores"])
+                .iter()
+                .map(|&x| x as u8)
+                .collect();
+            checked += scores.len();
+            if scores != want {
+                failures.push(format!(
+                    "{name}: RFM monetary scores differ from pandas qcut"
+                ));
+            }
+            for (a, b) in ours.iter().map(|s| &s.customer).zip(&customers) {
                 checked += 1;
                 let same = a.frequency == b.frequency
                     && a.recency == b.recency

@@ -21,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod cf;
+pub mod cluster;
 pub mod control;
 pub mod demo;
 pub mod lifetime;

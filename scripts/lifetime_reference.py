@@ -20,7 +20,7 @@ summary (ages in weeks; no CLV for it, whose months are in days).
 Reference functions (lifetimes 0.11.3):
   summary     utils.summary_data_from_transaction_data (frequency, recency, T, monetary_value);
               the orders of the second synthetic log are kept to check the summaries
-  bgnbd       BetaGeoFitter().fit(frequency, recency, T): r, alpha, a, b; then
+  bgnbd       BetaGeoFitter(penalizer_coef).fit(frequency, recency, T): r, alpha, a, b; then
               conditional_probability_alive and
               conditional_expected_number_of_purchases_up_to_time(t) for t = 30, 90, 365
   gamma_gamma GammaGammaFitter().fit on customers with frequency > 0 and monetary_value > 0:
@@ -59,6 +59,12 @@ OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/persona-core/test
 EPOCH = pd.Timestamp("2025-01-01")
 
 
+def num(v):
+    """A JSON number, or None where lifetimes gives NaN or infinity (the Rust test skips those)."""
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
 def simulate(rng, n, r, alpha, a, b, p, q, v, horizon):
     """Orders (customer, day, value) from BG/NBD purchases and Gamma-Gamma spends."""
     rows = []
@@ -87,13 +93,13 @@ def polish(fitter, args, log_params):
     return out.x
 
 
-def bgnbd(summary):
+def bgnbd(summary, penalizer):
     f, rec, T = summary["frequency"].to_numpy(), summary["recency"].to_numpy(), summary["T"].to_numpy()
-    bgf = BetaGeoFitter().fit(f, rec, T)
+    bgf = BetaGeoFitter(penalizer_coef=penalizer).fit(f, rec, T)
     raw = [float(bgf.params_[k]) for k in ("r", "alpha", "a", "b")]
     scale = bgf._scale
     lp = np.log([raw[0], raw[1] * scale, raw[2], raw[3]])
-    lp = polish(bgf, (f.astype(int), rec * scale, T * scale, np.ones_like(rec, dtype=int), 0.0), lp)
+    lp = polish(bgf, (f.astype(int), rec * scale, T * scale, np.ones_like(rec, dtype=int), penalizer), lp)
     params = np.exp(lp)
     params[1] /= scale
     for k, v in zip(("r", "alpha", "a", "b"), params):
@@ -101,33 +107,33 @@ def bgnbd(summary):
     return bgf, raw, [float(x) for x in params]
 
 
-def gamma_gamma(summary):
+def gamma_gamma(summary, penalizer):
     rep = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
-    ggf = GammaGammaFitter().fit(rep["frequency"], rep["monetary_value"])
+    ggf = GammaGammaFitter(penalizer_coef=penalizer).fit(rep["frequency"], rep["monetary_value"])
     raw = [float(ggf.params_[k]) for k in ("p", "q", "v")]
-    args = (rep["frequency"].to_numpy(), rep["monetary_value"].to_numpy(), np.ones(len(rep)), 0.0)
+    args = (rep["frequency"].to_numpy(), rep["monetary_value"].to_numpy(), np.ones(len(rep)), penalizer)
     lp = polish(ggf, args, np.log(raw))
     for k, v in zip(("p", "q", "v"), np.exp(lp)):
         ggf.params_[k] = v
     return ggf, raw, [float(x) for x in np.exp(lp)]
 
 
-def case(name, summary, orders=None, as_of=None, days=True):
-    bgf, bg_raw, bg = bgnbd(summary)
-    ggf, gg_raw, gg = gamma_gamma(summary)
+def case(name, summary, orders=None, as_of=None, days=True, penalizer=0.0):
+    bgf, bg_raw, bg = bgnbd(summary, penalizer)
+    ggf, gg_raw, gg = gamma_gamma(summary, penalizer)
     f, rec, T, m = (summary[c] for c in ("frequency", "recency", "T", "monetary_value"))
     out = {
-        "name": name,
+        "name": name, "penalizer": penalizer,
         "customers": [[float(a), float(b), float(c), float(d)] for a, b, c, d in zip(f, rec, T, m)],
         "bgnbd": bg, "bgnbd_lifetimes": bg_raw, "gamma_gamma": gg, "gamma_gamma_lifetimes": gg_raw,
-        "p_alive": [float(x) for x in bgf.conditional_probability_alive(f, rec, T)],
-        "expected": {str(t): [float(x) for x in bgf.conditional_expected_number_of_purchases_up_to_time(t, f, rec, T)]
+        "p_alive": [num(x) for x in bgf.conditional_probability_alive(f, rec, T)],
+        "expected": {str(t): [num(x) for x in bgf.conditional_expected_number_of_purchases_up_to_time(t, f, rec, T)]
                      for t in (30, 90, 365)},
-        "average_value": [float(x) for x in ggf.conditional_expected_average_profit(f, m)],
+        "average_value": [num(x) for x in ggf.conditional_expected_average_profit(f, m)],
     }
     if days:
         clv = ggf.customer_lifetime_value(bgf, f, rec, T, m, time=12, discount_rate=0.01, freq="D")
-        out["clv_12_months"] = [float(x) for x in clv]
+        out["clv_12_months"] = [num(x) for x in clv]
     if orders is not None:
         out["orders"] = orders
         out["as_of"] = as_of
@@ -163,6 +169,7 @@ def main():
     ]
     cd = load_cdnow_summary_data_with_monetary_value()
     cases.append(case("lifetimes CDNOW (weeks)", cd, days=False))
+    cases.append(case("lifetimes CDNOW (weeks), penalizer 0.001", cd, days=False, penalizer=0.001))
     OUT.write_text(json.dumps({
         "generated_by": "scripts/lifetime_reference.py",
         "versions": {"lifetimes": lifetimes.__version__, "numpy": np.__version__, "pandas": pd.__version__,

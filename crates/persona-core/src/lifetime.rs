@@ -178,10 +178,12 @@ fn gamma_gamma_term(p: &[f64; 3], c: &Customer) -> (f64, [f64; 3]) {
     (ll, g)
 }
 
-/// Minus the mean log-likelihood over log-parameters, for argmin.
+/// Minus the mean log-likelihood over log-parameters plus lifetimes' penalty
+/// `penalizer · Σ θ²` on the parameters, for argmin.
 struct Objective<'a, const N: usize> {
     customers: &'a [Customer],
     term: fn(&[f64; N], &Customer) -> (f64, [f64; N]),
+    penalizer: f64,
 }
 
 impl<const N: usize> Objective<'_, N> {
@@ -199,9 +201,12 @@ impl<const N: usize> Objective<'_, N> {
             }
         }
         let n = self.customers.len() as f64;
-        // d/d(log θ) = θ · d/dθ; minimising the negative mean.
-        let grad = (0..N).map(|k| -g[k] * p[k] / n).collect();
-        (-ll / n, grad)
+        let penalty: f64 = self.penalizer * p.iter().map(|x| x * x).sum::<f64>();
+        // d/d(log θ) = θ · d/dθ; minimising the negative mean plus the penalty.
+        let grad = (0..N)
+            .map(|k| -g[k] * p[k] / n + 2.0 * self.penalizer * p[k] * p[k])
+            .collect();
+        (-ll / n + penalty, grad)
     }
 }
 
@@ -231,9 +236,19 @@ impl<const N: usize> Gradient for Objective<'_, N> {
 fn fit<const N: usize>(
     customers: &[Customer],
     term: fn(&[f64; N], &Customer) -> (f64, [f64; N]),
+    penalizer: f64,
     what: &str,
 ) -> Result<([f64; N], FitReport)> {
-    let problem = Objective { customers, term };
+    if !(penalizer >= 0.0 && penalizer.is_finite()) {
+        return Err(CoreError::InvalidParameter(format!(
+            "the penalizer must be a non-negative number, got {penalizer}"
+        )));
+    }
+    let problem = Objective {
+        customers,
+        term,
+        penalizer,
+    };
     let err = |e: argmin::core::Error| {
         CoreError::InvalidData(format!("the {what} fit failed to converge: {e}"))
     };
@@ -251,7 +266,11 @@ fn fit<const N: usize>(
         .get_best_param()
         .cloned()
         .ok_or_else(|| CoreError::InvalidData(format!("the {what} fit returned no parameters")))?;
-    let objective = Objective { customers, term };
+    let objective = Objective {
+        customers,
+        term,
+        penalizer,
+    };
     let (cost, grad) = objective.evaluate(&best);
     let gradient_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
     let mut params = [0.0; N];
@@ -266,7 +285,8 @@ fn fit<const N: usize>(
     if gradient_norm > 1e-5 {
         return Err(CoreError::InvalidData(format!(
             "the {what} fit did not converge: the gradient's norm is {gradient_norm:.2e} after \
-             {} iterations",
+             {} iterations (the data may not identify the model; a penalizer such as 0.001 \
+             regularises it, as in lifetimes)",
             state.get_iter()
         )));
     }
@@ -303,6 +323,12 @@ impl BgNbd {
     /// Fits BG/NBD to the customers (every customer, repeat buyer or not). Needs at least one
     /// repeat purchase and one customer with a positive age.
     pub fn fit(customers: &[Customer]) -> Result<(BgNbd, FitReport)> {
+        Self::fit_penalized(customers, 0.0)
+    }
+
+    /// [`BgNbd::fit`] with lifetimes' `penalizer_coef`: `penalizer · (r² + α² + a² + b²)` added
+    /// to the mean negative log-likelihood (α on the scaled time axis, as lifetimes).
+    pub fn fit_penalized(customers: &[Customer], penalizer: f64) -> Result<(BgNbd, FitReport)> {
         check(customers)?;
         if !customers.iter().any(|c| c.frequency > 0.0) {
             return Err(CoreError::InvalidData(
@@ -326,7 +352,7 @@ impl BgNbd {
                 ..*c
             })
             .collect();
-        let ([r, alpha, a, b], report) = fit(&scaled, bgnbd_term, "BG/NBD")?;
+        let ([r, alpha, a, b], report) = fit(&scaled, bgnbd_term, penalizer, "BG/NBD")?;
         Ok((
             BgNbd {
                 r,
@@ -404,6 +430,14 @@ impl GammaGamma {
     /// Fits Gamma-Gamma to the repeat buyers (frequency > 0 and a positive monetary value).
     /// Needs at least two of them.
     pub fn fit(customers: &[Customer]) -> Result<(GammaGamma, FitReport)> {
+        Self::fit_penalized(customers, 0.0)
+    }
+
+    /// [`GammaGamma::fit`] with lifetimes' `penalizer_coef` (`penalizer · (p² + q² + v²)`).
+    pub fn fit_penalized(
+        customers: &[Customer],
+        penalizer: f64,
+    ) -> Result<(GammaGamma, FitReport)> {
         check(customers)?;
         let repeat: Vec<Customer> = customers
             .iter()
@@ -417,7 +451,7 @@ impl GammaGamma {
                 repeat.len()
             )));
         }
-        let ([p, q, v], report) = fit(&repeat, gamma_gamma_term, "Gamma-Gamma")?;
+        let ([p, q, v], report) = fit(&repeat, gamma_gamma_term, penalizer, "Gamma-Gamma")?;
         Ok((GammaGamma { p, q, v }, report))
     }
 

@@ -137,6 +137,23 @@ SELECT jsonb_pretty(campaign_uplift('spring_outdoor'));
 \echo '== user_profile(user)'
 SELECT jsonb_pretty(user_profile(1, as_of => '2026-05-01'));
 
+\echo '== profile_train(): lifetime models (BG/NBD, Gamma-Gamma) and RFM quintiles fitted on persona.orders'
+SELECT jsonb_pretty(profile_train(options => '{"as_of": "2026-04-15"}') - 'rfm_quintiles' - 'orders_skipped');
+
+\echo '== user_profile(user): the lifetime and rfm sections of the customer with the most purchase days'
+SELECT jsonb_pretty(p -> 'lifetime') AS lifetime, p -> 'rfm' AS rfm
+  FROM (SELECT user_id FROM persona.orders GROUP BY 1
+         ORDER BY count(DISTINCT occurred_at::date) DESC, 1 LIMIT 1) u,
+       LATERAL user_profile(u.user_id, as_of => '2026-04-15') p;
+
+\echo '== churn prevention: customers likely to have lapsed but worth the most, the audience of a win-back campaign'
+SELECT u.user_id, (p -> 'lifetime' ->> 'churn_risk')::numeric AS churn_risk,
+       (p -> 'lifetime' ->> 'clv_12_months')::numeric AS clv_12_months, p -> 'rfm' ->> 'segment' AS rfm_segment
+  FROM (SELECT DISTINCT user_id FROM persona.orders) u,
+       LATERAL user_profile(u.user_id, as_of => '2026-04-15') p
+ WHERE (p -> 'lifetime' ->> 'churn_risk')::numeric >= 0.5
+ ORDER BY clv_12_months DESC, u.user_id LIMIT 5;
+
 \echo '== persona.bert_models: text models registered by CREATE EXTENSION'
 SELECT * FROM persona.bert_models;
 

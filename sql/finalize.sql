@@ -91,6 +91,7 @@ END $$;
 GRANT USAGE ON SCHEMA persona TO PUBLIC;
 GRANT SELECT ON persona.cf_model_versions, persona.cf_active, persona.cf_models TO PUBLIC;
 GRANT SELECT ON persona.bert_model_store, persona.bert_models TO PUBLIC;
+GRANT SELECT ON persona.profile_model_versions, persona.profile_active, persona.profile_models TO PUBLIC;
 
 -- What holds text graphs in memory and on disk: for DBAs and monitoring roles.
 CREATE VIEW persona.text_cache WITH (security_invoker = true) AS
@@ -126,3 +127,5 @@ COMMENT ON FUNCTION campaign_power(double precision, double precision, bigint, d
   'Users per arm to detect an effect, or the effect detectable with a number of users (two-sided z-test, Bonferroni over the comparisons with control)';
 COMMENT ON FUNCTION campaign_report(text, jsonb) IS
   'The campaign report as a self-contained HTML page (inline SVG, no script): verdicts, arms, forest plot of lifts, cumulative conversion with its sequential band, Qini curve of a score relation';
+COMMENT ON FUNCTION profile_train(text, jsonb) IS
+  'Fit a portrait model (BG/NBD and Gamma-Gamma lifetime models, RFM quintiles) on an orders relation and make it the active version of a name';

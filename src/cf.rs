@@ -283,7 +283,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn check_model_name(model: &str) {
+pub(crate) fn check_model_name(model: &str) {
     if model.is_empty() || model.len() > 63 {
         raise_hint(
             ERRCODE_INVALID_PARAMETER_VALUE,

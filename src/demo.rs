@@ -47,6 +47,7 @@ fn load_demo(
     });
     insert_catalogue(&d);
     insert_campaign(&d);
+    insert_orders();
     JsonB(json!({
         "users": d.users.len(),
         "items": d.items.len(),
@@ -82,6 +83,45 @@ fn clear_or_refuse(replace: bool) {
         for t in TABLES {
             run(&format!("DELETE FROM {t}"), vec![]);
         }
+    }
+    if has_orders_table() {
+        let orders = crate::spi::select_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM persona.orders)",
+            &[],
+            "persona.orders",
+        )
+        .unwrap_or(false);
+        if orders && !replace {
+            raise_hint(
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "persona.orders already holds data",
+                "Call persona.load_demo(replace => true) to delete it and load the demo data \
+                 instead.",
+            );
+        }
+        run("DELETE FROM persona.orders", vec![]);
+    }
+}
+
+/// Whether the catalog has `persona.orders` (0.3.0; a newer library serves older catalogs).
+fn has_orders_table() -> bool {
+    crate::spi::select_one::<bool>(
+        "SELECT pg_catalog.to_regclass('persona.orders') IS NOT NULL",
+        &[],
+        "pg_class",
+    )
+    .unwrap_or(false)
+}
+
+/// The demo's purchases as orders: every conversion of a campaign and every purchase outside one.
+fn insert_orders() {
+    if has_orders_table() {
+        run(
+            "INSERT INTO persona.orders (user_id, occurred_at, value) \
+             SELECT user_id, occurred_at, value FROM persona.campaign_events \
+              WHERE event = 'conversion' AND value IS NOT NULL ORDER BY occurred_at, user_id",
+            vec![],
+        );
     }
 }
 

@@ -52,6 +52,7 @@ pub mod model_store;
 pub mod monitor;
 pub mod options;
 pub mod profile;
+pub mod profile_model;
 pub mod settings;
 pub mod source;
 pub mod spi;

@@ -28,6 +28,8 @@ pub enum Store {
     Cf,
     /// Text models: one row per name in `persona.bert_model_store`.
     Text,
+    /// Portrait models: one row per name in `persona.profile_active`.
+    Profile,
 }
 
 impl Store {
@@ -36,11 +38,12 @@ impl Store {
         match self {
             Store::Cf => "persona.cf_active",
             Store::Text => "persona.bert_model_store",
+            Store::Profile => "persona.profile_active",
         }
     }
     fn name_column(self) -> &'static str {
         match self {
-            Store::Cf => "model",
+            Store::Cf | Store::Profile => "model",
             Store::Text => "name",
         }
     }
@@ -49,18 +52,21 @@ impl Store {
         match self {
             Store::Cf => "persona.cf_model_versions",
             Store::Text => "persona.bert_model_store",
+            Store::Profile => "persona.profile_model_versions",
         }
     }
     fn noun(self) -> &'static str {
         match self {
             Store::Cf => "model",
             Store::Text => "text model",
+            Store::Profile => "portrait model",
         }
     }
     fn grant_function(self) -> &'static str {
         match self {
             Store::Cf => "cf_model_grant",
             Store::Text => "bert_model_grant",
+            Store::Profile => "profile_model_grant",
         }
     }
 }
@@ -309,6 +315,9 @@ pub fn change_use(store: Store, name: &str, role: &str, grant: bool) -> Vec<Stri
             match store {
                 Store::Cf => "List models with SELECT model FROM persona.cf_models.",
                 Store::Text => "List text models with SELECT name FROM persona.bert_models.",
+                Store::Profile => {
+                    "List portrait models with SELECT model FROM persona.profile_models."
+                }
             },
         );
     }

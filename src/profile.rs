@@ -158,6 +158,12 @@ fn user_profile(
         .ok()
         .flatten()
         .map(round);
+    // Lifetime and RFM from the portrait model of the same name, when there is one.
+    let (lifetime, rfm) = crate::profile_model::sections(user_id, model, as_of);
+    let (churn_risk, churn_model) = match lifetime.get("churn_risk").and_then(Value::as_f64) {
+        Some(r) => (Some(r), "bg/nbd"),
+        None => (a.churn_risk().map(round), "heuristic"),
+    };
     Some(JsonB(json!({
         "user_id": user_id,
         "activity": {
@@ -170,7 +176,10 @@ fn user_profile(
         },
         "taste": u.taste,
         "segment": a.segment(),
-        "churn_risk": a.churn_risk().map(round),
+        "churn_risk": churn_risk,
+        "churn_model": churn_model,
+        "lifetime": lifetime,
+        "rfm": rfm,
         "campaigns": u.campaigns,
         "feedback": u.feedback,
         "sentiment": sentiment,

@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod control;
 pub mod demo;
 pub mod lifetime;
+pub mod portrait;
 pub mod profile;
 pub mod rfm;
 pub mod simd;

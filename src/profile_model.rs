@@ -1,0 +1,373 @@
+//! Portrait models from SQL: `profile_train` fits the lifetime models and RFM quintiles
+//! (`persona_core::portrait`) on an orders relation read with the caller's privileges, and stores
+//! them as a versioned, owned model (`persona.profile_model_versions`, `persona.profile_active`,
+//! shared like cf models); `profile_deploy` rolls back or forward; `user_profile` applies the
+//! active model to one user's orders ([`sections`]).
+
+use persona_core::lifetime::summarise;
+use persona_core::portrait::{PortraitModel, DEFAULT_DISCOUNT_RATE};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use pgrx::PgSqlErrorCode::*;
+use serde_json::{json, Value};
+
+use crate::campaign_options::relation;
+use crate::error::{raise, raise_hint};
+use crate::json::Jsonb;
+use crate::model_acl::{self, Store};
+use crate::options::Options;
+use crate::source::ColumnKind;
+use crate::spi::{first, select, select_one, select_user, write, write_one, Columns};
+
+const F: &str = "profile_train";
+
+/// The orders of `rel` up to `as_of` as (user, UTC day number, that day's total value); NULL and
+/// negative values and later orders left out. Read as the caller.
+fn daily_orders(
+    client: &pgrx::spi::SpiClient<'_>,
+    rel: &str,
+    user: Option<i64>,
+    as_of: Option<TimestampWithTimeZone>,
+) -> Vec<(i64, i64, f64)> {
+    let sql = format!(
+        "SELECT user_id::pg_catalog.int8, \
+                (occurred_at AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.-) \
+                  DATE '1970-01-01', \
+                pg_catalog.sum(value)::pg_catalog.float8 \
+           FROM {rel} \
+          WHERE user_id IS NOT NULL AND value IS NOT NULL AND value OPERATOR(pg_catalog.>=) 0 \
+            AND occurred_at OPERATOR(pg_catalog.<=) COALESCE($1, pg_catalog.now()) \
+            AND ($2::pg_catalog.int8 IS NULL OR user_id OPERATOR(pg_catalog.=) $2) \
+          GROUP BY 1, 2"
+    );
+    let as_of = match as_of {
+        Some(t) => t.into(),
+        None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
+    };
+    let user = match user {
+        Some(u) => u.into(),
+        None => pgrx::datum::DatumWithOid::null::<i64>(),
+    };
+    select_user(client, &sql, None, &[as_of, user], "the orders relation")
+        .filter_map(|r| {
+            Some((
+                r.column::<i64>(1, "user_id")?,
+                i64::from(r.column::<i32>(2, "day")?),
+                r.column::<f64>(3, "value")?,
+            ))
+        })
+        .collect()
+}
+
+/// The UTC day number of `as_of` (now when NULL).
+fn day_of(client: &pgrx::spi::SpiClient<'_>, as_of: Option<TimestampWithTimeZone>) -> i64 {
+    let arg = match as_of {
+        Some(t) => t.into(),
+        None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
+    };
+    first(
+        client,
+        "SELECT (COALESCE($1, pg_catalog.now()) AT TIME ZONE 'UTC')::pg_catalog.date \
+           OPERATOR(pg_catalog.-) DATE '1970-01-01'",
+        &[arg],
+        "the observation day",
+    )
+    .and_then(|r| r.column::<i32>(1, "day"))
+    .map_or(0, i64::from)
+}
+
+/// Fits a portrait model on an orders relation (`options.orders`, default `persona.orders`,
+/// with `user_id`, `occurred_at`, `value`) as of `options.as_of` (default now), and makes it the
+/// active version of `model`.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'{}'")) -> JsonB {
+    crate::cf::check_model_name(model);
+    let o = Options::new(
+        &options.0,
+        &["orders", "as_of", "discount_rate", "penalizer"],
+        F,
+    );
+    let penalizer = o.number("penalizer").unwrap_or(0.0);
+    if penalizer < 0.0 {
+        o.bad("penalizer", "a non-negative number", &json!(penalizer));
+    }
+    let orders_name = o
+        .string("orders")
+        .unwrap_or_else(|| "persona.orders".into());
+    let discount_rate = o.number("discount_rate").unwrap_or(DEFAULT_DISCOUNT_RATE);
+    if !(0.0..1.0).contains(&discount_rate) {
+        o.bad(
+            "discount_rate",
+            "a monthly rate in [0, 1)",
+            &json!(discount_rate),
+        );
+    }
+    let as_of_text = o.string("as_of");
+    model_acl::check_create(Store::Profile);
+    model_acl::check_owner(Store::Profile, model, "train a new version of");
+    let started = std::time::Instant::now();
+    let as_of: Option<TimestampWithTimeZone> = as_of_text.as_deref().map(|t| {
+        Spi::get_one_with_args::<TimestampWithTimeZone>(
+            "SELECT $1::pg_catalog.timestamptz",
+            &[t.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            raise_hint(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("option \"as_of\" of {F} is not a timestamp: {t}"),
+                "e.g. '{\"as_of\": \"2026-05-01\"}'.",
+            )
+        })
+    });
+    let (rel, rows, skipped, today) = Spi::connect(|client| {
+        let rel = relation(
+            client,
+            "orders",
+            &orders_name,
+            &[
+                ("user_id", ColumnKind::Id, "orders"),
+                ("occurred_at", ColumnKind::Time, "orders"),
+                ("value", ColumnKind::Number, "orders"),
+            ],
+        );
+        let rows = daily_orders(client, &rel.name, None, as_of);
+        let arg = match as_of {
+            Some(t) => t.into(),
+            None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
+        };
+        let skipped = select_user(
+            client,
+            &format!(
+                "SELECT pg_catalog.jsonb_build_object( \
+                   'null_value', pg_catalog.count(*) FILTER (WHERE value IS NULL), \
+                   'negative_value', pg_catalog.count(*) FILTER \
+                     (WHERE value OPERATOR(pg_catalog.<) 0), \
+                   'after_as_of', pg_catalog.count(*) FILTER \
+                     (WHERE occurred_at OPERATOR(pg_catalog.>) COALESCE($1, pg_catalog.now())), \
+                   'null_user', pg_catalog.count(*) FILTER (WHERE user_id IS NULL)) FROM {}",
+                rel.name
+            ),
+            Some(1),
+            &[arg],
+            "the orders relation",
+        )
+        .next()
+        .and_then(|r| r.column::<JsonB>(1, "skipped"))
+        .map_or(Value::Null, |j| j.0);
+        (rel, rows, skipped, day_of(client, as_of))
+    });
+    if rows.is_empty() {
+        raise_hint(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{} has no orders to fit a portrait model on", rel.name),
+            "Insert purchases (user_id, occurred_at, value) into persona.orders, or name your \
+             own relation with the option \"orders\".",
+        );
+    }
+    let summaries = summarise(&rows, today);
+    let portrait = PortraitModel::fit(&summaries, discount_rate, penalizer).unwrap_or_else(|e| {
+        let hint = if e.to_string().contains("did not converge") {
+            "Try the option penalizer (e.g. '{\"penalizer\": 0.001}'), more orders or another \
+             as_of; the active version is unchanged."
+        } else {
+            "The lifetime model needs customers who bought on more than one day; the active \
+             version is unchanged."
+        };
+        crate::error::core(e, Some(hint))
+    });
+    let mut summary = portrait.report(&summaries);
+    summary["orders_skipped"] = skipped;
+    summary["as_of"] = json!(as_of_text);
+    summary["seconds"] = json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+    let params = serde_json::to_value(&portrait).unwrap_or(Value::Null);
+    let version = save(model, &rel.name, &params, &summary);
+    summary["model"] = json!(model);
+    summary["version"] = json!(version);
+    summary["orders"] = json!(rel.name);
+    JsonB(summary)
+}
+
+/// Stores a new version of `name` and makes it active (as cf models: the caller's transaction,
+/// the name's lock, the caller recorded; the store's owner writes).
+fn save(name: &str, orders: &str, params: &Value, summary: &Value) -> i32 {
+    write(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('persona.profile:' || $1))",
+        &[name.into()],
+        "the lock of a portrait model",
+    );
+    model_acl::check_create(Store::Profile);
+    model_acl::check_owner(Store::Profile, name, "train a new version of");
+    let me = model_acl::current_role();
+    model_acl::as_store_owner(|| {
+        let version = write_one::<i32>(
+            "INSERT INTO persona.profile_model_versions (model, version, orders, params, summary, \
+             created_by) \
+             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5 \
+               FROM persona.profile_model_versions WHERE model = $1 RETURNING version",
+            &[
+                name.into(),
+                orders.into(),
+                JsonB(params.clone()).into(),
+                JsonB(summary.clone()).into(),
+                me.name.as_str().into(),
+            ],
+            "persona.profile_model_versions",
+        )
+        .unwrap_or_else(|| {
+            raise_hint(
+                ERRCODE_INTERNAL_ERROR,
+                "storing the portrait model returned no version",
+                "Retry.",
+            )
+        });
+        write(
+            "INSERT INTO persona.profile_active (model, version, owner) \
+             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regrole) \
+             ON CONFLICT (model) DO UPDATE SET version = EXCLUDED.version",
+            &[name.into(), version.into(), me.oid.into()],
+            "persona.profile_active",
+        );
+        version
+    })
+}
+
+/// Makes `version` the active version of portrait model `model`.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn profile_deploy(model: &str, version: i32) -> JsonB {
+    if !model_acl::check_owner(Store::Profile, model, "deploy a version of") {
+        raise(
+            ERRCODE_UNDEFINED_OBJECT,
+            format!("portrait model \"{model}\" does not exist"),
+            Some("Train it with SELECT profile_train(); see persona.profile_models.".into()),
+        );
+    }
+    let exists = select_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM persona.profile_model_versions \
+          WHERE model = $1 AND version = $2)",
+        &[model.into(), version.into()],
+        "persona.profile_model_versions",
+    )
+    .unwrap_or(false);
+    if !exists {
+        let versions = select_one::<String>(
+            "SELECT pg_catalog.string_agg(version::text, ', ' ORDER BY version) FROM \
+             persona.profile_model_versions WHERE model = $1",
+            &[model.into()],
+            "persona.profile_model_versions",
+        )
+        .unwrap_or_default();
+        raise_hint(
+            ERRCODE_UNDEFINED_OBJECT,
+            format!("portrait model \"{model}\" has no version {version}"),
+            format!("Its versions are: {versions}."),
+        );
+    }
+    model_acl::as_store_owner(|| {
+        write(
+            "UPDATE persona.profile_active SET version = $2 WHERE model = $1",
+            &[model.into(), version.into()],
+            "persona.profile_active",
+        )
+    });
+    JsonB(json!({"model": model, "active_version": version}))
+}
+
+/// Lets `role` (or PUBLIC) use portrait model `model`. Returns who may use it besides the owner.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn profile_model_grant(model: &str, role: &str) -> Vec<String> {
+    model_acl::change_use(Store::Profile, model, role, true)
+}
+
+/// Takes back the use of portrait model `model` from `role` (or PUBLIC).
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn profile_model_revoke(model: &str, role: &str) -> Vec<String> {
+    model_acl::change_use(Store::Profile, model, role, false)
+}
+
+/// A section that is not there, and why.
+fn absent(reason: impl Into<String>) -> Value {
+    json!({"available": false, "reason": reason.into()})
+}
+
+/// The `lifetime` and `rfm` sections of `user_id`'s portrait from the active version of portrait
+/// model `model`, as of `as_of`; each an `{"available": false, "reason": ...}` object when it
+/// cannot be given (no model, no orders, no privilege on the model's orders relation).
+pub fn sections(user_id: i64, model: &str, as_of: Option<TimestampWithTimeZone>) -> (Value, Value) {
+    Spi::connect(|client| {
+        // A catalog older than portrait models (before ALTER EXTENSION UPDATE).
+        let has_tables = first(
+            client,
+            "SELECT pg_catalog.to_regclass('persona.profile_active') IS NOT NULL",
+            &[],
+            "pg_class",
+        )
+        .and_then(|r| r.column::<bool>(1, "exists"))
+        .unwrap_or(false);
+        if !has_tables {
+            let a =
+                absent("the catalog predates portrait models: ALTER EXTENSION pg_persona UPDATE");
+            return (a.clone(), a);
+        }
+        let row = select(
+            client,
+            "SELECT v.version, v.orders, v.params FROM persona.profile_active a \
+               JOIN persona.profile_model_versions v USING (model, version) WHERE a.model = $1",
+            Some(1),
+            &[model.into()],
+            "persona.profile_active",
+        );
+        if row.is_empty() {
+            let a = absent(format!(
+                "no portrait model \"{model}\" (train one with SELECT profile_train())"
+            ));
+            return (a.clone(), a);
+        }
+        let row = row.first();
+        let version: i32 = row.column(1, "version").unwrap_or(0);
+        let orders: String = row.column(2, "orders").unwrap_or_default();
+        let params: Option<JsonB> = row.column(3, "params");
+        let Some(portrait) = params.and_then(|p| serde_json::from_value::<PortraitModel>(p.0).ok())
+        else {
+            let a = absent(format!(
+                "portrait model \"{model}\" version {version} cannot be read"
+            ));
+            return (a.clone(), a);
+        };
+        let readable = first(
+            client,
+            "SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c \
+              WHERE c.oid = pg_catalog.to_regclass($1)",
+            &[orders.as_str().into()],
+            "pg_class",
+        )
+        .and_then(|r| r.column::<bool>(1, "privilege"));
+        match readable {
+            None => {
+                let a = absent(format!(
+                    "the model's orders relation {orders} no longer exists"
+                ));
+                return (a.clone(), a);
+            }
+            Some(false) => {
+                let a = absent(format!(
+                    "no SELECT privilege on the orders relation {orders}"
+                ));
+                return (a.clone(), a);
+            }
+            Some(true) => {}
+        }
+        let rows = daily_orders(client, &orders, Some(user_id), as_of);
+        let Some(s) = summarise(&rows, day_of(client, as_of)).into_iter().next() else {
+            let a = absent("no orders");
+            return (a.clone(), a);
+        };
+        let mut lifetime = portrait.lifetime(&s.customer);
+        lifetime["model_version"] = json!(version);
+        let rfm =
+            serde_json::to_value(portrait.rfm(&s.customer, s.total_value)).unwrap_or(Value::Null);
+        (lifetime, rfm)
+    })
+}

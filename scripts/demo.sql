@@ -147,12 +147,12 @@ SELECT jsonb_pretty(p -> 'lifetime') AS lifetime, p -> 'rfm' AS rfm
        LATERAL user_profile(u.user_id, as_of => '2026-04-15') p;
 
 \echo '== churn prevention: customers likely to have lapsed but worth the most, the audience of a win-back campaign'
-SELECT u.user_id, (p -> 'lifetime' ->> 'churn_risk')::numeric AS churn_risk,
-       (p -> 'lifetime' ->> 'clv_12_months')::numeric AS clv_12_months, p -> 'rfm' ->> 'segment' AS rfm_segment
-  FROM (SELECT DISTINCT user_id FROM persona.orders) u,
-       LATERAL user_profile(u.user_id, as_of => '2026-04-15') p
- WHERE (p -> 'lifetime' ->> 'churn_risk')::numeric >= 0.5
- ORDER BY clv_12_months DESC, u.user_id LIMIT 5;
+SELECT user_id, (profile -> 'lifetime' ->> 'churn_risk')::numeric AS churn_risk,
+       (profile -> 'lifetime' ->> 'clv_12_months')::numeric AS clv_12_months,
+       profile -> 'rfm' ->> 'segment' AS rfm_segment
+  FROM user_profiles(as_of => '2026-04-15')
+ WHERE (profile -> 'lifetime' ->> 'churn_risk')::numeric >= 0.5
+ ORDER BY clv_12_months DESC, user_id LIMIT 5;
 
 \echo '== persona.bert_models: text models registered by CREATE EXTENSION'
 SELECT * FROM persona.bert_models;

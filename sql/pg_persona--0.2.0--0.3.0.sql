@@ -400,5 +400,15 @@ CREATE FUNCTION "profile_model_grant"("model" TEXT, "role" TEXT) RETURNS TEXT[]
 STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_model_grant_wrapper';
 CREATE FUNCTION "profile_model_revoke"("model" TEXT, "role" TEXT) RETURNS TEXT[]
 STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', 'profile_model_revoke_wrapper';
+CREATE FUNCTION "user_profiles"(
+	"users" bigint[] DEFAULT NULL,
+	"model" TEXT DEFAULT 'default',
+	"as_of" timestamp with time zone DEFAULT NULL
+) RETURNS TABLE (
+	"user_id" bigint,
+	"profile" jsonb
+)
+STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'user_profiles_wrapper';
 COMMENT ON FUNCTION profile_train(text, jsonb) IS
   'Fit a portrait model (BG/NBD and Gamma-Gamma lifetime models, RFM quintiles) on an orders relation and make it the active version of a name';

@@ -4,7 +4,7 @@
 //! shared like cf models); `profile_deploy` rolls back or forward; `user_profile` applies the
 //! active model to one user's orders ([`sections`]).
 
-use persona_core::lifetime::summarise;
+use persona_core::lifetime::{summarise, Summary};
 use persona_core::portrait::{PortraitModel, DEFAULT_DISCOUNT_RATE};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -27,7 +27,7 @@ const F: &str = "profile_train";
 fn daily_orders(
     client: &pgrx::spi::SpiClient<'_>,
     rel: &str,
-    user: Option<i64>,
+    users: Option<&[i64]>,
     as_of: Option<TimestampWithTimeZone>,
 ) -> Vec<(i64, i64, f64)> {
     let sql = format!(
@@ -38,16 +38,17 @@ fn daily_orders(
            FROM {rel} \
           WHERE user_id IS NOT NULL AND value IS NOT NULL AND value OPERATOR(pg_catalog.>=) 0 \
             AND occurred_at OPERATOR(pg_catalog.<=) COALESCE($1, pg_catalog.now()) \
-            AND ($2::pg_catalog.int8 IS NULL OR user_id OPERATOR(pg_catalog.=) $2) \
+            AND ($2::pg_catalog.int8[] IS NULL \
+                 OR user_id::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY ($2)) \
           GROUP BY 1, 2"
     );
     let as_of = match as_of {
         Some(t) => t.into(),
         None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
     };
-    let user = match user {
-        Some(u) => u.into(),
-        None => pgrx::datum::DatumWithOid::null::<i64>(),
+    let user = match users {
+        Some(u) => u.to_vec().into(),
+        None => pgrx::datum::DatumWithOid::null::<Vec<i64>>(),
     };
     select_user(client, &sql, None, &[as_of, user], "the orders relation")
         .filter_map(|r| {
@@ -292,82 +293,129 @@ fn absent(reason: impl Into<String>) -> Value {
     json!({"available": false, "reason": reason.into()})
 }
 
+/// The active portrait model `model` and its readable orders relation, or the reason the
+/// sections cannot be given.
+fn usable_model(
+    client: &pgrx::spi::SpiClient<'_>,
+    model: &str,
+) -> Result<(i32, String, PortraitModel), String> {
+    // A catalog older than portrait models (before ALTER EXTENSION UPDATE).
+    let has_tables = first(
+        client,
+        "SELECT pg_catalog.to_regclass('persona.profile_active') IS NOT NULL",
+        &[],
+        "pg_class",
+    )
+    .and_then(|r| r.column::<bool>(1, "exists"))
+    .unwrap_or(false);
+    if !has_tables {
+        return Err(
+            "the catalog predates portrait models: ALTER EXTENSION pg_persona UPDATE".into(),
+        );
+    }
+    let row = select(
+        client,
+        "SELECT v.version, v.orders, v.params FROM persona.profile_active a \
+           JOIN persona.profile_model_versions v USING (model, version) WHERE a.model = $1",
+        Some(1),
+        &[model.into()],
+        "persona.profile_active",
+    );
+    if row.is_empty() {
+        return Err(format!(
+            "no portrait model \"{model}\" (train one with SELECT profile_train())"
+        ));
+    }
+    let row = row.first();
+    let version: i32 = row.column(1, "version").unwrap_or(0);
+    let orders: String = row.column(2, "orders").unwrap_or_default();
+    let params: Option<JsonB> = row.column(3, "params");
+    let Some(portrait) = params.and_then(|p| serde_json::from_value::<PortraitModel>(p.0).ok())
+    else {
+        return Err(format!(
+            "portrait model \"{model}\" version {version} cannot be read"
+        ));
+    };
+    let readable = first(
+        client,
+        "SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c \
+          WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[orders.as_str().into()],
+        "pg_class",
+    )
+    .and_then(|r| r.column::<bool>(1, "privilege"));
+    match readable {
+        None => Err(format!(
+            "the model's orders relation {orders} no longer exists"
+        )),
+        Some(false) => Err(format!(
+            "no SELECT privilege on the orders relation {orders}"
+        )),
+        Some(true) => Ok((version, orders, portrait)),
+    }
+}
+
+/// The two sections of one customer's summary under a model.
+fn apply(version: i32, portrait: &PortraitModel, s: &Summary) -> (Value, Value) {
+    let mut lifetime = portrait.lifetime(&s.customer);
+    lifetime["model_version"] = json!(version);
+    let rfm = serde_json::to_value(portrait.rfm(&s.customer, s.total_value)).unwrap_or(Value::Null);
+    (lifetime, rfm)
+}
+
 /// The `lifetime` and `rfm` sections of `user_id`'s portrait from the active version of portrait
 /// model `model`, as of `as_of`; each an `{"available": false, "reason": ...}` object when it
 /// cannot be given (no model, no orders, no privilege on the model's orders relation).
 pub fn sections(user_id: i64, model: &str, as_of: Option<TimestampWithTimeZone>) -> (Value, Value) {
+    let mut all = sections_many(Some(&[user_id]), model, as_of);
+    all.for_user(user_id)
+}
+
+/// The sections of many users, from one read of their orders.
+pub struct Sections {
+    by_user: std::collections::HashMap<i64, (Value, Value)>,
+    /// For users without their own: why (no model, no orders, ...).
+    otherwise: Value,
+}
+
+impl Sections {
+    /// The users with their own sections (customers with orders).
+    pub fn customers(&self) -> impl Iterator<Item = i64> + '_ {
+        self.by_user.keys().copied()
+    }
+
+    /// The user's two sections.
+    pub fn for_user(&mut self, user_id: i64) -> (Value, Value) {
+        self.by_user
+            .remove(&user_id)
+            .unwrap_or_else(|| (self.otherwise.clone(), self.otherwise.clone()))
+    }
+}
+
+/// [`sections`] for `users` (every customer of the orders relation when `None`).
+pub fn sections_many(
+    users: Option<&[i64]>,
+    model: &str,
+    as_of: Option<TimestampWithTimeZone>,
+) -> Sections {
     Spi::connect(|client| {
-        // A catalog older than portrait models (before ALTER EXTENSION UPDATE).
-        let has_tables = first(
-            client,
-            "SELECT pg_catalog.to_regclass('persona.profile_active') IS NOT NULL",
-            &[],
-            "pg_class",
-        )
-        .and_then(|r| r.column::<bool>(1, "exists"))
-        .unwrap_or(false);
-        if !has_tables {
-            let a =
-                absent("the catalog predates portrait models: ALTER EXTENSION pg_persona UPDATE");
-            return (a.clone(), a);
-        }
-        let row = select(
-            client,
-            "SELECT v.version, v.orders, v.params FROM persona.profile_active a \
-               JOIN persona.profile_model_versions v USING (model, version) WHERE a.model = $1",
-            Some(1),
-            &[model.into()],
-            "persona.profile_active",
-        );
-        if row.is_empty() {
-            let a = absent(format!(
-                "no portrait model \"{model}\" (train one with SELECT profile_train())"
-            ));
-            return (a.clone(), a);
-        }
-        let row = row.first();
-        let version: i32 = row.column(1, "version").unwrap_or(0);
-        let orders: String = row.column(2, "orders").unwrap_or_default();
-        let params: Option<JsonB> = row.column(3, "params");
-        let Some(portrait) = params.and_then(|p| serde_json::from_value::<PortraitModel>(p.0).ok())
-        else {
-            let a = absent(format!(
-                "portrait model \"{model}\" version {version} cannot be read"
-            ));
-            return (a.clone(), a);
-        };
-        let readable = first(
-            client,
-            "SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c \
-              WHERE c.oid = pg_catalog.to_regclass($1)",
-            &[orders.as_str().into()],
-            "pg_class",
-        )
-        .and_then(|r| r.column::<bool>(1, "privilege"));
-        match readable {
-            None => {
-                let a = absent(format!(
-                    "the model's orders relation {orders} no longer exists"
-                ));
-                return (a.clone(), a);
+        let (version, orders, portrait) = match usable_model(client, model) {
+            Ok(m) => m,
+            Err(why) => {
+                return Sections {
+                    by_user: Default::default(),
+                    otherwise: absent(why),
+                }
             }
-            Some(false) => {
-                let a = absent(format!(
-                    "no SELECT privilege on the orders relation {orders}"
-                ));
-                return (a.clone(), a);
-            }
-            Some(true) => {}
-        }
-        let rows = daily_orders(client, &orders, Some(user_id), as_of);
-        let Some(s) = summarise(&rows, day_of(client, as_of)).into_iter().next() else {
-            let a = absent("no orders");
-            return (a.clone(), a);
         };
-        let mut lifetime = portrait.lifetime(&s.customer);
-        lifetime["model_version"] = json!(version);
-        let rfm =
-            serde_json::to_value(portrait.rfm(&s.customer, s.total_value)).unwrap_or(Value::Null);
-        (lifetime, rfm)
+        let rows = daily_orders(client, &orders, users, as_of);
+        let today = day_of(client, as_of);
+        Sections {
+            by_user: summarise(&rows, today)
+                .iter()
+                .map(|s| (s.customer_id, apply(version, &portrait, s)))
+                .collect(),
+            otherwise: absent("no orders"),
+        }
     })
 }

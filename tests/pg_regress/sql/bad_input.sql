@@ -50,6 +50,7 @@ INSERT INTO regress.baseline VALUES
   ('campaign_audience(text,integer,text,bigint[])', ARRAY[$$'spring_outdoor'$$, '10', $$'default'$$, 'NULL']),
   ('campaign_metrics(text,jsonb)', ARRAY[$$'spring_outdoor'$$, $$'{"difference": "relative", "sequential": true, "bayesian": true, "correction": "holm", "capping": {"type": "percentile", "value": 0.99}}'$$]),
   ('profile_train(text,jsonb)', ARRAY[$$'bad_input_portrait'$$, $$'{"as_of": "2026-04-15"}'$$]),
+  ('user_profiles(bigint[],text,timestamp with time zone)', ARRAY['ARRAY[1, 2]::bigint[]', $$'default'$$, $$'2026-04-15'$$]),
   ('profile_deploy(text,integer)', ARRAY[$$'default'$$, '1']),
   ('profile_model_grant(text,text)', ARRAY[$$'default'$$, $$'public'$$]),
   ('profile_model_revoke(text,text)', ARRAY[$$'default'$$, $$'public'$$]),

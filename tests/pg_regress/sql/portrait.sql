@@ -63,6 +63,17 @@ SELECT (user_profile((SELECT user_id FROM top), as_of => '2026-06-01') -> 'lifet
 SELECT regress.error_of($$SELECT profile_deploy('default', 7)$$);
 SELECT regress.error_of($$SELECT profile_deploy('nope', 1)$$);
 
+-- user_profiles: every user's portrait in one call, each equal to user_profile's.
+SELECT count(*) AS users,
+       count(*) FILTER (WHERE p.profile = user_profile(p.user_id, as_of => '2026-04-15')) AS equal_to_user_profile,
+       count(*) FILTER (WHERE p.profile -> 'lifetime' ? 'p_alive') AS with_lifetime,
+       (SELECT count(*) FROM persona.users) AS demo_users
+  FROM user_profiles(as_of => '2026-04-15') p;
+SELECT user_id, profile = user_profile(user_id, 'default', '2026-04-15') AS same
+  FROM user_profiles(ARRAY[1, 171, 99999999, NULL], as_of => '2026-04-15') ORDER BY 1;
+SELECT count(*) AS none FROM user_profiles(ARRAY[]::bigint[]);
+SELECT regress.error_of($$SELECT * FROM user_profiles(model => NULL)$$);
+
 -- Bad orders: NULL and negative values and future orders are left out and counted; a relation
 -- without the columns names the option; no repeat buyers at all is an error with the reason and
 -- the previous version stays active.

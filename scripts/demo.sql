@@ -139,9 +139,10 @@ SELECT jsonb_pretty(user_profile(1, as_of => '2026-05-01'));
 
 \echo '== profile_train(): lifetime models (BG/NBD, Gamma-Gamma) and RFM quintiles fitted on persona.orders'
 SELECT jsonb_pretty(profile_train(options => '{"as_of": "2026-04-15"}') - 'rfm_quintiles' - 'orders_skipped');
+\echo '   (taste clusters: k-means on the default cf model''s user factors, k by silhouette, named by category)'
 
-\echo '== user_profile(user): the lifetime and rfm sections of the customer with the most purchase days'
-SELECT jsonb_pretty(p -> 'lifetime') AS lifetime, p -> 'rfm' AS rfm
+\echo '== user_profile(user): the lifetime, rfm and taste_cluster sections of the customer with the most purchase days'
+SELECT jsonb_pretty(p -> 'lifetime') AS lifetime, p -> 'rfm' AS rfm, jsonb_pretty(p -> 'taste_cluster') AS taste_cluster
   FROM (SELECT user_id FROM persona.orders GROUP BY 1
          ORDER BY count(DISTINCT occurred_at::date) DESC, 1 LIMIT 1) u,
        LATERAL user_profile(u.user_id, as_of => '2026-04-15') p;

@@ -121,6 +121,7 @@ fn portrait(
     cf: Option<&persona_core::cf::CfModel>,
     sentiment: Option<f64>,
     (lifetime, rfm): (Value, Value),
+    taste_cluster: Value,
 ) -> Value {
     let n = u
         .activity
@@ -173,6 +174,7 @@ fn portrait(
         "churn_model": churn_model,
         "lifetime": lifetime,
         "rfm": rfm,
+        "taste_cluster": taste_cluster,
         "campaigns": u.campaigns,
         "feedback": u.feedback,
         "sentiment": sentiment.map(round),
@@ -198,14 +200,16 @@ fn user_profile(
     let model = required(model, "model", "user_profile");
     let u = read_user(user_id, model, as_of);
     let cf = u.has_model.then(|| model_store::active(model));
-    let sections = crate::profile_model::sections(user_id, model, as_of);
+    let mut sections = crate::profile_model::sections_many(Some(&[user_id]), model, as_of);
+    let taste = sections.taste_for(user_id);
     Some(JsonB(portrait(
         user_id,
         model,
         &u,
         cf.as_deref(),
         sentiment(&u.bodies),
-        sections,
+        sections.for_user(user_id),
+        taste,
     )))
 }
 
@@ -396,6 +400,7 @@ fn user_profiles(
     let mut out = Vec::with_capacity(ids.len());
     for (&id, u) in ids.iter().zip(&rows) {
         pgrx::check_for_interrupts!();
+        let taste = sections.taste_for(id);
         let p = portrait(
             id,
             model,
@@ -403,6 +408,7 @@ fn user_profiles(
             cf.as_deref(),
             sentiment(&u.bodies),
             sections.for_user(id),
+            taste,
         );
         out.push((id, JsonB(p)));
     }

@@ -6,6 +6,7 @@
 
 use persona_core::lifetime::{summarise, Summary};
 use persona_core::portrait::{PortraitModel, DEFAULT_DISCOUNT_RATE};
+use persona_core::taste::TasteClusters;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -86,7 +87,7 @@ fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'
     crate::cf::check_model_name(model);
     let o = Options::new(
         &options.0,
-        &["orders", "as_of", "discount_rate", "penalizer"],
+        &["orders", "as_of", "discount_rate", "penalizer", "clusters"],
         F,
     );
     let penalizer = o.number("penalizer").unwrap_or(0.0);
@@ -105,6 +106,7 @@ fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'
         );
     }
     let as_of_text = o.string("as_of");
+    let clusters = clusters_option(&o, model);
     model_acl::check_create(Store::Profile);
     model_acl::check_owner(Store::Profile, model, "train a new version of");
     let started = std::time::Instant::now();
@@ -179,6 +181,11 @@ fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'
         };
         crate::error::core(e, Some(hint))
     });
+    let mut portrait = portrait;
+    match fit_taste(&clusters) {
+        Ok(t) => portrait.taste = t,
+        Err(why) => portrait.taste_unavailable = Some(why),
+    }
     let mut summary = portrait.report(&summaries);
     summary["orders_skipped"] = skipped;
     summary["as_of"] = json!(as_of_text);
@@ -189,6 +196,122 @@ fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'
     summary["version"] = json!(version);
     summary["orders"] = json!(rel.name);
     JsonB(summary)
+}
+
+/// What the option `clusters` asks for.
+enum Clusters {
+    /// `false`: none.
+    Off,
+    /// Absent: from the cf model of the portrait model's name when it exists and has factors;
+    /// otherwise the model says why.
+    Auto { cf_model: String },
+    /// An object: from `cf_model` with `k` clusters (or k by silhouette over 2..8) and `seed`;
+    /// failing is an error.
+    Given {
+        cf_model: String,
+        k: Option<usize>,
+        seed: u64,
+    },
+}
+
+fn clusters_option(o: &Options<'_>, model: &str) -> Clusters {
+    let example = "e.g. '{\"clusters\": {\"cf_model\": \"default\", \"k\": 4, \"seed\": 42}}' or \
+                   '{\"clusters\": false}'";
+    match o.get("clusters") {
+        None => Clusters::Auto {
+            cf_model: model.to_string(),
+        },
+        Some(Value::Bool(false)) => Clusters::Off,
+        Some(Value::Object(m)) => {
+            if let Some(k) = m
+                .keys()
+                .find(|k| !["cf_model", "k", "seed"].contains(&k.as_str()))
+            {
+                raise_hint(
+                    ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("unknown key \"{k}\" in option \"clusters\" of {F}"),
+                    example,
+                );
+            }
+            let cf_model = match m.get("cf_model") {
+                None | Some(Value::Null) => model.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => o.bad("clusters", "an object whose cf_model is a model name", v),
+            };
+            let k = match m.get("k") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .filter(|k| (2..=50).contains(k))
+                        .unwrap_or_else(|| o.bad("clusters", "an object whose k is 2 to 50", v))
+                        as usize,
+                ),
+            };
+            let seed = match m.get("seed") {
+                None | Some(Value::Null) => 42,
+                Some(v) => v.as_u64().unwrap_or_else(|| {
+                    o.bad(
+                        "clusters",
+                        "an object whose seed is a non-negative integer",
+                        v,
+                    )
+                }),
+            };
+            Clusters::Given { cf_model, k, seed }
+        }
+        Some(v) => o.bad("clusters", "false or an object (cf_model, k, seed)", v),
+    }
+}
+
+/// The taste clusters asked for; `Err` with the reason when `Auto` finds no usable cf model.
+fn fit_taste(c: &Clusters) -> Result<Option<TasteClusters>, String> {
+    let (cf_model, k, seed, strict) = match c {
+        Clusters::Off => return Ok(None),
+        Clusters::Auto { cf_model } => (cf_model.as_str(), None, 42, false),
+        Clusters::Given { cf_model, k, seed } => (cf_model.as_str(), *k, *seed, true),
+    };
+    let fail = |why: String| -> Result<Option<TasteClusters>, String> {
+        if strict {
+            raise_hint(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("taste clusters: {why}"),
+                "Name a cf model with user factors (svd, svdpp or als) in \"clusters\", or \
+                 pass '{\"clusters\": false}'.",
+            )
+        }
+        Err(why)
+    };
+    let version = select_one::<i32>(
+        "SELECT version FROM persona.cf_active WHERE model = $1",
+        &[cf_model.into()],
+        "persona.cf_active",
+    );
+    let Some(version) = version else {
+        return fail(format!("no cf model \"{cf_model}\""));
+    };
+    let cf = crate::model_store::active(cf_model);
+    let counts: Vec<(i64, String, u64)> = Spi::connect(|client| {
+        select(
+            client,
+            "SELECT r.user_id, i.category, count(*) FROM persona.ratings r \
+               JOIN persona.items i USING (item_id) WHERE i.category IS NOT NULL GROUP BY 1, 2",
+            None,
+            &[],
+            "persona.ratings",
+        )
+        .filter_map(|r| {
+            Some((
+                r.column::<i64>(1, "user_id")?,
+                r.column::<String>(2, "category")?,
+                r.column::<i64>(3, "count")?.max(0) as u64,
+            ))
+        })
+        .collect()
+    });
+    match persona_core::taste::fit(&cf, cf_model, version, k, seed, &counts) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => fail(e.to_string()),
+    }
 }
 
 /// Stores a new version of `name` and makes it active (as cf models: the caller's transaction,
@@ -363,19 +486,13 @@ fn apply(version: i32, portrait: &PortraitModel, s: &Summary) -> (Value, Value) 
     (lifetime, rfm)
 }
 
-/// The `lifetime` and `rfm` sections of `user_id`'s portrait from the active version of portrait
-/// model `model`, as of `as_of`; each an `{"available": false, "reason": ...}` object when it
-/// cannot be given (no model, no orders, no privilege on the model's orders relation).
-pub fn sections(user_id: i64, model: &str, as_of: Option<TimestampWithTimeZone>) -> (Value, Value) {
-    let mut all = sections_many(Some(&[user_id]), model, as_of);
-    all.for_user(user_id)
-}
-
 /// The sections of many users, from one read of their orders.
 pub struct Sections {
     by_user: std::collections::HashMap<i64, (Value, Value)>,
     /// For users without their own: why (no model, no orders, ...).
     otherwise: Value,
+    /// The taste clusters and the cf model they were fitted on, or why there are none.
+    taste: Result<(TasteClusters, std::rc::Rc<persona_core::cf::CfModel>), Value>,
 }
 
 impl Sections {
@@ -390,6 +507,28 @@ impl Sections {
             .remove(&user_id)
             .unwrap_or_else(|| (self.otherwise.clone(), self.otherwise.clone()))
     }
+
+    /// The user's `taste_cluster` section: its cluster, the cluster's name and size, and the 5
+    /// most similar users of the cf model.
+    pub fn taste_for(&self, user_id: i64) -> Value {
+        let (t, cf) = match &self.taste {
+            Ok(x) => x,
+            Err(why) => return why.clone(),
+        };
+        match t.cluster_of(cf, user_id) {
+            None => absent(format!("the user is not in cf model \"{}\"", t.cf_model)),
+            Some(c) => json!({
+                "cluster": c + 1,
+                "name": t.names[c],
+                "users": t.sizes[c],
+                "of": t.centroids.len(),
+                "cf_model": t.cf_model,
+                "similar_users": cf.similar_users(user_id, 5).unwrap_or_default().into_iter()
+                    .map(|(u, s)| json!({"user_id": u, "similarity": (f64::from(s) * 1000.0).round() / 1000.0}))
+                    .collect::<Vec<_>>(),
+            }),
+        }
+    }
 }
 
 /// [`sections`] for `users` (every customer of the orders relation when `None`).
@@ -398,24 +537,54 @@ pub fn sections_many(
     model: &str,
     as_of: Option<TimestampWithTimeZone>,
 ) -> Sections {
-    Spi::connect(|client| {
-        let (version, orders, portrait) = match usable_model(client, model) {
-            Ok(m) => m,
-            Err(why) => {
-                return Sections {
-                    by_user: Default::default(),
-                    otherwise: absent(why),
-                }
-            }
-        };
+    let read = Spi::connect(|client| {
+        let (version, orders, portrait) = usable_model(client, model)?;
         let rows = daily_orders(client, &orders, users, as_of);
         let today = day_of(client, as_of);
-        Sections {
-            by_user: summarise(&rows, today)
-                .iter()
-                .map(|s| (s.customer_id, apply(version, &portrait, s)))
-                .collect(),
-            otherwise: absent("no orders"),
+        Ok::<_, String>((version, portrait, summarise(&rows, today)))
+    });
+    let (version, portrait, summaries) = match read {
+        Ok(r) => r,
+        Err(why) => {
+            return Sections {
+                by_user: Default::default(),
+                otherwise: absent(why.clone()),
+                taste: Err(absent(why)),
+            }
         }
-    })
+    };
+    let taste = match (&portrait.taste, &portrait.taste_unavailable) {
+        (Some(t), _) => {
+            let active = select_one::<i32>(
+                "SELECT version FROM persona.cf_active WHERE model = $1",
+                &[t.cf_model.as_str().into()],
+                "persona.cf_active",
+            );
+            match active {
+                None => Err(absent(format!(
+                    "cf model \"{}\" of the taste clusters does not exist or is not usable",
+                    t.cf_model
+                ))),
+                Some(v) if v != t.cf_version => Err(absent(format!(
+                    "the taste clusters were fitted on version {} of cf model \"{}\", now at \
+                     version {v}: train the portrait model again",
+                    t.cf_version, t.cf_model
+                ))),
+                Some(_) => Ok((t.clone(), crate::model_store::active(&t.cf_model))),
+            }
+        }
+        (None, why) => {
+            Err(absent(why.clone().unwrap_or_else(|| {
+                "the portrait model has no taste clusters".into()
+            })))
+        }
+    };
+    Sections {
+        by_user: summaries
+            .iter()
+            .map(|s| (s.customer_id, apply(version, &portrait, s)))
+            .collect(),
+        otherwise: absent("no orders"),
+        taste,
+    }
 }

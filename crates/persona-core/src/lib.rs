@@ -30,6 +30,7 @@ pub mod profile;
 pub mod rfm;
 pub mod simd;
 pub mod stats;
+pub mod taste;
 pub mod text;
 
 /// Errors the core reports to its caller. The extension maps each kind to a SQLSTATE.

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::lifetime::{customer_lifetime_value, BgNbd, Customer, FitReport, GammaGamma, Summary};
 use crate::rfm::{RfmEdges, RfmScore, RfmValues};
+use crate::taste::TasteClusters;
 use crate::Result;
 
 /// The default monthly discount rate of the CLV.
@@ -33,6 +34,12 @@ pub struct PortraitModel {
     /// lifetimes' penalizer used in both fits.
     #[serde(default)]
     pub penalizer: f64,
+    /// Taste clusters of a cf model's users, when fitted.
+    #[serde(default)]
+    pub taste: Option<TasteClusters>,
+    /// Why there are no taste clusters.
+    #[serde(default)]
+    pub taste_unavailable: Option<String>,
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -77,6 +84,8 @@ impl PortraitModel {
             rfm: RfmEdges::fit(&values)?,
             discount_rate,
             penalizer,
+            taste: None,
+            taste_unavailable: None,
         })
     }
 
@@ -137,6 +146,11 @@ impl PortraitModel {
             "rfm_quintiles": self.rfm,
             "discount_rate": self.discount_rate,
             "penalizer": self.penalizer,
+            "taste_clusters": self.taste.as_ref().map(|t| json!({
+                "cf_model": t.cf_model, "cf_version": t.cf_version, "k": t.centroids.len(),
+                "names": t.names, "sizes": t.sizes, "silhouettes": t.silhouettes,
+            })),
+            "taste_clusters_unavailable": self.taste_unavailable,
         })
     }
 }

@@ -9,7 +9,8 @@ SELECT p -> 'lifetime' AS lifetime, p ->> 'churn_model' AS churn_model
   FROM user_profile(1, as_of => '2026-04-15') p;
 
 SELECT jsonb_pretty(profile_train(options => '{"as_of": "2026-04-15"}')
-         - 'seconds' - 'bgnbd' - 'gamma_gamma' - 'rfm_quintiles') AS report;
+         - 'seconds' - 'bgnbd' - 'gamma_gamma' - 'rfm_quintiles' - 'taste_clusters'
+         - 'taste_clusters_unavailable') AS report;
 SELECT model, active_version, orders, versions, owner::text FROM persona.profile_models;
 
 -- A customer with the most purchase days: the sections, and P(alive) and the RFM scores by hand
@@ -62,6 +63,41 @@ SELECT profile_deploy('default', 1);
 SELECT (user_profile((SELECT user_id FROM top), as_of => '2026-06-01') -> 'lifetime' ->> 'model_version') AS version;
 SELECT regress.error_of($$SELECT profile_deploy('default', 7)$$);
 SELECT regress.error_of($$SELECT profile_deploy('nope', 1)$$);
+
+-- Taste clusters: k-means on the user factors of a cf model, named by the categories its users
+-- rate over-proportionally; deterministic for a seed.
+SELECT cf_train(algorithm => 'svd', model => 'taste', options => '{"seed": 3, "test_fraction": 0}') IS NOT NULL AS trained;
+SELECT p -> 'taste_clusters' ->> 'k' AS k, jsonb_array_length(p -> 'taste_clusters' -> 'names') AS names,
+       (SELECT sum(x::int) FROM jsonb_array_elements_text(p -> 'taste_clusters' -> 'sizes') x)
+         = (SELECT count(DISTINCT user_id) FROM persona.ratings) AS every_rater_clustered
+  FROM profile_train('taste', '{"as_of": "2026-04-15", "clusters": {"cf_model": "taste", "k": 4, "seed": 7}}') p;
+SELECT profile_train('taste', '{"as_of": "2026-04-15", "clusters": {"cf_model": "taste", "k": 4, "seed": 7}}') ->> 'version' AS version;
+SELECT (SELECT params -> 'taste' -> 'centroids' FROM persona.profile_model_versions WHERE model = 'taste' AND version = 1)
+     = (SELECT params -> 'taste' -> 'centroids' FROM persona.profile_model_versions WHERE model = 'taste' AND version = 2) AS same_seed_same_clusters;
+-- In a portrait: the user's cluster (its nearest centroid), the cluster's name, and the cf model's
+-- most similar users.
+SELECT (t ->> 'cluster')::int BETWEEN 1 AND 4 AS cluster_in_range, t ->> 'of' AS of,
+       t ->> 'name' = (SELECT params -> 'taste' -> 'names' ->> ((t ->> 'cluster')::int - 1)
+                         FROM persona.profile_model_versions WHERE model = 'taste' AND version = 2) AS name_matches,
+       ARRAY(SELECT (x ->> 'user_id')::bigint FROM jsonb_array_elements(t -> 'similar_users') x)
+         = ARRAY(SELECT user_id FROM cf_similar_users(1, 5, 'taste') ORDER BY rank) AS similar_users_match
+  FROM (SELECT user_profile(1, 'taste', '2026-04-15') -> 'taste_cluster' AS t) q;
+-- k chosen by silhouette over 2..8: the chosen k has the highest silhouette.
+SELECT (p -> 'taste_clusters' ->> 'k')::int = (SELECT (s ->> 0)::int FROM jsonb_array_elements(p -> 'taste_clusters' -> 'silhouettes') s
+                                               ORDER BY (s ->> 1)::float8 DESC LIMIT 1) AS best_silhouette,
+       jsonb_array_length(p -> 'taste_clusters' -> 'silhouettes') AS ks_tried
+  FROM profile_train('taste', '{"as_of": "2026-04-15", "clusters": {"cf_model": "taste"}}') p;
+-- A retrained cf model makes the clusters stale: the portrait says so.
+SELECT cf_train(algorithm => 'svd', model => 'taste', options => '{"seed": 4, "test_fraction": 0}') IS NOT NULL AS retrained;
+SELECT user_profile(1, 'taste', '2026-04-15') -> 'taste_cluster' ->> 'reason' AS stale;
+-- Without a usable cf model the default fit says why; asked for explicitly, it is an error.
+SELECT p ->> 'taste_clusters_unavailable' AS why FROM profile_train('no_cf_here', '{"as_of": "2026-04-15"}') p;
+SELECT cf_train(algorithm => 'knn_item', model => 'taste_knn', options => '{"test_fraction": 0}') IS NOT NULL AS knn;
+SELECT regress.error_of($$SELECT profile_train('x', '{"as_of": "2026-04-15", "clusters": {"cf_model": "taste_knn"}}')$$);
+SELECT regress.error_of($$SELECT profile_train('x', '{"as_of": "2026-04-15", "clusters": {"k": 1}}')$$);
+SELECT regress.error_of($$SELECT profile_train('x', '{"as_of": "2026-04-15", "clusters": {"kk": 3}}')$$);
+SELECT regress.error_of($$SELECT profile_train('x', '{"as_of": "2026-04-15", "clusters": true}')$$);
+SELECT p -> 'taste_clusters' AS none FROM profile_train('no_clusters', '{"as_of": "2026-04-15", "clusters": false}') p;
 
 -- user_profiles: every user's portrait in one call, each equal to user_profile's.
 SELECT count(*) AS users,

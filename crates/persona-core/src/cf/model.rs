@@ -61,6 +61,16 @@ pub struct CfModel {
 }
 
 impl CfModel {
+    /// The users' latent factors (n_users × k, row-major, rows in the order of `users`) and k,
+    /// for models that have them (SVD, SVD++, ALS).
+    pub fn user_factors(&self) -> Option<(usize, &[f32])> {
+        match &self.body {
+            Body::Factors(f) => Some((f.k, &f.p)),
+            Body::Als(a) => Some((a.k, &a.x)),
+            Body::Knn(_) | Body::Baseline(_) => None,
+        }
+    }
+
     /// True for models whose scores rank items but are not ratings (implicit ALS).
     pub fn is_implicit(&self) -> bool {
         matches!(self.body, Body::Als(_))

@@ -1,0 +1,149 @@
+//! Taste clusters: k-means ([`crate::cluster`]) on the users' latent factors of a cf model, each
+//! cluster named by the item categories its users rate over-proportionally.
+//!
+//! Naming: with `s_c(g)` the share of category `g` among the ratings of cluster `c`'s users and
+//! `s(g)` its share among all ratings, the name is the (at most two) categories with the highest
+//! lift `s_c(g)/s(g)` among those with `s_c(g) ≥ 5%`, joined by " & " (ties by name); a cluster
+//! without categories is "cluster N".
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cf::CfModel;
+use crate::cluster::{choose_k, kmeans, nearest, Clustering};
+use crate::{CoreError, Result};
+
+/// The clusters stored with a portrait model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TasteClusters {
+    /// The cf model (name, version) whose factors were clustered.
+    pub cf_model: String,
+    pub cf_version: i32,
+    pub centroids: Vec<Vec<f32>>,
+    pub names: Vec<String>,
+    /// Users per cluster.
+    pub sizes: Vec<usize>,
+    /// Silhouette of each k tried (empty when k was given).
+    pub silhouettes: Vec<(usize, f64)>,
+    pub seed: u64,
+}
+
+/// The users' factor rows of `model`, in its user order.
+pub fn factor_rows(model: &CfModel) -> Result<(Vec<i64>, Vec<Vec<f32>>)> {
+    let (k, p) = model.user_factors().ok_or_else(|| {
+        CoreError::InvalidParameter(format!(
+            "need a cf model with user factors (svd, svdpp or als), not {}",
+            model.algorithm.name()
+        ))
+    })?;
+    let n = model.users.len();
+    let ids = (0..n as u32).map(|u| model.users.id(u)).collect();
+    let rows = (0..n).map(|u| p[u * k..(u + 1) * k].to_vec()).collect();
+    Ok((ids, rows))
+}
+
+/// The name of each cluster from `(user, category, ratings)` counts.
+pub fn name_clusters(
+    labels: &HashMap<i64, usize>,
+    k: usize,
+    counts: &[(i64, String, u64)],
+) -> Vec<String> {
+    let mut overall: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut per: Vec<BTreeMap<&str, f64>> = vec![BTreeMap::new(); k];
+    for (user, cat, n) in counts {
+        *overall.entry(cat).or_default() += *n as f64;
+        if let Some(&c) = labels.get(user) {
+            *per[c].entry(cat).or_default() += *n as f64;
+        }
+    }
+    let total: f64 = overall.values().sum();
+    (0..k)
+        .map(|c| {
+            let in_cluster: f64 = per[c].values().sum();
+            let mut lifts: Vec<(&str, f64)> = per[c]
+                .iter()
+                .filter(|(_, &n)| in_cluster > 0.0 && n / in_cluster >= 0.05)
+                .map(|(&g, &n)| (g, (n / in_cluster) / (overall[g] / total)))
+                .collect();
+            lifts.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            if lifts.is_empty() {
+                format!("cluster {}", c + 1)
+            } else {
+                lifts
+                    .iter()
+                    .take(2)
+                    .map(|(g, _)| *g)
+                    .collect::<Vec<_>>()
+                    .join(" & ")
+            }
+        })
+        .collect()
+}
+
+/// Clusters the users of `model` (k given, or chosen by silhouette over 2..=8) and names them.
+pub fn fit(
+    model: &CfModel,
+    cf_model: &str,
+    cf_version: i32,
+    k: Option<usize>,
+    seed: u64,
+    counts: &[(i64, String, u64)],
+) -> Result<TasteClusters> {
+    let (ids, rows) = factor_rows(model)?;
+    let (clustering, silhouettes): (Clustering, Vec<(usize, f64)>) = match k {
+        Some(k) => (kmeans(&rows, k, seed, 4, 300)?, Vec::new()),
+        None => choose_k(&rows, 2..=8, seed)?,
+    };
+    let k = clustering.centroids.len();
+    let labels: HashMap<i64, usize> = ids
+        .iter()
+        .copied()
+        .zip(clustering.labels.iter().copied())
+        .collect();
+    let mut sizes = vec![0usize; k];
+    for &l in &clustering.labels {
+        sizes[l] += 1;
+    }
+    Ok(TasteClusters {
+        cf_model: cf_model.to_string(),
+        cf_version,
+        names: name_clusters(&labels, k, counts),
+        centroids: clustering.centroids,
+        sizes,
+        silhouettes,
+        seed,
+    })
+}
+
+impl TasteClusters {
+    /// The cluster of a user of `model` (its nearest centroid), or `None` for a user the model
+    /// does not know.
+    pub fn cluster_of(&self, model: &CfModel, user: i64) -> Option<usize> {
+        let (k, p) = model.user_factors()?;
+        let u = model.users.get(user)? as usize;
+        Some(nearest(&self.centroids, &p[u * k..(u + 1) * k]).0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taste_names_are_the_over_represented_categories() {
+        let labels: HashMap<i64, usize> = [(1, 0), (2, 0), (3, 1), (4, 1)].into_iter().collect();
+        let counts = vec![
+            (1, "outdoor".to_string(), 10),
+            (2, "outdoor".to_string(), 8),
+            (1, "books".to_string(), 2),
+            (3, "books".to_string(), 9),
+            (4, "kitchen".to_string(), 5),
+            (4, "outdoor".to_string(), 1),
+        ];
+        let names = name_clusters(&labels, 3, &counts);
+        assert_eq!(names[0], "outdoor & books");
+        assert_eq!(names[1], "kitchen & books");
+        assert_eq!(names[2], "cluster 3");
+    }
+}

@@ -15,7 +15,7 @@ conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
 conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
 # BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond,implicit runs some sections; run.sh merges them into results.json.
-# "scale" (synthetic 1M/5M/25M ratings, ~1 hour) runs only when asked.
+# "scale" (synthetic 1M/5M/25M ratings, ~1 hour) and "portraits" (~15 minutes) run only when asked.
 ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,campaign_v2,text,foldin,beyond,implicit,coldstart").split(","))
 
 
@@ -216,6 +216,60 @@ if "campaign_v2" in ONLY:
     results["campaign_v2_10m"] = {"events": n_events, "users": n_users, "hand_written_s": t_hand,
                                   "cuped_segments_s": t_fn, "ratio": t_fn / t_hand,
                                   "all_options_s": t_all, "no_options_s": t_plain}
+
+# 4c. Portraits: user_profile latency, user_profiles and profile_train at scale ---------------------------
+if "portraits" in ONLY:
+    section("portraits: user_profile p50/p99 (ml-100k-sized + 100k orders), user_profiles for 100,000 users, profile_train on 1M orders")
+    import random
+    rng = random.Random(7)
+
+    def orders(n_users, n_orders, heavy_user=None):
+        """Synthetic purchases over 2025: each user a rate, values from a per-user mean."""
+        q("TRUNCATE persona.orders")
+        q(f"""INSERT INTO persona.orders (user_id, occurred_at, value)
+              SELECT 1 + (g * 7919) % {n_users},
+                     timestamptz '2025-01-01' + ((g * 104729) % 365) * interval '1 day' + (g % 86400) * interval '1 second',
+                     round((5 + (g * 31) % 200)::numeric, 2)
+                FROM generate_series(1::bigint, {n_orders}) g""")
+        if heavy_user is not None:
+            q(f"""INSERT INTO persona.orders (user_id, occurred_at, value)
+                  SELECT {heavy_user}, timestamptz '2025-01-01' + (g % 365) * interval '1 day', 20
+                    FROM generate_series(1, 1000) g""")
+        q("ANALYZE persona.orders")
+
+    # ml-100k-sized: 943 users, 1,682 items; user 1 also gets 1,000 orders.
+    q("SELECT persona.load_demo(users => 943, items => 1682, seed => 5, replace => true)")
+    orders(943, 100_000, heavy_user=1)
+    q("SELECT cf_train(algorithm => 'svd', options => '{\"seed\": 1, \"test_fraction\": 0}')")
+    q("SELECT profile_train(options => '{\"as_of\": \"2026-01-01\"}')")
+    users = [r[0] for r in q("SELECT user_id FROM persona.users ORDER BY 1")]
+    for u in users[:20]:
+        q("SELECT user_profile(%s, as_of => '2026-01-01')", u)  # warm the caches
+    times = []
+    for u in users:
+        t = time.perf_counter()
+        q("SELECT user_profile(%s, as_of => '2026-01-01')", u)
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99)]
+    t = time.perf_counter(); q("SELECT user_profile(1, as_of => '2026-01-01')"); heavy = (time.perf_counter() - t) * 1000
+    print(f"user_profile over {len(users)} users, 100k orders: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {times[-1]:.2f} ms; the 1,000-order user {heavy:.2f} ms (client round trip included)")
+    # 100,000 users and 1M orders.
+    t = time.perf_counter()
+    q("SELECT persona.load_demo(users => 100000, seed => 5, replace => true)")
+    load_s = time.perf_counter() - t
+    orders(100_000, 1_000_000)
+    q("SELECT cf_train(algorithm => 'svd', options => '{\"seed\": 1, \"test_fraction\": 0}')")
+    train_s, _ = best(lambda: q("SELECT profile_train(options => '{\"as_of\": \"2026-01-01\"}')"), 2)
+    ratings = q("SELECT count(*) FROM persona.ratings")[0][0]
+    many_s, _ = best(lambda: q("SELECT count(*) FROM user_profiles(as_of => '2026-01-01')"), 2)
+    n = q("SELECT count(*) FROM user_profiles(as_of => '2026-01-01')")[0][0]
+    print(f"profile_train on 1,000,000 orders of 100,000 users (clusters on {ratings} ratings' svd factors): {train_s:.2f} s; "
+          f"user_profiles for {n} users: {many_s:.2f} s")
+    results["portraits"] = {"user_profile_p50_ms": p50, "user_profile_p99_ms": p99, "user_profile_max_ms": times[-1],
+                            "heavy_user_ms": heavy, "users": len(users), "orders": 100_000,
+                            "profile_train_1m_orders_s": train_s, "user_profiles_100k_s": many_s,
+                            "user_profiles_rows": n, "ratings_100k_users": ratings}
 
 # 5. Text scoring against Python onnxruntime + tokenizers ------------------------------------------------
 section("bert_score on 10,000 sentences vs Python onnxruntime + tokenizers (same model, batches of 64, 2 threads)")

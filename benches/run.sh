@@ -5,6 +5,8 @@
 #   - cf_recommend(user, 10) over a 100,000-item catalogue at 64 factors
 #   - campaign_metrics over 10 million events vs the equivalent hand-written GROUP BY
 #   - campaign_metrics with cuped + segments over the same events vs the same aggregation hand-written
+#   - portraits (only when named: BENCH_ONLY=portraits): user_profile p50/p99, profile_train on 1M
+#     orders and user_profiles for 100,000 users
 #   - fold-in of held-out ml-100k users vs a model retrained with them (quality, latency)
 #   - ALS (cf_train) vs implicit's fit on a per-user 75/25 ml-100k split: time and NDCG@10
 #   - cold-start items: 10% of ml-100k items held out, factors from their title + genres

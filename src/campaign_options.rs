@@ -106,6 +106,7 @@ pub struct Rel {
     pub name: String,
     /// A unique index on `user_id` alone: one row per user, read without grouping.
     pub unique_user: bool,
+    pub oid: pg_sys::Oid,
 }
 
 /// Resolves a relation named in an option on the caller's search path (as a regclass argument
@@ -144,7 +145,11 @@ pub(crate) fn relation(
         "pg_index",
     )
     .is_some();
-    Rel { name, unique_user }
+    Rel {
+        name,
+        unique_user,
+        oid,
+    }
 }
 
 /// Reads the options; `starts_at` is the campaign's (needed by a CUPED lookback).

@@ -137,18 +137,7 @@ fn campaign_report(campaign: &str, options: default!(Jsonb, "'{}'")) -> String {
                 ],
             )
         });
-        let oid = Spi::connect(|client| {
-            select_user(
-                client,
-                "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
-                Some(1),
-                &[name.as_str().into()],
-                "to_regclass",
-            )
-            .next()
-            .and_then(|r| r.column::<pg_sys::Oid>(1, "oid"))
-        });
-        let (obs, _) = uplift_observations(campaign, oid, "default");
+        let (obs, _) = uplift_observations(campaign, Some(rel.oid), "default");
         let hint = "The Qini curve needs scored users in both the treatment and the control arm, \
                     with and without conversions.";
         QiniInput {

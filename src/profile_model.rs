@@ -17,6 +17,7 @@ use crate::campaign_options::relation;
 use crate::error::{raise, raise_hint};
 use crate::json::Jsonb;
 use crate::model_acl::{self, Store};
+use crate::monitor::Interrupts;
 use crate::options::Options;
 use crate::source::ColumnKind;
 use crate::spi::{first, select, select_one, select_user, write, write_one, Columns};
@@ -308,7 +309,8 @@ fn fit_taste(c: &Clusters) -> Result<Option<TasteClusters>, String> {
         })
         .collect()
     });
-    match persona_core::taste::fit(&cf, cf_model, version, k, seed, &counts) {
+    match persona_core::taste::fit(&cf, cf_model, version, k, seed, &counts, &mut Interrupts) {
+        Err(persona_core::CoreError::Cancelled) => crate::error::cancelled(),
         Ok(t) => Ok(Some(t)),
         Err(e) => fail(e.to_string()),
     }

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
+use crate::control::{Monitor, Progress};
 use crate::{CoreError, Result};
 
 /// A clustering.
@@ -101,7 +102,12 @@ fn plus_plus(points: &[Vec<f32>], k: usize, rng: &mut Pcg64Mcg) -> Vec<Vec<f32>>
     centroids
 }
 
-fn lloyd(points: &[Vec<f32>], mut centroids: Vec<Vec<f32>>, max_iterations: usize) -> Clustering {
+fn lloyd(
+    points: &[Vec<f32>],
+    mut centroids: Vec<Vec<f32>>,
+    max_iterations: usize,
+    monitor: &mut dyn Monitor,
+) -> Result<Clustering> {
     let (k, dim) = (centroids.len(), points[0].len());
     let mut labels = vec![usize::MAX; points.len()];
     let mut iterations = 0;
@@ -118,6 +124,12 @@ fn lloyd(points: &[Vec<f32>], mut centroids: Vec<Vec<f32>>, max_iterations: usiz
             break;
         }
         iterations += 1;
+        monitor.step(&Progress::epoch(
+            "k-means",
+            iterations,
+            max_iterations,
+            None,
+        ))?;
         let mut sums = vec![vec![0.0f64; dim]; k];
         let mut counts = vec![0usize; k];
         for (p, &l) in points.iter().zip(&labels) {
@@ -154,27 +166,34 @@ fn lloyd(points: &[Vec<f32>], mut centroids: Vec<Vec<f32>>, max_iterations: usiz
         .zip(&labels)
         .map(|(p, &l)| distance2(p, &centroids[l]))
         .sum();
-    Clustering {
+    Ok(Clustering {
         centroids,
         labels,
         inertia,
         iterations,
-    }
+    })
 }
 
 /// k-means with `restarts` k-means++ seedings from `seed`, keeping the lowest inertia.
+/// `monitor` is called after every Lloyd iteration; its error stops the clustering.
 pub fn kmeans(
     points: &[Vec<f32>],
     k: usize,
     seed: u64,
     restarts: usize,
     max_iterations: usize,
+    monitor: &mut dyn Monitor,
 ) -> Result<Clustering> {
     check(points, k)?;
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
     let mut best: Option<Clustering> = None;
     for _ in 0..restarts.max(1) {
-        let c = lloyd(points, plus_plus(points, k, &mut rng), max_iterations);
+        let c = lloyd(
+            points,
+            plus_plus(points, k, &mut rng),
+            max_iterations,
+            monitor,
+        )?;
         if best.as_ref().is_none_or(|b| c.inertia < b.inertia) {
             best = Some(c);
         }
@@ -231,6 +250,7 @@ pub fn choose_k(
     points: &[Vec<f32>],
     ks: std::ops::RangeInclusive<usize>,
     seed: u64,
+    monitor: &mut dyn Monitor,
 ) -> Result<(Clustering, Vec<(usize, f64)>)> {
     let mut scores = Vec::new();
     let mut best: Option<(f64, Clustering)> = None;
@@ -238,7 +258,8 @@ pub fn choose_k(
         if k > points.len() {
             break;
         }
-        let c = kmeans(points, k, seed, 4, 300)?;
+        let c = kmeans(points, k, seed, 4, 300, monitor)?;
+        monitor.step(&Progress::epoch("silhouette", k, 0, None))?;
         let Some(s) = silhouette(points, &c.labels, 2000, seed) else {
             continue;
         };
@@ -255,6 +276,7 @@ pub fn choose_k(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::NoMonitor;
     use rand_distr::{Distribution, Normal};
 
     /// Three well-separated blobs of 60 points in 4 dimensions.
@@ -283,8 +305,8 @@ mod tests {
     #[test]
     fn cluster_recovers_separable_blobs_and_is_deterministic() {
         let (points, truth) = blobs(1);
-        let a = kmeans(&points, 3, 42, 4, 300).unwrap();
-        let b = kmeans(&points, 3, 42, 4, 300).unwrap();
+        let a = kmeans(&points, 3, 42, 4, 300, &mut NoMonitor).unwrap();
+        let b = kmeans(&points, 3, 42, 4, 300, &mut NoMonitor).unwrap();
         assert_eq!(a, b, "same seed, same clustering");
         // The clusters are the blobs (up to renaming).
         for c in 0..3 {
@@ -296,7 +318,7 @@ mod tests {
                 .collect();
             assert_eq!(members.len(), 1, "cluster {c} mixes blobs");
         }
-        let (chosen, scores) = choose_k(&points, 2..=6, 7).unwrap();
+        let (chosen, scores) = choose_k(&points, 2..=6, 7, &mut NoMonitor).unwrap();
         assert_eq!(chosen.centroids.len(), 3, "silhouette picks 3: {scores:?}");
         assert!(scores.iter().all(|&(_, s)| (-1.0..=1.0).contains(&s)));
     }
@@ -316,7 +338,7 @@ mod tests {
     #[test]
     fn cluster_refuses_bad_input() {
         let points = vec![vec![1.0f32, 2.0], vec![f32::NAN, 0.0]];
-        assert!(kmeans(&points, 1, 0, 1, 10).is_err());
-        assert!(kmeans(&[vec![1.0f32]], 2, 0, 1, 10).is_err());
+        assert!(kmeans(&points, 1, 0, 1, 10, &mut NoMonitor).is_err());
+        assert!(kmeans(&[vec![1.0f32]], 2, 0, 1, 10, &mut NoMonitor).is_err());
     }
 }

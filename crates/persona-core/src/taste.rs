@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cf::CfModel;
 use crate::cluster::{choose_k, kmeans, nearest, Clustering};
+use crate::control::Monitor;
 use crate::{CoreError, Result};
 
 /// The clusters stored with a portrait model.
@@ -81,7 +82,8 @@ pub fn name_clusters(
         .collect()
 }
 
-/// Clusters the users of `model` (k given, or chosen by silhouette over 2..=8) and names them.
+/// Clusters the users of `model` (k given, or chosen by silhouette over 2..=8) and names them;
+/// `monitor` is called between k-means iterations (its error stops the fit).
 pub fn fit(
     model: &CfModel,
     cf_model: &str,
@@ -89,11 +91,12 @@ pub fn fit(
     k: Option<usize>,
     seed: u64,
     counts: &[(i64, String, u64)],
+    monitor: &mut dyn Monitor,
 ) -> Result<TasteClusters> {
     let (ids, rows) = factor_rows(model)?;
     let (clustering, silhouettes): (Clustering, Vec<(usize, f64)>) = match k {
-        Some(k) => (kmeans(&rows, k, seed, 4, 300)?, Vec::new()),
-        None => choose_k(&rows, 2..=8, seed)?,
+        Some(k) => (kmeans(&rows, k, seed, 4, 300, monitor)?, Vec::new()),
+        None => choose_k(&rows, 2..=8, seed, monitor)?,
     };
     let k = clustering.centroids.len();
     let labels: HashMap<i64, usize> = ids

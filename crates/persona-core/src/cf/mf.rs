@@ -200,7 +200,99 @@ fn init(n: usize, k: usize, std: f32, rng: &mut Pcg64Mcg) -> Vec<f32> {
     (0..n * k).map(|_| normal.sample(rng)).collect()
 }
 
-/// Biased MF by SGD over the ratings, shuffled every epoch.
+/// Bytes of factors one block of [`Grid`] spans on each side: a quarter of a typical per-core L2
+/// cache, so that a cell's p_u and q_i stay in cache while its ratings are visited.
+const BLOCK_BYTES: usize = 256 * 1024;
+
+/// The ratings laid out in a grid for cache-friendly SGD, as LIBMF does (Zhuang, Chin, Juan and
+/// Lin 2013): users and items are split into blocks of consecutive indices whose factors fit
+/// [`BLOCK_BYTES`]; a cell (user block × item block) holds its ratings contiguously, as segments
+/// (one user's ratings in the cell). A cell's factors and ratings then fit in L2 together, where
+/// the rows of `d.by_user` would be read from scattered places. Eight bytes per rating and twelve
+/// per segment (at most one per rating).
+struct Grid {
+    /// Item and rating, cell after cell, each cell's segments in user order.
+    items: Vec<u32>,
+    ratings: Vec<f32>,
+    /// `[user, start, end)` ranges of `items`/`ratings`, cell after cell.
+    segments: Vec<[u32; 3]>,
+    /// The cells, as ranges of `segments`.
+    cells: Vec<std::ops::Range<usize>>,
+}
+
+/// The peak bytes [`Grid::new`] allocates for `d` with factors of `factors` floats (for the
+/// memory estimate): the ratings copied (8 bytes each) and, while it is built, 16 + 12 bytes per
+/// segment.
+pub fn grid_bytes(d: &Dataset, factors: usize) -> usize {
+    let per_block = (BLOCK_BYTES / ((factors + 1) * 4)).max(1);
+    let (ptr, idx) = (&d.by_user.ptr, &d.by_user.idx);
+    let mut pieces = 0usize;
+    for u in 0..d.n_users() {
+        let row = &idx[ptr[u] as usize..ptr[u + 1] as usize];
+        pieces += row
+            .windows(2)
+            .filter(|w| w[0] as usize / per_block != w[1] as usize / per_block)
+            .count()
+            + usize::from(!row.is_empty());
+    }
+    d.n_ratings()
+        .saturating_mul(8)
+        .saturating_add(pieces.saturating_mul(28))
+}
+
+impl Grid {
+    fn new(d: &Dataset, bytes_per_row: usize) -> Grid {
+        let per_block = (BLOCK_BYTES / bytes_per_row.max(1)).max(1);
+        let blocks = |n: usize| n.div_ceil(per_block).max(1);
+        let (ptr, idx, val) = (&d.by_user.ptr, &d.by_user.idx, &d.by_user.val);
+        // Each user's row split at the item-block boundaries: (item block, user, start, end) of
+        // `d.by_user`, sorted into cell order (stable: users ascending within a cell).
+        let mut pieces: Vec<(u32, u32, u32, u32)> = Vec::new();
+        for u in 0..d.n_users() {
+            let (mut s, end) = (ptr[u] as usize, ptr[u + 1] as usize);
+            while s < end {
+                let block = idx[s] as usize / per_block;
+                let mut e = s + 1;
+                while e < end && idx[e] as usize / per_block == block {
+                    e += 1;
+                }
+                pieces.push((block as u32, u as u32, s as u32, e as u32));
+                s = e;
+            }
+        }
+        let user_blocks = blocks(d.n_users());
+        pieces.sort_by_key(|&(b, u, _, _)| (b as usize * user_blocks + u as usize / per_block, u));
+        let mut g = Grid {
+            items: Vec::with_capacity(d.n_ratings()),
+            ratings: Vec::with_capacity(d.n_ratings()),
+            segments: Vec::with_capacity(pieces.len()),
+            cells: Vec::new(),
+        };
+        let mut cell = None;
+        for (b, u, s, e) in pieces {
+            let key = (b, u as usize / per_block);
+            if cell != Some(key) {
+                cell = Some(key);
+                g.cells.push(g.segments.len()..g.segments.len());
+            }
+            let start = g.items.len() as u32;
+            g.items.extend_from_slice(&idx[s as usize..e as usize]);
+            g.ratings.extend_from_slice(&val[s as usize..e as usize]);
+            g.segments.push([u, start, g.items.len() as u32]);
+            g.cells.last_mut().expect("a cell was opened").end += 1;
+        }
+        g
+    }
+}
+
+/// Biased MF by SGD in a cache-friendly order: every epoch visits the cells of a [`Grid`] in a
+/// fresh random order, in each cell its users in a fresh random order, and each user's ratings
+/// there in a fresh random order. The textbook order (one global shuffle of
+/// the ratings per epoch) costs a cache miss per rating for the shuffle and two more for a random
+/// p_u and q_i: at 25 million ratings (MovieLens 25M's shape) it took 132 s against 65 s in user
+/// order and 28 s on the grid; the textbook order made time grow faster than the ratings
+/// once the factors outgrew the caches. When the factors fit one cell (ml-100k) the order is plain
+/// user order; the accuracy on ml-100k is unchanged (RMSE 0.9164 against 0.9165 shuffled, README).
 /// The SGD trainers run on the caller's thread: they ask [`Monitor::interrupted`] every this
 /// many ratings (a few milliseconds), not only between epochs, which take seconds on millions
 /// of ratings.
@@ -217,27 +309,49 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
         p: init(d.n_users(), k, p.init_std, &mut rng),
         q: init(d.n_items(), k, p.init_std, &mut rng),
     };
-    let mut order: Vec<(u32, u32, f32)> = d.triples().collect();
     let mu = d.global_mean;
+    let mut grid = Grid::new(d, (k + 1) * 4);
+    let mut row: Vec<(u32, f32)> = Vec::new();
     let (mut lr, mut lr_b) = (p.lr, p.lr_bias);
     for epoch in 0..p.epochs {
-        order.shuffle(&mut rng);
+        grid.cells.shuffle(&mut rng);
         let mut sse = 0f64;
-        for (n, &(u, i, r)) in order.iter().enumerate() {
-            if n % CHECK_EVERY_RATINGS == 0 && monitor.interrupted() {
-                return Err(CoreError::Cancelled);
-            }
-            let (u, i) = (u as usize, i as usize);
-            let pu = &mut f.p[u * k..(u + 1) * k];
-            let qi = &mut f.q[i * k..(i + 1) * k];
-            let e = r - (mu + f.bu[u] + f.bi[i] + dot(pu, qi));
-            sse += (e * e) as f64;
-            f.bu[u] += lr_b * (e - p.reg_bias * f.bu[u]);
-            f.bi[i] += lr_b * (e - p.reg_bias * f.bi[i]);
-            for (pf, qf) in pu.iter_mut().zip(qi.iter_mut()) {
-                let (a, b) = (*pf, *qf);
-                *pf += lr * (e * b - p.reg * a);
-                *qf += lr * (e * a - p.reg * b);
+        let mut since_check = 0usize;
+        for range in &grid.cells {
+            let cell = &mut grid.segments[range.clone()];
+            cell.shuffle(&mut rng);
+            for &[u, start, end] in cell.iter() {
+                let (start, end) = (start as usize, end as usize);
+                since_check += end - start;
+                if since_check >= CHECK_EVERY_RATINGS {
+                    since_check = 0;
+                    if monitor.interrupted() {
+                        return Err(CoreError::Cancelled);
+                    }
+                }
+                row.clear();
+                row.extend(
+                    grid.items[start..end]
+                        .iter()
+                        .copied()
+                        .zip(grid.ratings[start..end].iter().copied()),
+                );
+                row.shuffle(&mut rng);
+                let u = u as usize;
+                let pu = &mut f.p[u * k..(u + 1) * k];
+                for &(i, r) in &row {
+                    let i = i as usize;
+                    let qi = &mut f.q[i * k..(i + 1) * k];
+                    let e = r - (mu + f.bu[u] + f.bi[i] + dot(pu, qi));
+                    sse += (e * e) as f64;
+                    f.bu[u] += lr_b * (e - p.reg_bias * f.bu[u]);
+                    f.bi[i] += lr_b * (e - p.reg_bias * f.bi[i]);
+                    for (pf, qf) in pu.iter_mut().zip(qi.iter_mut()) {
+                        let (a, b) = (*pf, *qf);
+                        *pf += lr * (e * b - p.reg * a);
+                        *qf += lr * (e * a - p.reg * b);
+                    }
+                }
             }
         }
         lr *= p.lr_decay;
@@ -246,7 +360,7 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
             "sgd",
             epoch + 1,
             p.epochs,
-            Some((sse / order.len() as f64).sqrt()),
+            Some((sse / d.n_ratings() as f64).sqrt()),
         ))?;
     }
     Ok(f)
@@ -502,5 +616,34 @@ mod tests {
             assert_eq!(r.unwrap_err(), CoreError::Cancelled);
             assert_eq!(m.1, 4, "asked until the interrupt, then stopped");
         }
+    }
+
+    #[test]
+    fn the_grid_holds_every_rating_once_in_cells_that_fit_the_cache() {
+        // 60 users x 40 items with 2,048 floats per row: 32 rows per block, so 2 x 2 cells.
+        let d = synthetic();
+        let g = Grid::new(&d, BLOCK_BYTES / 32);
+        assert_eq!(g.cells.len(), 4);
+        let mut seen = Vec::new();
+        for cell in &g.cells {
+            let (mut users, mut items) = (Vec::new(), Vec::new());
+            for &[u, s, e] in &g.segments[cell.clone()] {
+                assert!(s < e, "a segment is never empty");
+                users.push(u / 32);
+                for n in s as usize..e as usize {
+                    items.push(g.items[n] / 32);
+                    seen.push((u, g.items[n], g.ratings[n].to_bits()));
+                }
+            }
+            users.dedup();
+            items.sort_unstable();
+            items.dedup();
+            assert_eq!((users.len(), items.len()), (1, 1), "a cell is one user block x one item block");
+        }
+        let mut all: Vec<(u32, u32, u32)> = d.triples().map(|(u, i, r)| (u, i, r.to_bits())).collect();
+        seen.sort_unstable();
+        all.sort_unstable();
+        assert_eq!(seen, all);
+        assert_eq!(grid_bytes(&d, BLOCK_BYTES / 128 - 1), d.n_ratings() * 8 + g.segments.len() * 28);
     }
 }

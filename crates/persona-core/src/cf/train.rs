@@ -11,7 +11,7 @@ use super::als::{train_als, AlsParams};
 use super::baseline::{BaselineParams, Biases};
 use super::data::Dataset;
 use super::knn::{Based, KnnModel, KnnParams};
-use super::mf::{train_svd, train_svdpp, MfParams};
+use super::mf::{grid_bytes, train_svd, train_svdpp, MfParams};
 use super::model::{Body, CfModel};
 use crate::control::{Monitor, Progress, Threads};
 use crate::{CoreError, Result};
@@ -165,7 +165,11 @@ pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usi
         .saturating_add(16 << 20);
     let model = match algo {
         Algorithm::Baseline => m(&[u + i, 4]),
-        Algorithm::Svd | Algorithm::Svdpp => {
+        Algorithm::Svd => {
+            let p: MfParams = parse_mf(algo, options)?;
+            m(&[u + i, p.factors, 4]).saturating_add(grid_bytes(d, p.factors))
+        }
+        Algorithm::Svdpp => {
             let p: MfParams = parse_mf(algo, options)?;
             m(&[u + 2 * i, p.factors, 4]).saturating_add(m(&[r, 12]))
         }

@@ -1,0 +1,77 @@
+//! Training time against the number of ratings, without PostgreSQL: the synthetic long-tail
+//! ratings of `benches/bench.py`'s "scale" section (MovieLens 25M's shape: 162,541 users ×
+//! 59,047 items at 25M ratings, users and items in proportion at smaller sizes; user u = U·r^1.8,
+//! item i = I·r^1.9), generated here with the same power laws, then each algorithm trained once.
+//! It prints the training time per size and the growth factor between sizes, so a trainer whose
+//! time grows faster than the ratings shows up in seconds, not in a 15-minute SQL benchmark.
+//!
+//!     cargo run --release -p persona-core --example scale [SIZES] [ALGOS]
+//!     cargo run --release -p persona-core --example scale 1000000,5000000 svd,svdpp
+use std::time::Instant;
+
+use persona_core::cf::{train, Algorithm, Dataset};
+use persona_core::control::{NoMonitor, Threads};
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+fn ratings(n: usize) -> Dataset {
+    let users = (162_541.0 * n as f64 / 25e6).round().max(100.0);
+    let items = (59_047.0 * n as f64 / 25e6).round().max(50.0);
+    let mut rng = Pcg64Mcg::seed_from_u64(42);
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut rows = Vec::with_capacity(n);
+    while rows.len() < n {
+        let u = 1 + (users * rng.random::<f64>().powf(1.8)) as i64;
+        let i = 1 + (items * rng.random::<f64>().powf(1.9)) as i64;
+        if seen.insert((u, i)) {
+            let r = (3.5 + rng.random::<f64>() * 2.0 - 1.0 + ((rows.len() % 7) as f64 - 3.0) * 0.2)
+                .round()
+                .clamp(1.0, 5.0);
+            rows.push((u, i, r as f32));
+        }
+    }
+    Dataset::from_triples(&rows).expect("ratings")
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let sizes: Vec<usize> = args
+        .next()
+        .unwrap_or_else(|| "1000000,5000000".into())
+        .split(',')
+        .map(|s| s.parse().expect("size"))
+        .collect();
+    let algos: Vec<Algorithm> = args
+        .next()
+        .unwrap_or_else(|| "svd,svdpp,als,knn_item".into())
+        .split(',')
+        .map(|s| s.parse().expect("algorithm"))
+        .collect();
+    let threads = Threads::new(2).expect("threads");
+    let mut last: Vec<Option<(usize, f64)>> = vec![None; algos.len()];
+    for &n in &sizes {
+        let t = Instant::now();
+        let d = ratings(n);
+        // Item-based k-NN's similarity walk visits every pair of items a user rated: its work is
+        // the sum of the squared user activities, which a long tail makes grow faster than n.
+        let pairs: f64 = (0..d.n_users() as u32)
+            .map(|u| (d.by_user.row_len(u) as f64).powi(2))
+            .sum();
+        println!(
+            "{n} ratings: {} users x {} items, {pairs:.3e} co-rated pairs (generated in {:.1} s)",
+            d.n_users(),
+            d.n_items(),
+            t.elapsed().as_secs_f64()
+        );
+        for (a, &algo) in algos.iter().enumerate() {
+            let t = Instant::now();
+            train(&d, algo, "{}", &threads, &mut NoMonitor).expect("trains");
+            let s = t.elapsed().as_secs_f64();
+            let growth = last[a]
+                .map(|(m, prev)| format!("  {:.1}x for {:.1}x ratings", s / prev, n as f64 / m as f64))
+                .unwrap_or_default();
+            println!("  {:9} {s:7.2} s{growth}", algo.name());
+            last[a] = Some((n, s));
+        }
+    }
+}

@@ -390,6 +390,7 @@ fn user_profiles(
         return TableIterator::new(Vec::new());
     }
     let rows = read_users(&ids, model, as_of);
+    sections.prepare_similar(&ids);
     let cf = rows
         .first()
         .is_some_and(|u| u.has_model)

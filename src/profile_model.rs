@@ -4,6 +4,7 @@
 //! shared like cf models); `profile_deploy` rolls back or forward; `user_profile` applies the
 //! active model to one user's orders ([`sections`]).
 
+use persona_core::control::Threads;
 use persona_core::lifetime::{summarise, Summary};
 use persona_core::portrait::{PortraitModel, DEFAULT_DISCOUNT_RATE};
 use persona_core::taste::TasteClusters;
@@ -14,7 +15,7 @@ use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Value};
 
 use crate::campaign_options::relation;
-use crate::error::{raise, raise_hint};
+use crate::error::{raise, raise_hint, OrRaise};
 use crate::json::Jsonb;
 use crate::model_acl::{self, Store};
 use crate::monitor::Interrupts;
@@ -172,7 +173,16 @@ fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'
         );
     }
     let summaries = summarise(&rows, today);
-    let portrait = PortraitModel::fit(&summaries, discount_rate, penalizer).unwrap_or_else(|e| {
+    let threads =
+        persona_core::control::Threads::new(crate::settings::training_threads()).or_raise();
+    let portrait = PortraitModel::fit(
+        &summaries,
+        discount_rate,
+        penalizer,
+        &threads,
+        &mut Interrupts,
+    )
+    .unwrap_or_else(|e| {
         let hint = if e.to_string().contains("did not converge") {
             "Try the option penalizer (e.g. '{\"penalizer\": 0.001}'), more orders or another \
              as_of; the active version is unchanged."
@@ -488,6 +498,9 @@ fn apply(version: i32, portrait: &PortraitModel, s: &Summary) -> (Value, Value) 
     (lifetime, rfm)
 }
 
+/// How many similar users a portrait's taste cluster lists.
+const SIMILAR_USERS: usize = 5;
+
 /// The sections of many users, from one read of their orders.
 pub struct Sections {
     by_user: std::collections::HashMap<i64, (Value, Value)>,
@@ -495,12 +508,30 @@ pub struct Sections {
     otherwise: Value,
     /// The taste clusters and the cf model they were fitted on, or why there are none.
     taste: Result<(TasteClusters, std::rc::Rc<persona_core::cf::CfModel>), Value>,
+    /// Similar users computed ahead for many users at once ([`Sections::prepare_similar`]).
+    similar: std::collections::HashMap<i64, Vec<(i64, f32)>>,
 }
 
 impl Sections {
     /// The users with their own sections (customers with orders).
     pub fn customers(&self) -> impl Iterator<Item = i64> + '_ {
         self.by_user.keys().copied()
+    }
+
+    /// Computes the similar users of every one of `users` in one pass over the cf model's factors
+    /// (on `persona.training_threads` threads) for [`Sections::taste_for`]: one user at a time
+    /// costs a scan of every user each.
+    pub fn prepare_similar(&mut self, users: &[i64]) {
+        let Ok((_, cf)) = &self.taste else {
+            return;
+        };
+        let threads = Threads::new(crate::settings::training_threads()).or_raise();
+        let lists = cf.similar_users_many(users, SIMILAR_USERS, &threads);
+        self.similar = users
+            .iter()
+            .zip(lists)
+            .filter_map(|(&u, l)| Some((u, l?)))
+            .collect();
     }
 
     /// The user's two sections.
@@ -525,7 +556,10 @@ impl Sections {
                 "users": t.sizes[c],
                 "of": t.centroids.len(),
                 "cf_model": t.cf_model,
-                "similar_users": cf.similar_users(user_id, 5).unwrap_or_default().into_iter()
+                "similar_users": self.similar.get(&user_id).cloned()
+                    .or_else(|| cf.similar_users_many(&[user_id], SIMILAR_USERS, &Threads::current())
+                        .pop().flatten())
+                    .unwrap_or_default().into_iter()
                     .map(|(u, s)| json!({"user_id": u, "similarity": (f64::from(s) * 1000.0).round() / 1000.0}))
                     .collect::<Vec<_>>(),
             }),
@@ -552,6 +586,7 @@ pub fn sections_many(
                 by_user: Default::default(),
                 otherwise: absent(why.clone()),
                 taste: Err(absent(why)),
+                similar: Default::default(),
             }
         }
     };
@@ -588,5 +623,6 @@ pub fn sections_many(
             .collect(),
         otherwise: absent("no orders"),
         taste,
+        similar: Default::default(),
     }
 }

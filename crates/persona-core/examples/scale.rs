@@ -68,7 +68,9 @@ fn main() {
             train(&d, algo, "{}", &threads, &mut NoMonitor).expect("trains");
             let s = t.elapsed().as_secs_f64();
             let growth = last[a]
-                .map(|(m, prev)| format!("  {:.1}x for {:.1}x ratings", s / prev, n as f64 / m as f64))
+                .map(|(m, prev)| {
+                    format!("  {:.1}x for {:.1}x ratings", s / prev, n as f64 / m as f64)
+                })
                 .unwrap_or_default();
             println!("  {:9} {s:7.2} s{growth}", algo.name());
             last[a] = Some((n, s));

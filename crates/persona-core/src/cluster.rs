@@ -10,7 +10,10 @@
 //! [`silhouette`]: the mean silhouette coefficient (Rousseeuw 1987) with Euclidean distances, as
 //! scikit-learn's `silhouette_score` (a point alone in its cluster scores 0), computed on at most
 //! `sample` points drawn with the seed when there are more (scikit-learn's `sample_size`).
-//! [`choose_k`] runs k-means for each k of a range and keeps the k with the highest silhouette.
+//! [`choose_k`] runs k-means for each k of a range and keeps the k with the highest silhouette,
+//! on a seeded sample of [`CHOOSE_K_SAMPLE`] points when there are more, then fits that k on all.
+//! Lloyd's iterations stop as scikit-learn's (`tol` 1e-4 of the mean variance on the centroids'
+//! squared shift) or when no label changes.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -102,6 +105,29 @@ fn plus_plus(points: &[Vec<f32>], k: usize, rng: &mut Pcg64Mcg) -> Vec<Vec<f32>>
     centroids
 }
 
+/// scikit-learn's `KMeans(tol=1e-4)`: relative to the data's mean per-dimension variance.
+const TOLERANCE: f64 = 1e-4;
+
+/// The mean over dimensions of the points' variance.
+fn mean_variance(points: &[Vec<f32>]) -> f64 {
+    let (n, dim) = (points.len() as f64, points[0].len());
+    let mut mean = vec![0.0f64; dim];
+    for p in points {
+        for (m, x) in mean.iter_mut().zip(p) {
+            *m += f64::from(*x) / n;
+        }
+    }
+    let total: f64 = points.iter().map(|p| distance2_to(p, &mean)).sum();
+    total / n / dim as f64
+}
+
+fn distance2_to(a: &[f32], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - y).powi(2))
+        .sum()
+}
+
 fn lloyd(
     points: &[Vec<f32>],
     mut centroids: Vec<Vec<f32>>,
@@ -109,8 +135,10 @@ fn lloyd(
     monitor: &mut dyn Monitor,
 ) -> Result<Clustering> {
     let (k, dim) = (centroids.len(), points[0].len());
+    let tolerance = TOLERANCE * mean_variance(points);
     let mut labels = vec![usize::MAX; points.len()];
     let mut iterations = 0;
+    let mut settled = false;
     loop {
         let mut changed = false;
         for (p, l) in points.iter().zip(labels.iter_mut()) {
@@ -120,7 +148,7 @@ fn lloyd(
                 changed = true;
             }
         }
-        if !changed || iterations >= max_iterations {
+        if !changed || settled || iterations >= max_iterations {
             break;
         }
         iterations += 1;
@@ -132,6 +160,7 @@ fn lloyd(
         ))?;
         let mut sums = vec![vec![0.0f64; dim]; k];
         let mut counts = vec![0usize; k];
+        let mut shift = 0.0;
         for (p, &l) in points.iter().zip(&labels) {
             counts[l] += 1;
             for (s, x) in sums[l].iter_mut().zip(p) {
@@ -154,12 +183,19 @@ fn lloyd(
                 centroids[c] = points[far].clone();
                 labels[far] = c;
             } else {
-                centroids[c] = sums[c]
+                let moved: Vec<f32> = sums[c]
                     .iter()
                     .map(|s| (s / counts[c] as f64) as f32)
                     .collect();
+                shift += distance2(&moved, &centroids[c]);
+                centroids[c] = moved;
+                continue;
             }
+            shift = f64::INFINITY; // a re-seeded cluster is not a settled one
         }
+        // scikit-learn's stopping rule: the centroids moved (squared, summed) by at most `tol`
+        // times the data's mean variance; the labels are then brought up to date once more.
+        settled = shift <= tolerance;
     }
     let inertia = points
         .iter()
@@ -252,15 +288,29 @@ pub fn choose_k(
     seed: u64,
     monitor: &mut dyn Monitor,
 ) -> Result<(Clustering, Vec<(usize, f64)>)> {
+    // k is chosen on a sample (the silhouette is computed on 2,000 points anyway), then the
+    // chosen k is fitted on every point: 7 values of k x 4 seedings on 100,000 users took 18.6 s,
+    // the same choice on a sample of 10,000 plus one full fit takes a fraction of it.
+    let sample: Vec<Vec<f32>>;
+    let chosen_on = if points.len() > CHOOSE_K_SAMPLE {
+        let mut idx: Vec<usize> = (0..points.len()).collect();
+        idx.shuffle(&mut Pcg64Mcg::seed_from_u64(seed ^ 0x5eed));
+        idx.truncate(CHOOSE_K_SAMPLE);
+        idx.sort_unstable();
+        sample = idx.into_iter().map(|i| points[i].clone()).collect();
+        &sample[..]
+    } else {
+        points
+    };
     let mut scores = Vec::new();
     let mut best: Option<(f64, Clustering)> = None;
     for k in ks {
-        if k > points.len() {
+        if k > chosen_on.len() {
             break;
         }
-        let c = kmeans(points, k, seed, 4, 300, monitor)?;
+        let c = kmeans(chosen_on, k, seed, 4, 300, monitor)?;
         monitor.step(&Progress::epoch("silhouette", k, 0, None))?;
-        let Some(s) = silhouette(points, &c.labels, 2000, seed) else {
+        let Some(s) = silhouette(chosen_on, &c.labels, 2000, seed) else {
             continue;
         };
         scores.push((k, s));
@@ -268,10 +318,18 @@ pub fn choose_k(
             best = Some((s, c));
         }
     }
-    best.map(|(_, c)| (c, scores)).ok_or_else(|| {
+    let (_, c) = best.ok_or_else(|| {
         CoreError::InvalidData("too few distinct users to form two taste clusters".into())
-    })
+    })?;
+    if chosen_on.len() == points.len() {
+        return Ok((c, scores));
+    }
+    let k = c.centroids.len();
+    Ok((kmeans(points, k, seed, 4, 300, monitor)?, scores))
 }
+
+/// At most this many points choose k in [`choose_k`].
+pub const CHOOSE_K_SAMPLE: usize = 10_000;
 
 #[cfg(test)]
 mod tests {
@@ -321,6 +379,28 @@ mod tests {
         let (chosen, scores) = choose_k(&points, 2..=6, 7, &mut NoMonitor).unwrap();
         assert_eq!(chosen.centroids.len(), 3, "silhouette picks 3: {scores:?}");
         assert!(scores.iter().all(|&(_, s)| (-1.0..=1.0).contains(&s)));
+    }
+
+    #[test]
+    fn choose_k_on_a_sample_then_fits_every_point() {
+        // 12,000 points (more than CHOOSE_K_SAMPLE): k is chosen on a sample, the clustering
+        // returned labels every point, and the blobs are still recovered exactly.
+        let (base, truth) = blobs(3);
+        let points: Vec<Vec<f32>> = (0..12_000).map(|n| base[n % 180].clone()).collect();
+        let (c, scores) = choose_k(&points, 2..=4, 5, &mut NoMonitor).unwrap();
+        assert_eq!(c.centroids.len(), 3, "{scores:?}");
+        assert_eq!(c.labels.len(), points.len());
+        for n in 0..points.len() {
+            assert!(
+                c.labels[n] == c.labels[n % 180],
+                "copies of a point share its cluster"
+            );
+            let other = (n + 1) % 180;
+            assert_eq!(
+                c.labels[n] == c.labels[other],
+                truth[n % 180] == truth[other]
+            );
+        }
     }
 
     #[test]

@@ -19,9 +19,13 @@
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
+use std::cell::RefCell;
+
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::{digamma, ln_gamma};
 
+use crate::control::{Monitor, NoMonitor, Progress, Threads};
 use crate::{CoreError, Result};
 
 /// One customer's purchase summary (see the module documentation).
@@ -184,17 +188,51 @@ struct Objective<'a, const N: usize> {
     customers: &'a [Customer],
     term: fn(&[f64; N], &Customer) -> (f64, [f64; N]),
     penalizer: f64,
+    threads: &'a Threads,
+    monitor: RefCell<&'a mut dyn Monitor>,
+    /// The monitor's error, kept because argmin turns an error inside the line search into an
+    /// ordinary termination.
+    stopped: &'a RefCell<Option<CoreError>>,
+    /// The last point with its cost and gradient: argmin asks for both of one point separately,
+    /// and one pass over the customers gives both.
+    last: RefCell<Option<Evaluated>>,
 }
+
+/// A point of the parameter space with its cost and gradient.
+type Evaluated = (Vec<f64>, f64, Vec<f64>);
+
+/// Customers per chunk of an evaluation: the chunks are summed in their order, so the result
+/// does not depend on the number of threads.
+const CHUNK: usize = 4096;
 
 impl<const N: usize> Objective<'_, N> {
     fn evaluate(&self, log_params: &[f64]) -> (f64, Vec<f64>) {
+        if let Some((p, c, g)) = &*self.last.borrow() {
+            if p.as_slice() == log_params {
+                return (*c, g.clone());
+            }
+        }
         let mut p = [0.0; N];
         for (k, v) in p.iter_mut().enumerate() {
             *v = log_params[k].exp();
         }
+        let term = self.term;
+        let partial = |chunk: &[Customer]| {
+            let (mut ll, mut g) = (0.0, [0.0; N]);
+            for c in chunk {
+                let (l, d) = term(&p, c);
+                ll += l;
+                for k in 0..N {
+                    g[k] += d[k];
+                }
+            }
+            (ll, g)
+        };
+        let parts: Vec<(f64, [f64; N])> = self
+            .threads
+            .run(|| self.customers.par_chunks(CHUNK).map(partial).collect());
         let (mut ll, mut g) = (0.0, [0.0; N]);
-        for c in self.customers {
-            let (l, d) = (self.term)(&p, c);
+        for (l, d) in parts {
             ll += l;
             for k in 0..N {
                 g[k] += d[k];
@@ -203,10 +241,23 @@ impl<const N: usize> Objective<'_, N> {
         let n = self.customers.len() as f64;
         let penalty: f64 = self.penalizer * p.iter().map(|x| x * x).sum::<f64>();
         // d/d(log θ) = θ · d/dθ; minimising the negative mean plus the penalty.
-        let grad = (0..N)
+        let grad: Vec<f64> = (0..N)
             .map(|k| -g[k] * p[k] / n + 2.0 * self.penalizer * p[k] * p[k])
             .collect();
-        (-ll / n + penalty, grad)
+        let cost = -ll / n + penalty;
+        *self.last.borrow_mut() = Some((log_params.to_vec(), cost, grad.clone()));
+        (cost, grad)
+    }
+
+    /// Asks the monitor whether to go on (every evaluation: a pass over the customers).
+    fn go_on(&self) -> std::result::Result<(), argmin::core::Error> {
+        let progress = Progress::epoch("likelihood", 0, 0, None);
+        if let Err(e) = self.monitor.borrow_mut().step(&progress) {
+            let message = e.to_string();
+            *self.stopped.borrow_mut() = Some(e);
+            return Err(argmin::core::Error::msg(message));
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +265,7 @@ impl<const N: usize> CostFunction for Objective<'_, N> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
+        self.go_on()?;
         let (c, _) = self.evaluate(p);
         if c.is_finite() {
             Ok(c)
@@ -228,8 +280,16 @@ impl<const N: usize> Gradient for Objective<'_, N> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, p: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
+        self.go_on()?;
         Ok(self.evaluate(p).1)
     }
+}
+
+/// How a fit runs: the threads that sum the likelihood over the customers, and the monitor asked
+/// between passes (its error stops the fit: cancel, statement_timeout).
+pub struct Fitting<'a> {
+    pub threads: &'a Threads,
+    pub monitor: &'a mut dyn Monitor,
 }
 
 /// Maximum-likelihood fit over log-parameters from `start`.
@@ -238,17 +298,34 @@ fn fit<const N: usize>(
     term: fn(&[f64; N], &Customer) -> (f64, [f64; N]),
     penalizer: f64,
     what: &str,
+    how: Fitting<'_>,
 ) -> Result<([f64; N], FitReport)> {
     if !(penalizer >= 0.0 && penalizer.is_finite()) {
         return Err(CoreError::InvalidParameter(format!(
             "the penalizer must be a non-negative number, got {penalizer}"
         )));
     }
-    let problem = Objective {
-        customers,
-        term,
-        penalizer,
-    };
+    let stopped = RefCell::new(None);
+    let mut no_monitor = NoMonitor;
+    let threads = how.threads;
+    fn objective<'a, const N: usize>(
+        customers: &'a [Customer],
+        term: fn(&[f64; N], &Customer) -> (f64, [f64; N]),
+        penalizer: f64,
+        threads: &'a Threads,
+        monitor: &'a mut dyn Monitor,
+        stopped: &'a RefCell<Option<CoreError>>,
+    ) -> Objective<'a, N> {
+        Objective {
+            customers,
+            term,
+            penalizer,
+            threads,
+            monitor: RefCell::new(monitor),
+            stopped,
+            last: RefCell::new(None),
+        }
+    }
     let err = |e: argmin::core::Error| {
         CoreError::InvalidData(format!("the {what} fit failed to converge: {e}"))
     };
@@ -256,22 +333,31 @@ fn fit<const N: usize>(
         .with_tolerance_grad(1e-9)
         .and_then(|s| s.with_tolerance_cost(0.0))
         .map_err(err)?;
-    let result = Executor::new(problem, solver)
-        .configure(|s| s.param(vec![0.1; N]).max_iters(1000))
-        .timer(false)
-        .run()
-        .map_err(err)?;
+    let result = Executor::new(
+        objective(customers, term, penalizer, threads, how.monitor, &stopped),
+        solver,
+    )
+    .configure(|s| s.param(vec![0.1; N]).max_iters(1000))
+    .timer(false)
+    .run();
+    if let Some(e) = stopped.replace(None) {
+        return Err(e);
+    }
+    let result = result.map_err(err)?;
     let state = result.state();
     let best = state
         .get_best_param()
         .cloned()
         .ok_or_else(|| CoreError::InvalidData(format!("the {what} fit returned no parameters")))?;
-    let objective = Objective {
+    let (cost, grad) = objective(
         customers,
         term,
         penalizer,
-    };
-    let (cost, grad) = objective.evaluate(&best);
+        threads,
+        &mut no_monitor,
+        &stopped,
+    )
+    .evaluate(&best);
     let gradient_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
     let mut params = [0.0; N];
     for (k, v) in params.iter_mut().enumerate() {
@@ -329,6 +415,23 @@ impl BgNbd {
     /// [`BgNbd::fit`] with lifetimes' `penalizer_coef`: `penalizer · (r² + α² + a² + b²)` added
     /// to the mean negative log-likelihood (α on the scaled time axis, as lifetimes).
     pub fn fit_penalized(customers: &[Customer], penalizer: f64) -> Result<(BgNbd, FitReport)> {
+        let threads = Threads::current();
+        Self::fit_with(
+            customers,
+            penalizer,
+            Fitting {
+                threads: &threads,
+                monitor: &mut NoMonitor,
+            },
+        )
+    }
+
+    /// [`BgNbd::fit_penalized`] on `how`'s threads, asking its monitor between passes.
+    pub fn fit_with(
+        customers: &[Customer],
+        penalizer: f64,
+        how: Fitting<'_>,
+    ) -> Result<(BgNbd, FitReport)> {
         check(customers)?;
         if !customers.iter().any(|c| c.frequency > 0.0) {
             return Err(CoreError::InvalidData(
@@ -352,7 +455,7 @@ impl BgNbd {
                 ..*c
             })
             .collect();
-        let ([r, alpha, a, b], report) = fit(&scaled, bgnbd_term, penalizer, "BG/NBD")?;
+        let ([r, alpha, a, b], report) = fit(&scaled, bgnbd_term, penalizer, "BG/NBD", how)?;
         Ok((
             BgNbd {
                 r,
@@ -438,6 +541,23 @@ impl GammaGamma {
         customers: &[Customer],
         penalizer: f64,
     ) -> Result<(GammaGamma, FitReport)> {
+        let threads = Threads::current();
+        Self::fit_with(
+            customers,
+            penalizer,
+            Fitting {
+                threads: &threads,
+                monitor: &mut NoMonitor,
+            },
+        )
+    }
+
+    /// [`GammaGamma::fit_penalized`] on `how`'s threads, asking its monitor between passes.
+    pub fn fit_with(
+        customers: &[Customer],
+        penalizer: f64,
+        how: Fitting<'_>,
+    ) -> Result<(GammaGamma, FitReport)> {
         check(customers)?;
         let repeat: Vec<Customer> = customers
             .iter()
@@ -451,7 +571,7 @@ impl GammaGamma {
                 repeat.len()
             )));
         }
-        let ([p, q, v], report) = fit(&repeat, gamma_gamma_term, penalizer, "Gamma-Gamma")?;
+        let ([p, q, v], report) = fit(&repeat, gamma_gamma_term, penalizer, "Gamma-Gamma", how)?;
         Ok((GammaGamma { p, q, v }, report))
     }
 
@@ -561,6 +681,79 @@ mod tests {
                 g[k]
             );
         }
+    }
+
+    #[test]
+    fn a_fit_stops_when_its_monitor_says_so() {
+        struct StopAfter(usize);
+        impl Monitor for StopAfter {
+            fn step(&mut self, _: &Progress) -> Result<()> {
+                if self.0 == 0 {
+                    return Err(CoreError::Cancelled);
+                }
+                self.0 -= 1;
+                Ok(())
+            }
+        }
+        let customers: Vec<Customer> = (0..600)
+            .map(|n| {
+                let age = 50.0 + (n * 37 % 300) as f64;
+                let frequency = (n * 7 % 6) as f64;
+                Customer {
+                    frequency,
+                    recency: if frequency == 0.0 {
+                        0.0
+                    } else {
+                        age * ((n * 13 % 10) + 1) as f64 / 11.0
+                    },
+                    age,
+                    monetary: if frequency == 0.0 {
+                        0.0
+                    } else {
+                        10.0 + (n * 17 % 90) as f64
+                    },
+                }
+            })
+            .collect();
+        let threads = Threads::current();
+        let stopped = BgNbd::fit_with(
+            &customers,
+            0.0,
+            Fitting {
+                threads: &threads,
+                monitor: &mut StopAfter(3),
+            },
+        );
+        assert!(matches!(stopped, Err(CoreError::Cancelled)), "{stopped:?}");
+        let stopped = GammaGamma::fit_with(
+            &customers,
+            0.0,
+            Fitting {
+                threads: &threads,
+                monitor: &mut StopAfter(0),
+            },
+        );
+        assert!(matches!(stopped, Err(CoreError::Cancelled)), "{stopped:?}");
+        // Without a stop, the same fit runs to the same answer on 1 or 2 threads.
+        let one = BgNbd::fit_with(
+            &customers,
+            0.01,
+            Fitting {
+                threads: &Threads::new(1).unwrap(),
+                monitor: &mut NoMonitor,
+            },
+        )
+        .unwrap();
+        let two = BgNbd::fit_with(
+            &customers,
+            0.01,
+            Fitting {
+                threads: &Threads::new(2).unwrap(),
+                monitor: &mut NoMonitor,
+            },
+        )
+        .unwrap();
+        assert_eq!(one.0, two.0);
     }
 
     #[test]

@@ -9,10 +9,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::lifetime::{customer_lifetime_value, BgNbd, Customer, FitReport, GammaGamma, Summary};
+use crate::control::{Monitor, Threads};
+use crate::lifetime::{
+    customer_lifetime_value, BgNbd, Customer, FitReport, Fitting, GammaGamma, Summary,
+};
 use crate::rfm::{RfmEdges, RfmScore, RfmValues};
 use crate::taste::TasteClusters;
-use crate::Result;
+use crate::{CoreError, Result};
 
 /// The default monthly discount rate of the CLV.
 pub const DEFAULT_DISCOUNT_RATE: f64 = 0.01;
@@ -48,29 +51,50 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 impl PortraitModel {
-    /// Fits the model on the customers' summaries.
-    pub fn fit(summaries: &[Summary], discount_rate: f64, penalizer: f64) -> Result<PortraitModel> {
+    /// Fits the model on the customers' summaries, summing the likelihoods on `threads` and asking
+    /// `monitor` between passes (its error stops the fit).
+    pub fn fit(
+        summaries: &[Summary],
+        discount_rate: f64,
+        penalizer: f64,
+        threads: &Threads,
+        monitor: &mut dyn Monitor,
+    ) -> Result<PortraitModel> {
         if !(0.0..1.0).contains(&discount_rate) {
             return Err(crate::CoreError::InvalidParameter(format!(
                 "the monthly discount rate must be in [0, 1), got {discount_rate}"
             )));
         }
         let customers: Vec<Customer> = summaries.iter().map(|s| s.customer).collect();
-        let (bgnbd, bgnbd_fit) = BgNbd::fit_penalized(&customers, penalizer)?;
-        let (gamma_gamma, gamma_gamma_fit, gamma_gamma_unavailable) =
-            match GammaGamma::fit_penalized(&customers, penalizer) {
-                Ok((g, f)) if g.q > 1.0 => (Some(g), Some(f), None),
-                Ok((g, _)) => (
-                    None,
-                    None,
-                    Some(format!(
-                        "Gamma-Gamma's q is {:.3} (at most 1): the population's mean spend is \
+        let (bgnbd, bgnbd_fit) = BgNbd::fit_with(
+            &customers,
+            penalizer,
+            Fitting {
+                threads,
+                monitor: &mut *monitor,
+            },
+        )?;
+        let (gamma_gamma, gamma_gamma_fit, gamma_gamma_unavailable) = match GammaGamma::fit_with(
+            &customers,
+            penalizer,
+            Fitting {
+                threads,
+                monitor: &mut *monitor,
+            },
+        ) {
+            Ok((g, f)) if g.q > 1.0 => (Some(g), Some(f), None),
+            Ok((g, _)) => (
+                None,
+                None,
+                Some(format!(
+                    "Gamma-Gamma's q is {:.3} (at most 1): the population's mean spend is \
                          not finite",
-                        g.q
-                    )),
-                ),
-                Err(e) => (None, None, Some(e.to_string())),
-            };
+                    g.q
+                )),
+            ),
+            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+            Err(e) => (None, None, Some(e.to_string())),
+        };
         let values: Vec<RfmValues> = summaries
             .iter()
             .map(|s| RfmValues::of(&s.customer, s.total_value))
@@ -158,6 +182,7 @@ impl PortraitModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::NoMonitor;
     use crate::lifetime::summarise;
 
     #[test]
@@ -172,13 +197,20 @@ mod tests {
             }
         }
         let s = summarise(&orders, 60);
-        let m = PortraitModel::fit(&s, DEFAULT_DISCOUNT_RATE, 0.0).unwrap();
+        let m = PortraitModel::fit(
+            &s,
+            DEFAULT_DISCOUNT_RATE,
+            0.0,
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap();
         assert!(m.gamma_gamma.is_none());
         assert!(m.gamma_gamma_unavailable.is_some());
         let l = m.lifetime(&s[0].customer);
         assert!(l["clv_12_months"].is_null() && l["value_unavailable"].is_string());
         assert!(l["p_alive"].as_f64().unwrap() > 0.0);
-        assert!(PortraitModel::fit(&s, 1.5, 0.0).is_err());
-        assert!(PortraitModel::fit(&s, 0.01, -1.0).is_err());
+        assert!(PortraitModel::fit(&s, 1.5, 0.0, &Threads::current(), &mut NoMonitor).is_err());
+        assert!(PortraitModel::fit(&s, 0.01, -1.0, &Threads::current(), &mut NoMonitor).is_err());
     }
 }

@@ -638,12 +638,20 @@ mod tests {
             users.dedup();
             items.sort_unstable();
             items.dedup();
-            assert_eq!((users.len(), items.len()), (1, 1), "a cell is one user block x one item block");
+            assert_eq!(
+                (users.len(), items.len()),
+                (1, 1),
+                "a cell is one user block x one item block"
+            );
         }
-        let mut all: Vec<(u32, u32, u32)> = d.triples().map(|(u, i, r)| (u, i, r.to_bits())).collect();
+        let mut all: Vec<(u32, u32, u32)> =
+            d.triples().map(|(u, i, r)| (u, i, r.to_bits())).collect();
         seen.sort_unstable();
         all.sort_unstable();
         assert_eq!(seen, all);
-        assert_eq!(grid_bytes(&d, BLOCK_BYTES / 128 - 1), d.n_ratings() * 8 + g.segments.len() * 28);
+        assert_eq!(
+            grid_bytes(&d, BLOCK_BYTES / 128 - 1),
+            d.n_ratings() * 8 + g.segments.len() * 28
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod knn;
 pub mod metrics;
 pub mod mf;
 pub mod model;
+pub mod neighbours;
 pub mod split;
 pub mod train;
 

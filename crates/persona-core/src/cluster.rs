@@ -237,6 +237,24 @@ pub fn kmeans(
     best.ok_or_else(|| CoreError::InvalidData("k-means produced no clustering".into()))
 }
 
+/// Lloyd's iterations from the given centroids (no seeding), as [`kmeans`] runs them after each
+/// k-means++ seeding: what `tests/cluster_reference.rs` compares with scikit-learn's `KMeans`
+/// started from the same centroids.
+pub fn lloyd_from(
+    points: &[Vec<f32>],
+    centroids: Vec<Vec<f32>>,
+    max_iterations: usize,
+    monitor: &mut dyn Monitor,
+) -> Result<Clustering> {
+    let dim = check(points, centroids.len())?;
+    if centroids.iter().any(|c| c.len() != dim) {
+        return Err(CoreError::InvalidData(
+            "centroids must have the points' dimension".into(),
+        ));
+    }
+    lloyd(points, centroids, max_iterations, monitor)
+}
+
 /// Mean silhouette coefficient of `labels` (see the module documentation); `None` with fewer
 /// than two clusters or fewer than two points.
 pub fn silhouette(points: &[Vec<f32>], labels: &[usize], sample: usize, seed: u64) -> Option<f64> {

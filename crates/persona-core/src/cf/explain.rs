@@ -118,7 +118,18 @@ impl Explainer<'_> {
         let Some(i) = m.items.get(item) else {
             return Ok(None);
         };
-        let score = m.raw_folded(self.user, Some(i));
+        // A k-NN score comes with its explanation from one walk over the neighbours.
+        let knn = match (&m.body, self.user.knn()) {
+            (Body::Knn(knn), Some(folded)) if !self.user.is_unknown() => {
+                Some((knn, folded, knn.explain_folded(folded, i)))
+            }
+            _ => None,
+        };
+        let score = match &knn {
+            Some((_, _, Some((estimate, _)))) => *estimate,
+            Some((knn, folded, None)) => knn.fallback_folded(folded, Some(i)),
+            None => m.raw_folded(self.user, Some(i)),
+        };
         if self.user.is_unknown() {
             return Ok(Some(Explanation {
                 score,
@@ -170,15 +181,17 @@ impl Explainer<'_> {
                 let weights = vec![weight; items.len()];
                 item_reasons(&weights, &|x| ratings[x] - mu - b.bi[items[x] as usize])
             }
-            (Body::Knn(knn), _) => {
-                let folded = self.user.knn().ok_or_else(|| {
-                    CoreError::InvalidData("the user was not folded into this model".into())
-                })?;
-                let (kind, ids) = match knn.params().based_on {
+            (Body::Knn(model), _) => {
+                let Some((_, _, walked)) = knn else {
+                    return Err(CoreError::InvalidData(
+                        "the user was not folded into this model".into(),
+                    ));
+                };
+                let (kind, ids) = match model.params().based_on {
                     Based::Item => (ReasonKind::Item, &m.items),
                     Based::User => (ReasonKind::User, &m.users),
                 };
-                knn.explain_folded(folded, i)
+                walked
                     .map(|(_, used)| {
                         used.into_iter()
                             .map(|n| Reason {

@@ -826,10 +826,11 @@ impl KnnModel {
         }
     }
 
-    /// What makes a folded user's estimate of item `i` (a known index): the neighbours used,
-    /// each contributing similarity · centred value / Σ similarity, so that the estimate is
-    /// the returned offset plus the sum of the contributions. `None` when fewer than `min_k`
-    /// neighbours qualify (the estimate is then the fallback, which no neighbour explains).
+    /// What makes a folded user's estimate of item `i` (a known index): the estimate (equal to
+    /// [`KnnModel::predict_folded`], from the same single walk) and the neighbours used, each
+    /// contributing similarity · centred value / Σ similarity, so that the estimate is an offset
+    /// plus the sum of the contributions. `None` when fewer than `min_k` neighbours qualify (the
+    /// estimate is then the fallback, which no neighbour explains).
     pub fn explain_folded(&self, f: &KnnFolded, i: u32) -> Option<(f32, Vec<NeighborUse>)> {
         if i as usize >= self.m.items.len() {
             return None;
@@ -847,8 +848,7 @@ impl KnnModel {
                 contribution: (f64::from(similarity) * f64::from(value) / total) as f32,
             })
             .collect();
-        let explained: f64 = used.iter().map(|u| f64::from(u.contribution)).sum();
-        Some(((f64::from(estimate) - explained) as f32, used))
+        Some((estimate, used))
     }
 
     /// [`KnnModel::fallback`] for a folded user: its own bias or mean where the model would use

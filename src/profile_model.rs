@@ -45,14 +45,8 @@ fn daily_orders(
                  OR user_id::pg_catalog.int8 OPERATOR(pg_catalog.=) ANY ($2)) \
           GROUP BY 1, 2"
     );
-    let as_of = match as_of {
-        Some(t) => t.into(),
-        None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
-    };
-    let user = match users {
-        Some(u) => u.to_vec().into(),
-        None => pgrx::datum::DatumWithOid::null::<Vec<i64>>(),
-    };
+    let as_of = as_of.into();
+    let user = users.map(<[i64]>::to_vec).into();
     select_user(client, &sql, None, &[as_of, user], "the orders relation")
         .filter_map(|r| {
             Some((
@@ -66,10 +60,7 @@ fn daily_orders(
 
 /// The UTC day number of `as_of` (now when NULL).
 fn day_of(client: &pgrx::spi::SpiClient<'_>, as_of: Option<TimestampWithTimeZone>) -> i64 {
-    let arg = match as_of {
-        Some(t) => t.into(),
-        None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
-    };
+    let arg = as_of.into();
     first(
         client,
         "SELECT (COALESCE($1, pg_catalog.now()) AT TIME ZONE 'UTC')::pg_catalog.date \
@@ -139,10 +130,7 @@ fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'
             ],
         );
         let rows = daily_orders(client, &rel.name, None, as_of);
-        let arg = match as_of {
-            Some(t) => t.into(),
-            None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
-        };
+        let arg = as_of.into();
         let skipped = select_user(
             client,
             &format!(
@@ -301,24 +289,26 @@ fn fit_taste(c: &Clusters) -> Result<Option<TasteClusters>, String> {
         return fail(format!("no cf model \"{cf_model}\""));
     };
     let cf = crate::model_store::active(cf_model);
-    let counts: Vec<(i64, String, u64)> = Spi::connect(|client| {
+    // Names from the categories of what the cf model's users rated in its training (the model's
+    // own data, whatever relation it was trained on); the categories from persona.items.
+    let categories: std::collections::HashMap<i64, String> = Spi::connect(|client| {
         select(
             client,
-            "SELECT r.user_id, i.category, count(*) FROM persona.ratings r \
-               JOIN persona.items i USING (item_id) WHERE i.category IS NOT NULL GROUP BY 1, 2",
+            "SELECT item_id::pg_catalog.int8, category FROM persona.items \
+              WHERE category IS NOT NULL",
             None,
             &[],
-            "persona.ratings",
+            "persona.items",
         )
         .filter_map(|r| {
             Some((
-                r.column::<i64>(1, "user_id")?,
+                r.column::<i64>(1, "item_id")?,
                 r.column::<String>(2, "category")?,
-                r.column::<i64>(3, "count")?.max(0) as u64,
             ))
         })
         .collect()
     });
+    let counts = persona_core::taste::category_counts(&cf, &categories);
     match persona_core::taste::fit(&cf, cf_model, version, k, seed, &counts, &mut Interrupts) {
         Err(persona_core::CoreError::Cancelled) => crate::error::cancelled(),
         Ok(t) => Ok(Some(t)),

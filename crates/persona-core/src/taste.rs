@@ -82,6 +82,32 @@ pub fn name_clusters(
         .collect()
 }
 
+/// `(user, category, ratings)` counts for naming the clusters, from what the users of `model`
+/// rated in its training (its seen lists: the cf model's own source, whatever relation it was
+/// trained on), with `categories` mapping item ids to their category; items without one are
+/// left out.
+pub fn category_counts(
+    model: &CfModel,
+    categories: &HashMap<i64, String>,
+) -> Vec<(i64, String, u64)> {
+    let by_index: Vec<Option<&String>> = (0..model.items.len() as u32)
+        .map(|i| categories.get(&model.items.id(i)))
+        .collect();
+    let mut out = Vec::new();
+    let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+    for u in 0..model.users.len() as u32 {
+        per.clear();
+        for &i in model.seen.row(u).0 {
+            if let Some(Some(c)) = by_index.get(i as usize) {
+                *per.entry(c.as_str()).or_default() += 1;
+            }
+        }
+        let user = model.users.id(u);
+        out.extend(per.iter().map(|(c, &n)| (user, (*c).to_string(), n)));
+    }
+    out
+}
+
 /// Clusters the users of `model` (k given, or chosen by silhouette over 2..=8) and names them;
 /// `monitor` is called between k-means iterations (its error stops the fit).
 pub fn fit(
@@ -132,6 +158,44 @@ impl TasteClusters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn category_counts_come_from_the_model_s_own_ratings() {
+        use crate::cf::{train, Algorithm, Dataset};
+        use crate::control::{NoMonitor, Threads};
+        // Users 1, 2 rated items 10, 11; user 3 rated 11, 12; item 12 has no category.
+        let d = Dataset::from_triples(&[
+            (1, 10, 4.0),
+            (1, 11, 3.0),
+            (2, 10, 5.0),
+            (2, 11, 2.0),
+            (3, 11, 4.0),
+            (3, 12, 1.0),
+        ])
+        .unwrap();
+        let m = train(
+            &d,
+            Algorithm::Svd,
+            "{}",
+            &Threads::current(),
+            &mut NoMonitor,
+        )
+        .unwrap();
+        let categories: HashMap<i64, String> =
+            [(10, "books".to_string()), (11, "outdoor".to_string())]
+                .into_iter()
+                .collect();
+        let mut got = category_counts(&m, &categories);
+        got.sort();
+        let want: Vec<(i64, String, u64)> = vec![
+            (1, "books".into(), 1),
+            (1, "outdoor".into(), 1),
+            (2, "books".into(), 1),
+            (2, "outdoor".into(), 1),
+            (3, "outdoor".into(), 1),
+        ];
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn taste_names_are_the_over_represented_categories() {

@@ -25,13 +25,7 @@ pub fn texts(client: &SpiClient<'_>, of: FeedbackOf<'_>) -> Vec<String> {
         FeedbackOf::Campaign(campaign) => ("campaign = $1", vec![campaign.into()]),
         FeedbackOf::User { user_id, as_of } => (
             "user_id = $1 AND created_at <= COALESCE($2, pg_catalog.now())",
-            vec![
-                user_id.into(),
-                match as_of {
-                    Some(t) => t.into(),
-                    None => DatumWithOid::null::<TimestampWithTimeZone>(),
-                },
-            ],
+            vec![user_id.into(), as_of.into()],
         ),
     };
     let sql = format!("SELECT body FROM persona.feedback WHERE body IS NOT NULL AND {filter}");

@@ -44,12 +44,7 @@ struct UserRows {
 
 fn read_user(user_id: i64, model: &str, at: Option<TimestampWithTimeZone>) -> UserRows {
     Spi::connect(|client| {
-        let as_of = || -> pgrx::datum::DatumWithOid<'static> {
-            match at {
-                Some(t) => t.into(),
-                None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
-            }
-        };
+        let as_of = || -> pgrx::datum::DatumWithOid<'static> { at.into() };
         let activity = one_json(
             client,
             "SELECT pg_catalog.jsonb_build_object( \
@@ -220,10 +215,7 @@ fn per_user_json(
     users: &[i64],
     at: Option<TimestampWithTimeZone>,
 ) -> HashMap<i64, Value> {
-    let as_of = match at {
-        Some(t) => t.into(),
-        None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
-    };
+    let as_of = at.into();
     select(
         client,
         sql,
@@ -297,10 +289,7 @@ fn read_users(users: &[i64], model: &str, at: Option<TimestampWithTimeZone>) -> 
             users,
             at,
         );
-        let as_of = match at {
-            Some(t) => t.into(),
-            None => pgrx::datum::DatumWithOid::null::<TimestampWithTimeZone>(),
-        };
+        let as_of = at.into();
         let mut bodies: HashMap<i64, Vec<String>> = HashMap::new();
         for r in select(
             client,

@@ -320,7 +320,10 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
         for range in &grid.cells {
             let cell = &mut grid.segments[range.clone()];
             cell.shuffle(&mut rng);
-            for &[u, start, end] in cell.iter() {
+            for (n, &[u, start, end]) in cell.iter().enumerate() {
+                if let Some(&[next, ..]) = cell.get(n + 1) {
+                    crate::simd::prefetch(&f.p[next as usize * k..]);
+                }
                 let (start, end) = (start as usize, end as usize);
                 since_check += end - start;
                 if since_check >= CHECK_EVERY_RATINGS {
@@ -339,7 +342,10 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
                 row.shuffle(&mut rng);
                 let u = u as usize;
                 let pu = &mut f.p[u * k..(u + 1) * k];
-                for &(i, r) in &row {
+                for (n, &(i, r)) in row.iter().enumerate() {
+                    if let Some(&(ahead, _)) = row.get(n + AHEAD) {
+                        crate::simd::prefetch(&f.q[ahead as usize * k..]);
+                    }
                     let i = i as usize;
                     let qi = &mut f.q[i * k..(i + 1) * k];
                     let e = r - (mu + f.bu[u] + f.bi[i] + dot(pu, qi));
@@ -407,7 +413,10 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
             row.extend(items.iter().copied().zip(ratings.iter().copied()));
             row.shuffle(&mut rng);
             let u = u as usize;
-            for &(i, r) in &row {
+            for (n, &(i, r)) in row.iter().enumerate() {
+                if let Some(&(ahead, _)) = row.get(n + AHEAD) {
+                    crate::simd::prefetch(&f.q[ahead as usize * k..]);
+                }
                 let i = i as usize;
                 let pu = &mut f.p[u * k..(u + 1) * k];
                 let qi = &mut f.q[i * k..(i + 1) * k];
@@ -426,7 +435,10 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
                     acc[ff] += e * s * b;
                 }
             }
-            for &j in items {
+            for (n, &j) in items.iter().enumerate() {
+                if let Some(&ahead) = items.get(n + AHEAD) {
+                    crate::simd::prefetch(&y[ahead as usize * k..]);
+                }
                 let yj = &mut y[j as usize * k..(j as usize + 1) * k];
                 for ff in 0..k {
                     yj[ff] += lr_y * (acc[ff] - p.reg_implicit * yj[ff]);
@@ -457,9 +469,16 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
     Ok(f)
 }
 
+/// How many rows ahead the SGD loops prefetch the factor rows they will read
+/// ([`crate::simd::prefetch`]).
+const AHEAD: usize = 4;
+
 fn implicit_sum(y: &[f32], k: usize, items: &[u32], scale: f32, out: &mut [f32]) {
     out.iter_mut().for_each(|o| *o = 0.0);
-    for &j in items {
+    for (n, &j) in items.iter().enumerate() {
+        if let Some(&ahead) = items.get(n + AHEAD) {
+            crate::simd::prefetch(&y[ahead as usize * k..]);
+        }
         for (o, v) in out.iter_mut().zip(&y[j as usize * k..(j as usize + 1) * k]) {
             *o += v;
         }

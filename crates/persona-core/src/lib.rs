@@ -12,11 +12,11 @@
 //! | [`profile`] | churn risk and segment of a user portrait |
 //! | [`demo`] | a deterministic generator of demo data (users, items, ratings, a campaign, feedback) |
 //! | [`control`] | progress, cancellation and thread pools of long computations |
-//! | [`simd`] | hot loops run in a copy compiled for AVX2 when the CPU has it |
+//! | [`simd`] | hot loops run in a copy compiled for AVX2 when the CPU has it; prefetch hints |
 //!
-//! No `unsafe` code outside [`simd`] (`deny(unsafe_code)`; that module's one call of a function
-//! compiled for AVX2, after checking the CPU has it, is the exception): everything else that
-//! needs it (signal masks, PostgreSQL's memory) is in the extension crate.
+//! No `unsafe` code outside [`simd`] (`deny(unsafe_code)`; that module's call of a function
+//! compiled for AVX2, after checking the CPU has it, and its prefetch hint are the exceptions):
+//! everything else that needs it (signal masks, PostgreSQL's memory) is in the extension crate.
 
 #![deny(unsafe_code)]
 

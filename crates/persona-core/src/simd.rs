@@ -1,5 +1,5 @@
 //! The one place the core uses `unsafe`: running a hot loop in a copy compiled for AVX2 when the
-//! CPU has it. The build targets baseline x86-64 (SSE2), so every server can load the library;
+//! CPU has it, and [`prefetch`], a cache hint for the rows SGD will read next. The build targets baseline x86-64 (SSE2), so every server can load the library;
 //! [`wide`] runs a closure inside a function compiled with `target_feature(enable = "avx2")`,
 //! into which the closure (and the `#[inline]` kernels it calls, such as
 //! [`crate::cf::mf::dot`]) is inlined and vectorised 8 floats wide instead of 4.

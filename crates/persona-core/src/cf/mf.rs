@@ -224,43 +224,48 @@ struct Grid {
 /// memory estimate): the ratings copied (8 bytes each) and, while it is built, 16 + 12 bytes per
 /// segment.
 pub fn grid_bytes(d: &Dataset, factors: usize) -> usize {
-    let per_block = (BLOCK_BYTES / ((factors + 1) * 4)).max(1);
-    let (ptr, idx) = (&d.by_user.ptr, &d.by_user.idx);
-    let mut pieces = 0usize;
-    for u in 0..d.n_users() {
-        let row = &idx[ptr[u] as usize..ptr[u + 1] as usize];
-        pieces += row
-            .windows(2)
-            .filter(|w| w[0] as usize / per_block != w[1] as usize / per_block)
-            .count()
-            + usize::from(!row.is_empty());
-    }
+    let pieces = row_pieces(d, rows_per_block(factors)).count();
     d.n_ratings()
         .saturating_mul(8)
         .saturating_add(pieces.saturating_mul(28))
 }
 
-impl Grid {
-    fn new(d: &Dataset, bytes_per_row: usize) -> Grid {
-        let per_block = (BLOCK_BYTES / bytes_per_row.max(1)).max(1);
-        let blocks = |n: usize| n.div_ceil(per_block).max(1);
-        let (ptr, idx, val) = (&d.by_user.ptr, &d.by_user.idx, &d.by_user.val);
-        // Each user's row split at the item-block boundaries: (item block, user, start, end) of
-        // `d.by_user`, sorted into cell order (stable: users ascending within a cell).
-        let mut pieces: Vec<(u32, u32, u32, u32)> = Vec::new();
-        for u in 0..d.n_users() {
-            let (mut s, end) = (ptr[u] as usize, ptr[u + 1] as usize);
-            while s < end {
-                let block = idx[s] as usize / per_block;
-                let mut e = s + 1;
-                while e < end && idx[e] as usize / per_block == block {
-                    e += 1;
-                }
-                pieces.push((block as u32, u as u32, s as u32, e as u32));
-                s = e;
+/// Rows (users or items) per block of a [`Grid`] for factors of `factors` floats plus a bias.
+fn rows_per_block(factors: usize) -> usize {
+    (BLOCK_BYTES / ((factors + 1) * 4)).max(1)
+}
+
+/// Each user's row of `d.by_user` split at the item-block boundaries, as (item block, user,
+/// start, end): a row is sorted by item, so one user's ratings in one block are contiguous.
+fn row_pieces(d: &Dataset, per_block: usize) -> impl Iterator<Item = (u32, u32, u32, u32)> + '_ {
+    let (ptr, idx) = (&d.by_user.ptr, &d.by_user.idx);
+    (0..d.n_users()).flat_map(move |u| {
+        let end = ptr[u + 1] as usize;
+        let mut s = ptr[u] as usize;
+        std::iter::from_fn(move || {
+            if s >= end {
+                return None;
             }
-        }
-        let user_blocks = blocks(d.n_users());
+            let block = idx[s] as usize / per_block;
+            let mut e = s + 1;
+            while e < end && idx[e] as usize / per_block == block {
+                e += 1;
+            }
+            let piece = (block as u32, u as u32, s as u32, e as u32);
+            s = e;
+            Some(piece)
+        })
+    })
+}
+
+impl Grid {
+    /// The grid of `d` for factors of `factors` floats (plus a bias) per row.
+    fn new(d: &Dataset, factors: usize) -> Grid {
+        let per_block = rows_per_block(factors);
+        let (idx, val) = (&d.by_user.idx, &d.by_user.val);
+        // The pieces sorted into cell order (stable: users ascending within a cell).
+        let mut pieces: Vec<(u32, u32, u32, u32)> = row_pieces(d, per_block).collect();
+        let user_blocks = d.n_users().div_ceil(per_block).max(1);
         pieces.sort_by_key(|&(b, u, _, _)| (b as usize * user_blocks + u as usize / per_block, u));
         let mut g = Grid {
             items: Vec::with_capacity(d.n_ratings()),
@@ -285,19 +290,20 @@ impl Grid {
     }
 }
 
-/// Biased MF by SGD in a cache-friendly order: every epoch visits the cells of a [`Grid`] in a
-/// fresh random order, in each cell its users in a fresh random order, and each user's ratings
-/// there in a fresh random order. The textbook order (one global shuffle of
-/// the ratings per epoch) costs a cache miss per rating for the shuffle and two more for a random
-/// p_u and q_i: at 25 million ratings (MovieLens 25M's shape) it took 132 s against 65 s in user
-/// order and 28 s on the grid; the textbook order made time grow faster than the ratings
-/// once the factors outgrew the caches. When the factors fit one cell (ml-100k) the order is plain
-/// user order; the accuracy on ml-100k is unchanged (RMSE 0.9164 against 0.9165 shuffled, README).
 /// The SGD trainers run on the caller's thread: they ask [`Monitor::interrupted`] every this
 /// many ratings (a few milliseconds), not only between epochs, which take seconds on millions
 /// of ratings.
 const CHECK_EVERY_RATINGS: usize = 16_384;
 
+/// Biased MF by SGD in a cache-friendly order: every epoch visits the cells of a [`Grid`] in a
+/// fresh random order, in each cell its users in a fresh random order, and each user's ratings
+/// there in a fresh random order. The textbook order (one global shuffle of the ratings per
+/// epoch) costs a cache miss per rating for the shuffle and two more for a random p_u and q_i:
+/// at 25 million ratings (MovieLens 25M's shape) it took 132 s against 65 s in user order and
+/// 38-44 s on the grid (24 s with the prefetching below), and it made time grow faster than the
+/// ratings once the factors outgrew the caches. When the factors fit one cell (ml-100k) the
+/// order is plain user order; the accuracy on ml-100k is unchanged (RMSE 0.9164 against 0.9165
+/// shuffled, README).
 pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result<Factors> {
     p.validate()?;
     let k = p.factors;
@@ -310,7 +316,7 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
         q: init(d.n_items(), k, p.init_std, &mut rng),
     };
     let mu = d.global_mean;
-    let mut grid = Grid::new(d, (k + 1) * 4);
+    let mut grid = Grid::new(d, k);
     let mut row: Vec<(u32, f32)> = Vec::new();
     let (mut lr, mut lr_b) = (p.lr, p.lr_bias);
     for epoch in 0..p.epochs {
@@ -641,7 +647,7 @@ mod tests {
     fn the_grid_holds_every_rating_once_in_cells_that_fit_the_cache() {
         // 60 users x 40 items with 2,048 floats per row: 32 rows per block, so 2 x 2 cells.
         let d = synthetic();
-        let g = Grid::new(&d, BLOCK_BYTES / 32);
+        let g = Grid::new(&d, BLOCK_BYTES / 128 - 1);
         assert_eq!(g.cells.len(), 4);
         let mut seen = Vec::new();
         for cell in &g.cells {

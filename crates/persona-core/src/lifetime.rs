@@ -205,7 +205,25 @@ type Evaluated = (Vec<f64>, f64, Vec<f64>);
 /// does not depend on the number of threads.
 const CHUNK: usize = 4096;
 
-impl<const N: usize> Objective<'_, N> {
+impl<'a, const N: usize> Objective<'a, N> {
+    fn new<'f: 'a>(
+        customers: &'a [Customer],
+        term: fn(&[f64; N], &Customer) -> (f64, [f64; N]),
+        penalizer: f64,
+        how: Fitting<'f>,
+        stopped: &'a RefCell<Option<CoreError>>,
+    ) -> Self {
+        Objective {
+            customers,
+            term,
+            penalizer,
+            threads: how.threads,
+            monitor: RefCell::new(how.monitor),
+            stopped,
+            last: RefCell::new(None),
+        }
+    }
+
     fn evaluate(&self, log_params: &[f64]) -> (f64, Vec<f64>) {
         if let Some((p, c, g)) = &*self.last.borrow() {
             if p.as_slice() == log_params {
@@ -292,6 +310,14 @@ pub struct Fitting<'a> {
     pub monitor: &'a mut dyn Monitor,
 }
 
+/// Runs `f` with rayon's current threads and no monitor (the fits' plain entry points).
+fn unwatched<T>(f: impl FnOnce(Fitting<'_>) -> T) -> T {
+    f(Fitting {
+        threads: &Threads::current(),
+        monitor: &mut NoMonitor,
+    })
+}
+
 /// Maximum-likelihood fit over log-parameters from `start`.
 fn fit<const N: usize>(
     customers: &[Customer],
@@ -305,27 +331,9 @@ fn fit<const N: usize>(
             "the penalizer must be a non-negative number, got {penalizer}"
         )));
     }
-    let stopped = RefCell::new(None);
-    let mut no_monitor = NoMonitor;
     let threads = how.threads;
-    fn objective<'a, const N: usize>(
-        customers: &'a [Customer],
-        term: fn(&[f64; N], &Customer) -> (f64, [f64; N]),
-        penalizer: f64,
-        threads: &'a Threads,
-        monitor: &'a mut dyn Monitor,
-        stopped: &'a RefCell<Option<CoreError>>,
-    ) -> Objective<'a, N> {
-        Objective {
-            customers,
-            term,
-            penalizer,
-            threads,
-            monitor: RefCell::new(monitor),
-            stopped,
-            last: RefCell::new(None),
-        }
-    }
+    let stopped = RefCell::new(None);
+    let problem = Objective::new(customers, term, penalizer, how, &stopped);
     let err = |e: argmin::core::Error| {
         CoreError::InvalidData(format!("the {what} fit failed to converge: {e}"))
     };
@@ -333,31 +341,26 @@ fn fit<const N: usize>(
         .with_tolerance_grad(1e-9)
         .and_then(|s| s.with_tolerance_cost(0.0))
         .map_err(err)?;
-    let result = Executor::new(
-        objective(customers, term, penalizer, threads, how.monitor, &stopped),
-        solver,
-    )
-    .configure(|s| s.param(vec![0.1; N]).max_iters(1000))
-    .timer(false)
-    .run();
+    let result = Executor::new(problem, solver)
+        .configure(|s| s.param(vec![0.1; N]).max_iters(1000))
+        .timer(false)
+        .run();
     if let Some(e) = stopped.replace(None) {
         return Err(e);
     }
     let result = result.map_err(err)?;
-    let state = result.state();
-    let best = state
-        .get_best_param()
-        .cloned()
-        .ok_or_else(|| CoreError::InvalidData(format!("the {what} fit returned no parameters")))?;
-    let (cost, grad) = objective(
-        customers,
-        term,
-        penalizer,
+    let best =
+        result.state().get_best_param().cloned().ok_or_else(|| {
+            CoreError::InvalidData(format!("the {what} fit returned no parameters"))
+        })?;
+    let iterations = result.state().get_iter();
+    // argmin does not hand its objective back, so a new one evaluates the best point.
+    let unwatched = Fitting {
         threads,
-        &mut no_monitor,
-        &stopped,
-    )
-    .evaluate(&best);
+        monitor: &mut NoMonitor,
+    };
+    let (cost, grad) =
+        Objective::new(customers, term, penalizer, unwatched, &stopped).evaluate(&best);
     let gradient_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
     let mut params = [0.0; N];
     for (k, v) in params.iter_mut().enumerate() {
@@ -373,14 +376,14 @@ fn fit<const N: usize>(
             "the {what} fit did not converge: the gradient's norm is {gradient_norm:.2e} after \
              {} iterations (the data may not identify the model; a penalizer such as 0.001 \
              regularises it, as in lifetimes)",
-            state.get_iter()
+            iterations
         )));
     }
     Ok((
         params,
         FitReport {
             neg_log_likelihood: cost,
-            iterations: state.get_iter(),
+            iterations,
             gradient_norm,
             customers: customers.len(),
         },
@@ -415,15 +418,7 @@ impl BgNbd {
     /// [`BgNbd::fit`] with lifetimes' `penalizer_coef`: `penalizer · (r² + α² + a² + b²)` added
     /// to the mean negative log-likelihood (α on the scaled time axis, as lifetimes).
     pub fn fit_penalized(customers: &[Customer], penalizer: f64) -> Result<(BgNbd, FitReport)> {
-        let threads = Threads::current();
-        Self::fit_with(
-            customers,
-            penalizer,
-            Fitting {
-                threads: &threads,
-                monitor: &mut NoMonitor,
-            },
-        )
+        unwatched(|how| Self::fit_with(customers, penalizer, how))
     }
 
     /// [`BgNbd::fit_penalized`] on `how`'s threads, asking its monitor between passes.
@@ -541,15 +536,7 @@ impl GammaGamma {
         customers: &[Customer],
         penalizer: f64,
     ) -> Result<(GammaGamma, FitReport)> {
-        let threads = Threads::current();
-        Self::fit_with(
-            customers,
-            penalizer,
-            Fitting {
-                threads: &threads,
-                monitor: &mut NoMonitor,
-            },
-        )
+        unwatched(|how| Self::fit_with(customers, penalizer, how))
     }
 
     /// [`GammaGamma::fit_penalized`] on `how`'s threads, asking its monitor between passes.

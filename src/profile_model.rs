@@ -161,8 +161,7 @@ fn profile_train(model: default!(&str, "'default'"), options: default!(Jsonb, "'
         );
     }
     let summaries = summarise(&rows, today);
-    let threads =
-        persona_core::control::Threads::new(crate::settings::training_threads()).or_raise();
+    let threads = Threads::new(crate::settings::training_threads()).or_raise();
     let portrait = PortraitModel::fit(
         &summaries,
         discount_rate,

@@ -48,14 +48,14 @@ pub fn factor_rows(model: &CfModel) -> Result<(Vec<i64>, Vec<Vec<f32>>)> {
 pub fn name_clusters(
     labels: &HashMap<i64, usize>,
     k: usize,
-    counts: &[(i64, String, u64)],
+    counts: &[(i64, &str, u64)],
 ) -> Vec<String> {
     let mut overall: BTreeMap<&str, f64> = BTreeMap::new();
     let mut per: Vec<BTreeMap<&str, f64>> = vec![BTreeMap::new(); k];
-    for (user, cat, n) in counts {
-        *overall.entry(cat).or_default() += *n as f64;
-        if let Some(&c) = labels.get(user) {
-            *per[c].entry(cat).or_default() += *n as f64;
+    for &(user, cat, n) in counts {
+        *overall.entry(cat).or_default() += n as f64;
+        if let Some(&c) = labels.get(&user) {
+            *per[c].entry(cat).or_default() += n as f64;
         }
     }
     let total: f64 = overall.values().sum();
@@ -86,15 +86,15 @@ pub fn name_clusters(
 /// rated in its training (its seen lists: the cf model's own source, whatever relation it was
 /// trained on), with `categories` mapping item ids to their category; items without one are
 /// left out.
-pub fn category_counts(
+pub fn category_counts<'c>(
     model: &CfModel,
-    categories: &HashMap<i64, String>,
-) -> Vec<(i64, String, u64)> {
-    let by_index: Vec<Option<&String>> = (0..model.items.len() as u32)
+    categories: &'c HashMap<i64, String>,
+) -> Vec<(i64, &'c str, u64)> {
+    let by_index: Vec<Option<&'c String>> = (0..model.items.len() as u32)
         .map(|i| categories.get(&model.items.id(i)))
         .collect();
     let mut out = Vec::new();
-    let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut per: BTreeMap<&'c str, u64> = BTreeMap::new();
     for u in 0..model.users.len() as u32 {
         per.clear();
         for &i in model.seen.row(u).0 {
@@ -103,7 +103,7 @@ pub fn category_counts(
             }
         }
         let user = model.users.id(u);
-        out.extend(per.iter().map(|(c, &n)| (user, (*c).to_string(), n)));
+        out.extend(per.iter().map(|(&c, &n)| (user, c, n)));
     }
     out
 }
@@ -116,7 +116,7 @@ pub fn fit(
     cf_version: i32,
     k: Option<usize>,
     seed: u64,
-    counts: &[(i64, String, u64)],
+    counts: &[(i64, &str, u64)],
     monitor: &mut dyn Monitor,
 ) -> Result<TasteClusters> {
     let (ids, rows) = factor_rows(model)?;
@@ -187,12 +187,12 @@ mod tests {
                 .collect();
         let mut got = category_counts(&m, &categories);
         got.sort();
-        let want: Vec<(i64, String, u64)> = vec![
-            (1, "books".into(), 1),
-            (1, "outdoor".into(), 1),
-            (2, "books".into(), 1),
-            (2, "outdoor".into(), 1),
-            (3, "outdoor".into(), 1),
+        let want: Vec<(i64, &str, u64)> = vec![
+            (1, "books", 1),
+            (1, "outdoor", 1),
+            (2, "books", 1),
+            (2, "outdoor", 1),
+            (3, "outdoor", 1),
         ];
         assert_eq!(got, want);
     }
@@ -201,12 +201,12 @@ mod tests {
     fn taste_names_are_the_over_represented_categories() {
         let labels: HashMap<i64, usize> = [(1, 0), (2, 0), (3, 1), (4, 1)].into_iter().collect();
         let counts = vec![
-            (1, "outdoor".to_string(), 10),
-            (2, "outdoor".to_string(), 8),
-            (1, "books".to_string(), 2),
-            (3, "books".to_string(), 9),
-            (4, "kitchen".to_string(), 5),
-            (4, "outdoor".to_string(), 1),
+            (1, "outdoor", 10),
+            (2, "outdoor", 8),
+            (1, "books", 2),
+            (3, "books", 9),
+            (4, "kitchen", 5),
+            (4, "outdoor", 1),
         ];
         let names = name_clusters(&labels, 3, &counts);
         assert_eq!(names[0], "outdoor & books");

@@ -12,6 +12,7 @@ use super::data::{Csr, IdMap};
 use super::foldin::FoldCache;
 use super::knn::{Based, KnnModel, StoredParts};
 use super::mf::{dot, Factors};
+use super::neighbours::Panels;
 use super::Algorithm;
 use crate::{CoreError, Result};
 
@@ -54,6 +55,10 @@ pub struct CfModel {
     /// What fold-ins compute once per decoded model (never stored).
     #[serde(skip)]
     pub(crate) fold_cache: FoldCache,
+    /// The users' factors as [`Panels`] for similar-user lookups, built on first use (never
+    /// stored; as large as the user factors).
+    #[serde(skip)]
+    pub(crate) user_panels: std::sync::OnceLock<Panels>,
     /// The map from item texts to factors, when the model was trained with item texts
     /// ([`super::coldstart`]); stored after the body (format 3).
     #[serde(skip)]

@@ -20,6 +20,7 @@ const LANES: usize = 8;
 const TARGETS: usize = 4;
 
 /// Unit-length rows of a factor matrix, in panels of [`LANES`] rows stored dimension by dimension.
+#[derive(Debug, Clone)]
 pub struct Panels {
     dim: usize,
     rows: usize,
@@ -104,7 +105,8 @@ impl Panels {
                 a[d][t] = x;
             }
         }
-        let mut best: Vec<Vec<(u32, f32)>> = vec![Vec::with_capacity(k + 1); targets.len()];
+        let mut best: Vec<Vec<(u32, f32)>> =
+            vec![Vec::with_capacity(k.min(self.rows) + 1); targets.len()];
         if k == 0 {
             return best;
         }
@@ -154,8 +156,9 @@ impl Panels {
 
 impl CfModel {
     /// [`CfModel::similar_users`] for many users at once (`None` for a user the model does not
-    /// know; an empty list for a model without user factors), by [`Panels`]: cosines of the
-    /// normalised factor vectors, one fixed summation order for every call.
+    /// know; an empty list for a model without user factors), by [`Panels`] (kept with the
+    /// decoded model): cosines of the normalised factor vectors, one fixed summation order for
+    /// every call.
     pub fn similar_users_many(
         &self,
         users: &[i64],
@@ -168,7 +171,9 @@ impl CfModel {
                 .map(|&u| self.users.get(u).map(|_| Vec::new()))
                 .collect();
         };
-        let panels = Panels::new(p, dim);
+        // Built once per decoded model: one portrait at a time would otherwise normalise every
+        // user's factors for each call.
+        let panels = self.user_panels.get_or_init(|| Panels::new(p, dim));
         let known: Vec<u32> = users.iter().filter_map(|&u| self.users.get(u)).collect();
         let mut lists = panels.most_similar(&known, k, threads).into_iter();
         users

@@ -282,6 +282,7 @@ pub fn train(
         max_rating: d.max_rating,
         body,
         fold_cache: Default::default(),
+        user_panels: Default::default(),
         cold_start: None,
     };
     if !model.is_finite() {

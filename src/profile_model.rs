@@ -4,7 +4,7 @@
 //! shared like cf models); `profile_deploy` rolls back or forward; `user_profile` applies the
 //! active model to one user's orders ([`sections`]).
 
-use persona_core::control::Threads;
+use persona_core::control::{NoMonitor, Threads};
 use persona_core::lifetime::{summarise, Summary};
 use persona_core::portrait::{PortraitModel, DEFAULT_DISCOUNT_RATE};
 use persona_core::taste::TasteClusters;
@@ -515,7 +515,10 @@ impl Sections {
             return;
         };
         let threads = Threads::new(crate::settings::training_threads()).or_raise();
-        let lists = cf.similar_users_many(users, SIMILAR_USERS, &threads);
+        // A cancel stops the scoring threads; error::core raises it as the interrupt.
+        let lists = cf
+            .similar_users_many(users, SIMILAR_USERS, &threads, &mut Interrupts)
+            .unwrap_or_else(|e| crate::error::core(e, None));
         self.similar = users
             .iter()
             .zip(lists)
@@ -546,8 +549,8 @@ impl Sections {
                 "of": t.centroids.len(),
                 "cf_model": t.cf_model,
                 "similar_users": self.similar.get(&user_id).cloned()
-                    .or_else(|| cf.similar_users_many(&[user_id], SIMILAR_USERS, &Threads::current())
-                        .pop().flatten())
+                    .or_else(|| cf.similar_users_many(&[user_id], SIMILAR_USERS, &Threads::current(), &mut NoMonitor)
+                        .ok()?.pop().flatten())
                     .unwrap_or_default().into_iter()
                     .map(|(u, s)| json!({"user_id": u, "similarity": (f64::from(s) * 1000.0).round() / 1000.0}))
                     .collect::<Vec<_>>(),

@@ -79,7 +79,9 @@ fn main() {
     let panels = persona_core::cf::neighbours::Panels::new(&flat, 20);
     let all: Vec<u32> = (0..points.len() as u32).collect();
     let t = Instant::now();
-    let lists = panels.most_similar(&all, 5, &Threads::new(2).expect("threads"));
+    let lists = panels
+        .most_similar(&all, 5, &Threads::new(2).expect("threads"), &mut NoMonitor)
+        .expect("neighbours");
     println!(
         "5 most similar users of each of {} users: {:.2} s",
         lists.len(),

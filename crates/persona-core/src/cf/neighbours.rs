@@ -12,7 +12,11 @@
 use rayon::prelude::*;
 
 use super::model::CfModel;
-use crate::control::Threads;
+use crate::control::{Monitor, Threads};
+use crate::Result;
+
+/// A user's most similar users: (user id, cosine), most similar first.
+pub type Neighbours = Vec<(i64, f32)>;
 
 /// Rows per panel.
 const LANES: usize = 8;
@@ -67,32 +71,38 @@ impl Panels {
 
     /// The `k` rows most similar to each of `targets` (never the target itself, never an
     /// unusable row), most similar first, ties by the lower row index; empty for an unusable
-    /// target. Scores `targets` on `threads`.
+    /// target. Scores `targets` on `threads` while the calling thread asks `monitor` whether to
+    /// stop (`Err(Cancelled)` soon after it says so); a handful of targets is scored on the
+    /// calling thread.
     pub fn most_similar(
         &self,
         targets: &[u32],
         k: usize,
         threads: &Threads,
-    ) -> Vec<Vec<(u32, f32)>> {
+        monitor: &mut dyn Monitor,
+    ) -> Result<Vec<Vec<(u32, f32)>>> {
         if targets.len() <= TARGETS {
             // One block (a single portrait): no thread pool to wake.
-            return crate::simd::wide(
+            return Ok(crate::simd::wide(
                 #[inline(always)]
                 || self.block(targets, k),
-            );
+            ));
         }
-        let blocks: Vec<Vec<Vec<(u32, f32)>>> = threads.run(|| {
-            targets
+        let blocks: Vec<Vec<Vec<(u32, f32)>>> = threads.run_watched(monitor, |stop| {
+            Ok(targets
                 .par_chunks(TARGETS)
                 .map(|chunk| {
+                    if stop.requested() {
+                        return Vec::new();
+                    }
                     crate::simd::wide(
                         #[inline(always)]
                         || self.block(chunk, k),
                     )
                 })
-                .collect()
-        });
-        blocks.into_iter().flatten().collect()
+                .collect())
+        })?;
+        Ok(blocks.into_iter().flatten().collect())
     }
 
     /// Up to [`TARGETS`] targets against every panel.
@@ -164,19 +174,22 @@ impl CfModel {
         users: &[i64],
         k: usize,
         threads: &Threads,
-    ) -> Vec<Option<Vec<(i64, f32)>>> {
+        monitor: &mut dyn Monitor,
+    ) -> Result<Vec<Option<Neighbours>>> {
         let Some((dim, p)) = self.user_factors() else {
-            return users
+            return Ok(users
                 .iter()
                 .map(|&u| self.users.get(u).map(|_| Vec::new()))
-                .collect();
+                .collect());
         };
         // Built once per decoded model: one portrait at a time would otherwise normalise every
         // user's factors for each call.
         let panels = self.user_panels.get_or_init(|| Panels::new(p, dim));
         let known: Vec<u32> = users.iter().filter_map(|&u| self.users.get(u)).collect();
-        let mut lists = panels.most_similar(&known, k, threads).into_iter();
-        users
+        let mut lists = panels
+            .most_similar(&known, k, threads, monitor)?
+            .into_iter();
+        Ok(users
             .iter()
             .map(|&u| {
                 self.users.get(u)?;
@@ -187,7 +200,7 @@ impl CfModel {
                         .collect(),
                 )
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -213,10 +226,14 @@ mod tests {
         .unwrap();
         let users: Vec<i64> = m.users.ids().to_vec();
         let (dim, p) = m.user_factors().unwrap();
-        let many = m.similar_users_many(&users, 5, &Threads::new(2).unwrap());
+        let many = m
+            .similar_users_many(&users, 5, &Threads::new(2).unwrap(), &mut NoMonitor)
+            .unwrap();
         // The same lists asked one user at a time, and against a brute force in f64.
         for (n, &u) in users.iter().enumerate() {
-            let one = m.similar_users_many(&[u], 5, &Threads::current());
+            let one = m
+                .similar_users_many(&[u], 5, &Threads::current(), &mut NoMonitor)
+                .unwrap();
             assert_eq!(one[0], many[n], "user {u}: alone and in a batch");
             let r = m.users.get(u).unwrap() as usize;
             let unit = |i: usize| {
@@ -245,7 +262,8 @@ mod tests {
             assert!(got.windows(2).all(|w| w[0].1 >= w[1].1));
         }
         assert_eq!(
-            m.similar_users_many(&[-1], 5, &Threads::current()),
+            m.similar_users_many(&[-1], 5, &Threads::current(), &mut NoMonitor)
+                .unwrap(),
             vec![None]
         );
     }
@@ -254,10 +272,43 @@ mod tests {
     fn a_zero_row_is_nobody_s_neighbour() {
         // Three rows in 2 dimensions, the middle one zero.
         let panels = Panels::new(&[1.0, 0.0, 0.0, 0.0, 0.6, 0.8], 2);
-        let got = panels.most_similar(&[0, 1, 2], 5, &Threads::current());
+        let got = panels
+            .most_similar(&[0, 1, 2], 5, &Threads::current(), &mut NoMonitor)
+            .unwrap();
         assert_eq!(got[0], vec![(2, 0.6)]);
         assert!(got[1].is_empty());
         assert_eq!(got[2].len(), 1);
         assert_eq!(got[2][0].0, 0);
+    }
+
+    #[test]
+    fn many_targets_stop_when_the_monitor_says_so() {
+        struct Interrupted;
+        impl Monitor for Interrupted {
+            fn step(&mut self, _: &crate::control::Progress) -> Result<()> {
+                Ok(())
+            }
+            fn interrupted(&mut self) -> bool {
+                true
+            }
+        }
+        let rows: Vec<f32> = (0..4000)
+            .map(|n| ((n * 7919) % 101) as f32 - 50.0)
+            .collect();
+        let panels = Panels::new(&rows, 4);
+        let all: Vec<u32> = (0..1000).collect();
+        let threads = Threads::new(2).unwrap();
+        let stopped = panels.most_similar(&all, 5, &threads, &mut Interrupted);
+        assert!(
+            matches!(stopped, Err(crate::CoreError::Cancelled)),
+            "{stopped:?}"
+        );
+        assert_eq!(
+            panels
+                .most_similar(&all, 5, &threads, &mut NoMonitor)
+                .unwrap()
+                .len(),
+            1000
+        );
     }
 }

@@ -328,7 +328,7 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
             cell.shuffle(&mut rng);
             for (n, &[u, start, end]) in cell.iter().enumerate() {
                 if let Some(&[next, ..]) = cell.get(n + 1) {
-                    crate::simd::prefetch(&f.p[next as usize * k..]);
+                    crate::simd::prefetch(&f.p[next as usize * k..(next as usize + 1) * k]);
                 }
                 let (start, end) = (start as usize, end as usize);
                 since_check += end - start;
@@ -350,7 +350,7 @@ pub fn train_svd(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Result
                 let pu = &mut f.p[u * k..(u + 1) * k];
                 for (n, &(i, r)) in row.iter().enumerate() {
                     if let Some(&(ahead, _)) = row.get(n + AHEAD) {
-                        crate::simd::prefetch(&f.q[ahead as usize * k..]);
+                        crate::simd::prefetch(&f.q[ahead as usize * k..(ahead as usize + 1) * k]);
                     }
                     let i = i as usize;
                     let qi = &mut f.q[i * k..(i + 1) * k];
@@ -421,7 +421,7 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
             let u = u as usize;
             for (n, &(i, r)) in row.iter().enumerate() {
                 if let Some(&(ahead, _)) = row.get(n + AHEAD) {
-                    crate::simd::prefetch(&f.q[ahead as usize * k..]);
+                    crate::simd::prefetch(&f.q[ahead as usize * k..(ahead as usize + 1) * k]);
                 }
                 let i = i as usize;
                 let pu = &mut f.p[u * k..(u + 1) * k];
@@ -443,7 +443,7 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
             }
             for (n, &j) in items.iter().enumerate() {
                 if let Some(&ahead) = items.get(n + AHEAD) {
-                    crate::simd::prefetch(&y[ahead as usize * k..]);
+                    crate::simd::prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]);
                 }
                 let yj = &mut y[j as usize * k..(j as usize + 1) * k];
                 for ff in 0..k {
@@ -483,7 +483,7 @@ fn implicit_sum(y: &[f32], k: usize, items: &[u32], scale: f32, out: &mut [f32])
     out.iter_mut().for_each(|o| *o = 0.0);
     for (n, &j) in items.iter().enumerate() {
         if let Some(&ahead) = items.get(n + AHEAD) {
-            crate::simd::prefetch(&y[ahead as usize * k..]);
+            crate::simd::prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]);
         }
         for (o, v) in out.iter_mut().zip(&y[j as usize * k..(j as usize + 1) * k]) {
             *o += v;

@@ -129,3 +129,69 @@ COMMENT ON FUNCTION campaign_report(text, jsonb) IS
   'The campaign report as a self-contained HTML page (inline SVG, no script): verdicts, arms, forest plot of lifts, cumulative conversion with its sequential band, Qini curve of a score relation';
 COMMENT ON FUNCTION profile_train(text, jsonb) IS
   'Fit a portrait model (BG/NBD and Gamma-Gamma lifetime models, RFM quintiles) on an orders relation and make it the active version of a name';
+
+-- Scale-out on Citus: persona.distribute() makes pg_persona's model tables reference tables, so
+-- that a model trained or registered on the coordinator is on every node, where functions pushed
+-- down with a query over a distributed table (cf_predict, bert_score, user_profile) read it.
+-- Idempotent. Role OIDs differ between nodes, so the owners and grantees that Citus copies with
+-- the rows are written again by name on every node.
+CREATE FUNCTION persona.distribute()
+RETURNS TABLE (relation regclass, action text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t pg_catalog.regclass;
+    key text;
+    method text;
+    o record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'persona.distribute() needs Citus, which is not installed in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'On a single server there is nothing to distribute. On a Citus coordinator, CREATE EXTENSION citus first (see the README, "Scaling out").';
+    END IF;
+    EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO STRICT method;
+    IF NOT method::boolean THEN
+        RAISE EXCEPTION 'persona.distribute() must run on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Connect to the coordinator and run SELECT persona.distribute(); there.';
+    END IF;
+    FOREACH t IN ARRAY ARRAY['persona.cf_model_versions', 'persona.cf_active', 'persona.bert_model_store',
+                             'persona.profile_model_versions', 'persona.profile_active']::pg_catalog.regclass[] LOOP
+        IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t), 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied to distribute %', t
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Run persona.distribute() as the owner of the extension or as a superuser.';
+        END IF;
+        EXECUTE 'SELECT partmethod::text FROM pg_catalog.pg_dist_partition WHERE logicalrelid OPERATOR(pg_catalog.=) $1'
+            INTO method USING t;
+        relation := t;
+        IF method OPERATOR(pg_catalog.=) 'n' THEN
+            action := 'already a reference table';
+        ELSIF method IS NOT NULL THEN
+            RAISE EXCEPTION '% is a distributed table, not a reference table', t
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = pg_catalog.format('Every node needs all models: SELECT undistribute_table(%L); then run persona.distribute() again.', t::text);
+        ELSE
+            EXECUTE 'SELECT pg_catalog.create_reference_table($1)' USING t;
+            action := 'made a reference table';
+            -- Owners and grantees by name, evaluated on every node.
+            key := CASE WHEN t OPERATOR(pg_catalog.=) 'persona.bert_model_store'::pg_catalog.regclass THEN 'name' ELSE 'model' END;
+            IF key OPERATOR(pg_catalog.=) 'name' OR t::text LIKE '%\_active' THEN
+                FOR o IN EXECUTE pg_catalog.format(
+                    'SELECT %I AS k, owner::text AS owner, usable_by::text[] AS usable_by FROM %s', key, t) LOOP
+                    EXECUTE pg_catalog.format(
+                        'UPDATE %s SET owner = $2::pg_catalog.regrole, usable_by = $3::pg_catalog.regrole[] WHERE %I OPERATOR(pg_catalog.=) $1',
+                        t, key)
+                        USING o.k, o.owner, o.usable_by;
+                END LOOP;
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION persona.distribute() IS
+  'On a Citus coordinator: make the model tables reference tables, so that every node has every model (idempotent)';
+REVOKE ALL ON FUNCTION persona.distribute() FROM PUBLIC;

@@ -26,7 +26,6 @@ ALTER TABLE persona.bert_model_store
     ADD COLUMN owner regrole,
     ADD COLUMN usable_by regrole[] NOT NULL DEFAULT '{}',
     ADD COLUMN usable_by_all boolean NOT NULL DEFAULT false;
--- An UPDATE of this table takes a new version (trigger new_version): fine, caches reload once.
 UPDATE persona.bert_model_store m
    SET owner = coalesce(
          (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = m.created_by),
@@ -55,21 +54,34 @@ $$;
 
 -- Who may use a row: its owner and the roles with the owner's privileges, its grantees, every
 -- role when usable_by_all, and superusers (who bypass row-level security).
+-- The policies call functions rather than hold subqueries: Citus refuses subqueries in the
+-- policies of distributed and reference tables. model_usable reads only catalogs, so on every
+-- node it decides with that node's roles.
+CREATE FUNCTION persona.model_usable(owner regrole, usable_by regrole[], usable_by_all boolean)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+SELECT $3
+    OR pg_catalog.pg_has_role($1::pg_catalog.oid, 'USAGE')
+    OR EXISTS (SELECT FROM pg_catalog.unnest($2) AS g (role)
+                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE'))
+$$;
+-- A version is visible with its model. Inside a Citus task (a query on a shard) the model table
+-- is read with nested execution allowed: it is a reference table, the same on every node.
+CREATE FUNCTION persona.cf_model_visible(model text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET citus.allow_nested_distributed_execution = on AS $$
+SELECT EXISTS (SELECT FROM persona.cf_active a WHERE a.model OPERATOR(pg_catalog.=) $1)
+$$;
 ALTER TABLE persona.cf_active ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.cf_active FOR SELECT USING (
-    usable_by_all
-    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
-    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
-                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+    persona.model_usable(owner, usable_by, usable_by_all));
 ALTER TABLE persona.cf_model_versions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.cf_model_versions FOR SELECT USING (
-    EXISTS (SELECT FROM persona.cf_active a WHERE a.model OPERATOR(pg_catalog.=) cf_model_versions.model));
+    persona.cf_model_visible(model));
 ALTER TABLE persona.bert_model_store ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.bert_model_store FOR SELECT USING (
-    usable_by_all
-    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
-    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
-                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+    persona.model_usable(owner, usable_by, usable_by_all));
 
 -- 0.2.0 documented granting INSERT, UPDATE (and DELETE) on the model tables to roles that train.
 -- INSERT on persona.cf_model_versions and persona.bert_model_store keeps its meaning (the right
@@ -112,7 +124,7 @@ SELECT v.model,
        v.created_at,
        v.created_by,
        (SELECT pg_catalog.count(*) FROM persona.cf_model_versions w WHERE w.model = v.model) AS versions,
-       a.owner,
+       a.owner::text AS owner,  -- as text: a role OID means nothing on another Citus node
        CASE WHEN a.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || a.usable_by::text[] AS usable_by
   FROM persona.cf_active a
   JOIN persona.cf_model_versions v ON v.model = a.model AND v.version = a.version;
@@ -133,7 +145,7 @@ SELECT m.name,
        m.version,
        m.created_at,
        m.created_by,
-       m.owner,
+       m.owner::text AS owner,
        CASE WHEN m.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || m.usable_by::text[] AS usable_by
   FROM persona.bert_model_store m
   LEFT JOIN persona.bert_model_store e ON e.name = m.encoder;
@@ -351,8 +363,7 @@ CREATE TABLE persona.profile_model_versions (
 );
 CREATE TABLE persona.profile_active (
     model         text PRIMARY KEY,
-    version       integer NOT NULL,
-    FOREIGN KEY (model, version) REFERENCES persona.profile_model_versions (model, version),
+    version       integer NOT NULL,  -- a row of persona.profile_model_versions (checked by the functions)
     owner         regrole NOT NULL,
     usable_by     regrole[] NOT NULL DEFAULT '{}',
     usable_by_all boolean NOT NULL DEFAULT false
@@ -366,19 +377,22 @@ SELECT v.model,
        v.created_at,
        v.created_by,
        (SELECT pg_catalog.count(*) FROM persona.profile_model_versions w WHERE w.model = v.model) AS versions,
-       a.owner,
+       a.owner::text AS owner,  -- as text: a role OID means nothing on another Citus node
        CASE WHEN a.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || a.usable_by::text[] AS usable_by
   FROM persona.profile_active a
   JOIN persona.profile_model_versions v ON v.model = a.model AND v.version = a.version;
+CREATE FUNCTION persona.profile_model_visible(model text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET citus.allow_nested_distributed_execution = on AS $$
+SELECT EXISTS (SELECT FROM persona.profile_active a WHERE a.model OPERATOR(pg_catalog.=) $1)
+$$;
 ALTER TABLE persona.profile_active ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.profile_active FOR SELECT USING (
-    usable_by_all
-    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
-    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
-                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+    persona.model_usable(owner, usable_by, usable_by_all));
 ALTER TABLE persona.profile_model_versions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.profile_model_versions FOR SELECT USING (
-    EXISTS (SELECT FROM persona.profile_active a WHERE a.model OPERATOR(pg_catalog.=) profile_model_versions.model));
+    persona.profile_model_visible(model));
 SELECT pg_catalog.pg_extension_config_dump('persona.orders', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.orders_order_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.profile_model_versions', '');
@@ -412,3 +426,80 @@ STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'user_profiles_wrapper';
 COMMENT ON FUNCTION profile_train(text, jsonb) IS
   'Fit a portrait model (BG/NBD and Gamma-Gamma lifetime models, RFM quintiles) on an orders relation and make it the active version of a name';
+
+-- Scale-out on Citus: the model tables can become reference tables (persona.distribute()), which
+-- Citus refuses for tables with triggers or foreign keys between them. pg_persona's functions now
+-- assign text-model versions (one nextval on the node that writes, replicated as a value) and
+-- check that an active version or an encoder exists; a direct UPDATE of a text model is noticed
+-- by the row's xmin instead of a version-bumping trigger.
+ALTER TABLE persona.cf_active DROP CONSTRAINT cf_active_model_version_fkey;
+ALTER TABLE persona.bert_model_store DROP CONSTRAINT bert_model_store_encoder_fkey;
+DROP TRIGGER new_version ON persona.bert_model_store;
+DROP FUNCTION persona.bert_model_store_new_version();
+ALTER TABLE persona.bert_model_store ALTER COLUMN version DROP DEFAULT;
+
+-- Scale-out on Citus: persona.distribute() makes pg_persona's model tables reference tables, so
+-- that a model trained or registered on the coordinator is on every node, where functions pushed
+-- down with a query over a distributed table (cf_predict, bert_score, user_profile) read it.
+-- Idempotent. Role OIDs differ between nodes, so the owners and grantees that Citus copies with
+-- the rows are written again by name on every node.
+CREATE FUNCTION persona.distribute()
+RETURNS TABLE (relation regclass, action text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t pg_catalog.regclass;
+    key text;
+    method text;
+    o record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'persona.distribute() needs Citus, which is not installed in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'On a single server there is nothing to distribute. On a Citus coordinator, CREATE EXTENSION citus first (see the README, "Scaling out").';
+    END IF;
+    EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO STRICT method;
+    IF NOT method::boolean THEN
+        RAISE EXCEPTION 'persona.distribute() must run on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Connect to the coordinator and run SELECT persona.distribute(); there.';
+    END IF;
+    FOREACH t IN ARRAY ARRAY['persona.cf_model_versions', 'persona.cf_active', 'persona.bert_model_store',
+                             'persona.profile_model_versions', 'persona.profile_active']::pg_catalog.regclass[] LOOP
+        IF NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t), 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied to distribute %', t
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Run persona.distribute() as the owner of the extension or as a superuser.';
+        END IF;
+        EXECUTE 'SELECT partmethod::text FROM pg_catalog.pg_dist_partition WHERE logicalrelid OPERATOR(pg_catalog.=) $1'
+            INTO method USING t;
+        relation := t;
+        IF method OPERATOR(pg_catalog.=) 'n' THEN
+            action := 'already a reference table';
+        ELSIF method IS NOT NULL THEN
+            RAISE EXCEPTION '% is a distributed table, not a reference table', t
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = pg_catalog.format('Every node needs all models: SELECT undistribute_table(%L); then run persona.distribute() again.', t::text);
+        ELSE
+            EXECUTE 'SELECT pg_catalog.create_reference_table($1)' USING t;
+            action := 'made a reference table';
+            -- Owners and grantees by name, evaluated on every node.
+            key := CASE WHEN t OPERATOR(pg_catalog.=) 'persona.bert_model_store'::pg_catalog.regclass THEN 'name' ELSE 'model' END;
+            IF key OPERATOR(pg_catalog.=) 'name' OR t::text LIKE '%\_active' THEN
+                FOR o IN EXECUTE pg_catalog.format(
+                    'SELECT %I AS k, owner::text AS owner, usable_by::text[] AS usable_by FROM %s', key, t) LOOP
+                    EXECUTE pg_catalog.format(
+                        'UPDATE %s SET owner = $2::pg_catalog.regrole, usable_by = $3::pg_catalog.regrole[] WHERE %I OPERATOR(pg_catalog.=) $1',
+                        t, key)
+                        USING o.k, o.owner, o.usable_by;
+                END LOOP;
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION persona.distribute() IS
+  'On a Citus coordinator: make the model tables reference tables, so that every node has every model (idempotent)';
+REVOKE ALL ON FUNCTION persona.distribute() FROM PUBLIC;

@@ -63,6 +63,10 @@ CREATE TABLE persona.feedback (
 CREATE INDEX feedback_campaign_idx ON persona.feedback (campaign);
 
 -- Collaborative-filtering models: every trained version is kept; a model name points at one.
+-- The model tables have no foreign keys, triggers or volatile defaults that a write depends on,
+-- so that Citus can make them reference tables (persona.distribute()): pg_persona's functions
+-- assign versions and times themselves, write plain INSERT ... VALUES, and check on every read
+-- that the active version exists.
 CREATE TABLE persona.cf_model_versions (
     model      text NOT NULL,
     version    integer NOT NULL,
@@ -80,8 +84,7 @@ CREATE TABLE persona.cf_model_versions (
 ALTER TABLE persona.cf_model_versions ALTER COLUMN data SET STORAGE EXTERNAL; -- already dense floats
 CREATE TABLE persona.cf_active (
     model   text PRIMARY KEY,
-    version integer NOT NULL,
-    FOREIGN KEY (model, version) REFERENCES persona.cf_model_versions (model, version),
+    version integer NOT NULL,  -- a row of persona.cf_model_versions (checked by the functions)
     -- Added in 0.3.0 (so last): the model's owner (the role that first trained it), the roles it
     -- granted use to (cf_model_grant), and whether every role may use it.
     owner         regrole NOT NULL,
@@ -102,7 +105,7 @@ SELECT v.model,
        v.created_at,
        v.created_by,
        (SELECT pg_catalog.count(*) FROM persona.cf_model_versions w WHERE w.model = v.model) AS versions,
-       a.owner,
+       a.owner::text AS owner,  -- as text: a role OID means nothing on another Citus node
        CASE WHEN a.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || a.usable_by::text[] AS usable_by
   FROM persona.cf_active a
   JOIN persona.cf_model_versions v ON v.model = a.model AND v.version = a.version;
@@ -111,14 +114,15 @@ SELECT v.model,
 -- the database so they are backed up and replicated with it. A model with an encoder (a trained
 -- classification head on another model's embeddings, like the default "sentiment" on "minilm")
 -- stores only its spec and uses the encoder's graph and tokenizer. Every registration or
--- replacement takes a new version number, which is how backends notice that a cached ONNX
--- Runtime session is stale.
+-- replacement takes a new version number from the sequence (on the node that writes), the same
+-- on every node the row is replicated to; backends notice a stale ONNX Runtime session by the
+-- version and by the row's xmin, so a direct UPDATE of a row is noticed too.
 CREATE SEQUENCE persona.bert_model_version_seq;
 CREATE TABLE persona.bert_model_store (
     name           text PRIMARY KEY
                    CHECK (name ~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]*$' AND pg_catalog.length(name) <= 63),
     task           text NOT NULL CHECK (task IN ('embedding', 'classification')),
-    encoder        text REFERENCES persona.bert_model_store (name),
+    encoder        text,            -- the model whose graph it runs on (checked by the functions)
     spec           jsonb NOT NULL,  -- pooling, max_length, labels, positive_label, head
     dim            integer,         -- embedding dimension; NULL for a logits-only classifier
     labels         text[],          -- class labels in logit order; NULL for an encoder
@@ -127,7 +131,7 @@ CREATE TABLE persona.bert_model_store (
     tokenizer      text,            -- tokenizer.json; NULL when encoder is set
     source         jsonb,           -- where it came from: file paths, or bert_train_classifier's report
     builtin        boolean NOT NULL DEFAULT false, -- registered by bert_register_defaults()
-    version        bigint NOT NULL DEFAULT pg_catalog.nextval('persona.bert_model_version_seq'),
+    version        bigint NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by     name NOT NULL DEFAULT CURRENT_USER,
     -- Added in 0.3.0 (so last), as in persona.cf_active.
@@ -142,18 +146,6 @@ CREATE TABLE persona.bert_model_store (
 );
 ALTER TABLE persona.bert_model_store ALTER COLUMN onnx SET STORAGE EXTERNAL; -- weights barely compress
 CREATE INDEX bert_model_store_encoder_idx ON persona.bert_model_store (encoder);
-
--- Any change to a stored text model, including a direct UPDATE of this table, takes a new
--- version number, so every backend's cached session is rebuilt at its next transaction.
-CREATE FUNCTION persona.bert_model_store_new_version() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    NEW.version := pg_catalog.nextval('persona.bert_model_version_seq');
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER new_version BEFORE UPDATE ON persona.bert_model_store
-    FOR EACH ROW EXECUTE FUNCTION persona.bert_model_store_new_version();
 
 CREATE VIEW persona.bert_models WITH (security_invoker = true) AS
 SELECT m.name,
@@ -171,7 +163,7 @@ SELECT m.name,
        m.version,
        m.created_at,
        m.created_by,
-       m.owner,
+       m.owner::text AS owner,
        CASE WHEN m.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || m.usable_by::text[] AS usable_by
   FROM persona.bert_model_store m
   LEFT JOIN persona.bert_model_store e ON e.name = m.encoder;
@@ -183,22 +175,35 @@ SELECT m.name,
 -- SELECT is granted to PUBLIC below, row-level security filters it. There are no policies for
 -- writes: only the tables' owner writes them, through pg_persona's functions, which check the
 -- caller's ownership and record who did it.
+-- The policies call functions rather than hold subqueries: Citus refuses subqueries in the
+-- policies of distributed and reference tables. model_usable reads only catalogs, so on every
+-- node it decides with that node's roles.
+CREATE FUNCTION persona.model_usable(owner regrole, usable_by regrole[], usable_by_all boolean)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+SELECT $3
+    OR pg_catalog.pg_has_role($1::pg_catalog.oid, 'USAGE')
+    OR EXISTS (SELECT FROM pg_catalog.unnest($2) AS g (role)
+                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE'))
+$$;
+-- A version is visible with its model. Inside a Citus task (a query on a shard) the model table
+-- is read with nested execution allowed: it is a reference table, the same on every node.
+CREATE FUNCTION persona.cf_model_visible(model text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET citus.allow_nested_distributed_execution = on AS $$
+SELECT EXISTS (SELECT FROM persona.cf_active a WHERE a.model OPERATOR(pg_catalog.=) $1)
+$$;
 ALTER TABLE persona.cf_active ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.cf_active FOR SELECT USING (
-    usable_by_all
-    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
-    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
-                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+    persona.model_usable(owner, usable_by, usable_by_all));
 -- A version is visible with its model.
 ALTER TABLE persona.cf_model_versions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.cf_model_versions FOR SELECT USING (
-    EXISTS (SELECT FROM persona.cf_active a WHERE a.model OPERATOR(pg_catalog.=) cf_model_versions.model));
+    persona.cf_model_visible(model));
 ALTER TABLE persona.bert_model_store ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.bert_model_store FOR SELECT USING (
-    usable_by_all
-    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
-    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
-                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+    persona.model_usable(owner, usable_by, usable_by_all));
 
 -- User data and models are dumped by pg_dump (the tables themselves belong to the extension).
 SELECT pg_catalog.pg_extension_config_dump('persona.users', '');
@@ -239,8 +244,7 @@ CREATE TABLE persona.profile_model_versions (
 );
 CREATE TABLE persona.profile_active (
     model         text PRIMARY KEY,
-    version       integer NOT NULL,
-    FOREIGN KEY (model, version) REFERENCES persona.profile_model_versions (model, version),
+    version       integer NOT NULL,  -- a row of persona.profile_model_versions (checked by the functions)
     owner         regrole NOT NULL,
     usable_by     regrole[] NOT NULL DEFAULT '{}',
     usable_by_all boolean NOT NULL DEFAULT false
@@ -254,19 +258,22 @@ SELECT v.model,
        v.created_at,
        v.created_by,
        (SELECT pg_catalog.count(*) FROM persona.profile_model_versions w WHERE w.model = v.model) AS versions,
-       a.owner,
+       a.owner::text AS owner,  -- as text: a role OID means nothing on another Citus node
        CASE WHEN a.usable_by_all THEN '{PUBLIC}'::text[] ELSE '{}' END || a.usable_by::text[] AS usable_by
   FROM persona.profile_active a
   JOIN persona.profile_model_versions v ON v.model = a.model AND v.version = a.version;
+CREATE FUNCTION persona.profile_model_visible(model text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET citus.allow_nested_distributed_execution = on AS $$
+SELECT EXISTS (SELECT FROM persona.profile_active a WHERE a.model OPERATOR(pg_catalog.=) $1)
+$$;
 ALTER TABLE persona.profile_active ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.profile_active FOR SELECT USING (
-    usable_by_all
-    OR pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE')
-    OR EXISTS (SELECT FROM pg_catalog.unnest(usable_by) AS g (role)
-                WHERE pg_catalog.pg_has_role(g.role::pg_catalog.oid, 'USAGE')));
+    persona.model_usable(owner, usable_by, usable_by_all));
 ALTER TABLE persona.profile_model_versions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY usable ON persona.profile_model_versions FOR SELECT USING (
-    EXISTS (SELECT FROM persona.profile_active a WHERE a.model OPERATOR(pg_catalog.=) profile_model_versions.model));
+    persona.profile_model_visible(model));
 SELECT pg_catalog.pg_extension_config_dump('persona.orders', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.orders_order_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('persona.profile_model_versions', '');

@@ -95,6 +95,8 @@ fn arm_numbers(campaign: &str, value: Value, what: &ArmNumbers) -> Vec<(String, 
 }
 
 pub(crate) fn campaign_info(client: &SpiClient<'_>, campaign: &str) -> CampaignInfo {
+    // Pushed down to a Citus worker, persona.campaigns there is not the coordinator's.
+    crate::citus::check_read("campaign functions", "persona.campaigns");
     let row = select(
         client,
         "SELECT COALESCE(c.events, 'persona.campaign_events'::regclass)::oid, c.control_arm, \

@@ -42,6 +42,7 @@ pub mod cf;
 pub mod cf_cold;
 pub mod cf_explain;
 pub mod cf_fold;
+pub mod citus;
 pub mod demo;
 pub mod error;
 pub mod feedback;

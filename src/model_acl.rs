@@ -12,6 +12,12 @@
 //! model first checks the caller ([`check_create`], [`check_owner`]), then writes as the tables'
 //! owner ([`as_store_owner`]) with the caller recorded as `created_by`, so neither the owner nor
 //! `created_by` can be claimed falsely, and no role replaces another's model.
+//!
+//! **Role OIDs never leave the node.** Owners and grantees are stored as `regrole`, but on Citus
+//! the model tables are reference tables whose rows are read on whichever node holds a copy, and
+//! a role has a different OID on every node. So every query here sends roles as names (cast to
+//! `regrole` where the row is) and gets back names and booleans computed next to the row, never
+//! an OID.
 
 use std::ffi::CStr;
 
@@ -78,6 +84,25 @@ pub struct Role {
     pub name: String,
 }
 
+impl Role {
+    /// The role as `regrole` input (its name, quoted where needed): how a write names it.
+    pub fn regrole_input(&self) -> String {
+        quote_ident(&self.name)
+    }
+}
+
+/// `name` quoted as an SQL identifier where needed (PostgreSQL's `quote_identifier`).
+fn quote_ident(name: &str) -> String {
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: backend thread; quote_identifier returns its argument or a palloc'd copy, both
+    // valid until we copy them out here.
+    unsafe {
+        CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr()))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// The role whose privileges apply now (`current_user`).
 pub fn current_role() -> Role {
     // SAFETY: backend thread; GetUserId is always valid in a transaction, and
@@ -89,26 +114,6 @@ pub fn current_role() -> Role {
             .into_owned();
         Role { oid, name }
     }
-}
-
-/// The name of role `oid`, or its number when it no longer exists.
-fn role_name(oid: pg_sys::Oid) -> String {
-    // SAFETY: backend thread; with noerr = true an unknown role gives NULL, checked.
-    unsafe {
-        let p = pg_sys::GetUserNameFromId(oid, true);
-        if p.is_null() {
-            u32::from(oid).to_string()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    }
-}
-
-/// Whether the current role has the privileges of `owner` (is it, a member that inherits it, or
-/// a superuser): PostgreSQL's rule for acting as an object's owner.
-fn acts_as(owner: pg_sys::Oid) -> bool {
-    // SAFETY: backend thread; plain catalog lookups.
-    unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner) }
 }
 
 /// Restores the user id and security context saved by [`as_store_owner`].
@@ -181,23 +186,46 @@ fn check_catalog() {
     }
 }
 
+/// A model's owner as seen by the current role.
+struct Owner {
+    /// Its name (its number if the role was dropped).
+    name: String,
+    /// Whether the current role has the owner's privileges (is it, a member that inherits it, or
+    /// a superuser): PostgreSQL's rule for acting as an object's owner.
+    acted_as: bool,
+}
+
 /// The owner of model `name`, seen past row-level security; `None` if there is no such model
 /// (or the catalog is older than owners).
-pub fn owner_of(store: Store, name: &str) -> Option<pg_sys::Oid> {
+fn owner_of(store: Store, name: &str) -> Option<Owner> {
     if !catalog_has_owners() {
         return None;
     }
     stored_owner(store, name)
 }
 
-/// [`owner_of`] on a catalog known to have owners.
-fn stored_owner(store: Store, name: &str) -> Option<pg_sys::Oid> {
+/// [`owner_of`] on a catalog known to have owners. Both answers are computed where the row is
+/// read (the caller named by name: [`Role::regrole_input`]).
+fn stored_owner(store: Store, name: &str) -> Option<Owner> {
     let query = format!(
-        "SELECT owner::pg_catalog.oid FROM {} WHERE {} = $1",
+        "SELECT owner::pg_catalog.text, \
+           pg_catalog.pg_has_role($2::pg_catalog.regrole::pg_catalog.oid, \
+                                  owner::pg_catalog.oid, 'USAGE') \
+         FROM {} WHERE {} = $1",
         store.table(),
         store.name_column()
     );
-    as_store_owner(|| select_one::<pg_sys::Oid>(&query, &[name.into()], store.table()))
+    let me = current_role().regrole_input();
+    as_store_owner(|| {
+        Spi::connect(|client| {
+            let r = crate::spi::first(client, &query, &[name.into(), me.into()], store.table())?;
+            use crate::spi::Columns;
+            Some(Owner {
+                name: r.column::<String>(1, "owner")?,
+                acted_as: r.column::<bool>(2, "acts as owner").unwrap_or(false),
+            })
+        })
+    })
 }
 
 /// Raises 42501 unless the current role may create models of this kind: it has INSERT on the
@@ -234,8 +262,8 @@ pub fn check_owner(store: Store, name: &str, action: &str) -> bool {
     let Some(owner) = stored_owner(store, name) else {
         return false;
     };
-    if !acts_as(owner) {
-        let owner = role_name(owner);
+    if !owner.acted_as {
+        let owner = owner.name;
         raise_hint(
             ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
@@ -265,7 +293,7 @@ pub fn check_usable(store: Store, name: &str) {
             format!("permission denied for {} \"{name}\"", store.noun()),
             format!(
                 "Its owner {} (or a superuser) can let role {} use it: SELECT {}('{name}', '{}');",
-                role_name(owner),
+                owner.name,
                 me.name,
                 store.grant_function(),
                 me.name
@@ -274,27 +302,27 @@ pub fn check_usable(store: Store, name: &str) {
     }
 }
 
-/// A grantee: a role, or PUBLIC.
+/// A grantee: a role (as `regrole` input), or PUBLIC.
 enum Grantee {
     Public,
-    Role(pg_sys::Oid),
+    Role(String),
 }
 
 fn grantee(role: &str) -> Grantee {
     if role.eq_ignore_ascii_case("public") {
         return Grantee::Public;
     }
-    let oid = if role.is_empty() {
+    let found = if role.is_empty() {
         None
     } else {
-        select_one::<pg_sys::Oid>(
-            "SELECT pg_catalog.to_regrole(pg_catalog.quote_ident($1))::pg_catalog.oid",
+        select_one::<String>(
+            "SELECT pg_catalog.to_regrole(pg_catalog.quote_ident($1))::pg_catalog.text",
             &[role.into()],
             "pg_catalog.pg_authid",
         )
     };
-    match oid {
-        Some(oid) => Grantee::Role(oid),
+    match found {
+        Some(role) => Grantee::Role(role),
         None => raise_hint(
             ERRCODE_UNDEFINED_OBJECT,
             format!("role \"{role}\" does not exist"),
@@ -322,10 +350,11 @@ pub fn change_use(store: Store, name: &str, role: &str, grant: bool) -> Vec<Stri
         );
     }
     let (table, column) = (store.table(), store.name_column());
-    let set = match (grantee(role), grant) {
+    let grantee = grantee(role);
+    let set = match (&grantee, grant) {
         (Grantee::Public, grant) => format!("usable_by_all = {grant}"),
-        (Grantee::Role(oid), grant) => {
-            let role = format!("{}::pg_catalog.oid::pg_catalog.regrole", u32::from(oid));
+        (Grantee::Role(_), grant) => {
+            let role = "$2::pg_catalog.regrole";
             let kept = format!("pg_catalog.array_remove(usable_by, {role})");
             if grant {
                 format!("usable_by = {kept} OPERATOR(pg_catalog.||) {role}")
@@ -339,5 +368,10 @@ pub fn change_use(store: Store, name: &str, role: &str, grant: bool) -> Vec<Stri
          RETURNING CASE WHEN usable_by_all THEN '{{PUBLIC}}'::text[] ELSE '{{}}' END \
            OPERATOR(pg_catalog.||) usable_by::text[]"
     );
-    as_store_owner(|| write_one::<Vec<String>>(&query, &[name.into()], table)).unwrap_or_default()
+    let role = match grantee {
+        Grantee::Public => None,
+        Grantee::Role(r) => Some(r),
+    };
+    as_store_owner(|| write_one::<Vec<String>>(&query, &[name.into(), role.into()], table))
+        .unwrap_or_default()
 }

@@ -71,14 +71,14 @@ pub fn active(name: &str) -> Rc<CfModel> {
     });
     let (version, model) = match known {
         Some(hit) => hit,
-        None => {
+        None => crate::citus::model_reads(|| {
             let version = active_version(name);
             let model = match CACHE.with(|c| cached(&c.borrow(), version)) {
                 Some(m) => m,
                 None => Rc::new(load(name, version.version)),
             };
             (version, model)
-        }
+        }),
     };
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
@@ -110,8 +110,28 @@ fn active_version(name: &str) -> Stamp {
         })
     });
     v.unwrap_or_else(|| {
+        // No foreign key keeps the active version (so that Citus can replicate the tables).
+        let dangling = select_one::<i32>(
+            "SELECT version FROM persona.cf_active WHERE model = $1",
+            &[name.into()],
+            "persona.cf_active",
+        );
+        if let Some(version) = dangling {
+            raise_hint(
+                ERRCODE_UNDEFINED_OBJECT,
+                format!(
+                    "the active version {version} of model \"{name}\" is missing from \
+                     persona.cf_model_versions"
+                ),
+                format!(
+                    "Deploy a stored version with SELECT cf_deploy('{name}', version) (list them \
+                     with SELECT version FROM persona.cf_model_versions WHERE model = '{name}')."
+                ),
+            );
+        }
         // Row-level security hides the models this role may not use: say so when it is that.
         model_acl::check_usable(Store::Cf, name);
+        crate::citus::raise_if_missing_on_worker("model", name);
         let known = select_one::<String>(
             "SELECT pg_catalog.string_agg(model, ', ' ORDER BY model) FROM persona.cf_active",
             &[],
@@ -171,11 +191,12 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
         serde_json::from_str(&model.params).unwrap_or(serde_json::Value::Null);
     // Both rows in one switch to the store's owner: the version, then the name pointing at it.
     let version = model_acl::as_store_owner(|| {
+        // The number first, then a plain INSERT ... VALUES: what Citus can replicate.
+        let version = next_version("persona.cf_model_versions", name);
         let version = write_one::<i32>(
             "INSERT INTO persona.cf_model_versions (model, version, algorithm, params, summary, \
              n_users, n_items, n_ratings, data, created_by) \
-             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 FROM \
-             persona.cf_model_versions WHERE model = $1 \
+             VALUES ($1, $10, $2, $3, $4, $5, $6, $7, $8, $9) \
              RETURNING version",
             &[
                 name.into(),
@@ -191,6 +212,7 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
                     .into(),
                 bytes.into(),
                 me.name.as_str().into(),
+                version.into(),
             ],
             "persona.cf_model_versions",
         )
@@ -203,15 +225,26 @@ pub fn save(name: &str, model: &CfModel, summary: &serde_json::Value) -> i32 {
         });
         write(
             "INSERT INTO persona.cf_active (model, version, owner) \
-             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regrole) \
+             VALUES ($1, $2, $3::pg_catalog.regrole) \
              ON CONFLICT (model) DO UPDATE SET version = EXCLUDED.version",
-            &[name.into(), version.into(), me.oid.into()],
+            &[name.into(), version.into(), me.regrole_input().into()],
             "persona.cf_active",
         );
         version
     });
     invalidate(name);
     version
+}
+
+/// The next version number of model `name` in `table` (a `*_model_versions` table, read as its
+/// owner, under the name's lock).
+pub fn next_version(table: &str, name: &str) -> i32 {
+    select_one::<i32>(
+        &format!("SELECT COALESCE(MAX(version), 0) + 1 FROM {table} WHERE model = $1"),
+        &[name.into()],
+        table,
+    )
+    .unwrap_or(1)
 }
 
 /// Points existing model `name` at `version`, one of its versions (the caller checked both and

@@ -193,6 +193,26 @@ fn user_profile(
 ) -> Option<JsonB> {
     let user_id = user_id?;
     let model = required(model, "model", "user_profile");
+    crate::citus::data_reads("user_profile", PORTRAIT_SOURCES, || {
+        user_profile_of(user_id, model, as_of)
+    })
+}
+
+/// What a portrait reads besides the models (and the portrait model's orders relation).
+const PORTRAIT_SOURCES: &[&str] = &[
+    "persona.users",
+    "persona.ratings",
+    "persona.items",
+    "persona.campaign_events",
+    "persona.feedback",
+    "persona.profile_active",
+];
+
+fn user_profile_of(
+    user_id: i64,
+    model: &str,
+    as_of: Option<TimestampWithTimeZone>,
+) -> Option<JsonB> {
     let u = read_user(user_id, model, as_of);
     let cf = u.has_model.then(|| model_store::active(model));
     let mut sections = crate::profile_model::sections_many(Some(&[user_id]), model, as_of);
@@ -344,6 +364,17 @@ fn user_profiles(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> TableIterator<'static, (name!(user_id, i64), name!(profile, JsonB))> {
     let model = required(model, "model", "user_profiles");
+    crate::citus::data_reads("user_profiles", PORTRAIT_SOURCES, || {
+        user_profiles_of(users, model, as_of)
+    })
+}
+
+#[allow(clippy::type_complexity)]
+fn user_profiles_of(
+    users: Option<Vec<Option<i64>>>,
+    model: &str,
+    as_of: Option<TimestampWithTimeZone>,
+) -> TableIterator<'static, (name!(user_id, i64), name!(profile, JsonB))> {
     let every_user = users.is_none();
     let mut ids: Vec<i64> = match users {
         Some(list) => list.into_iter().flatten().collect(),

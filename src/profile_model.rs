@@ -327,13 +327,14 @@ fn save(name: &str, orders: &str, params: &Value, summary: &Value) -> i32 {
     model_acl::check_owner(Store::Profile, name, "train a new version of");
     let me = model_acl::current_role();
     model_acl::as_store_owner(|| {
+        // The number first, then a plain INSERT ... VALUES: what Citus can replicate.
+        let version = crate::model_store::next_version("persona.profile_model_versions", name);
         let version = write_one::<i32>(
             "INSERT INTO persona.profile_model_versions (model, version, orders, params, summary, \
-             created_by) \
-             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5 \
-               FROM persona.profile_model_versions WHERE model = $1 RETURNING version",
+             created_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING version",
             &[
                 name.into(),
+                version.into(),
                 orders.into(),
                 JsonB(params.clone()).into(),
                 JsonB(summary.clone()).into(),
@@ -350,9 +351,9 @@ fn save(name: &str, orders: &str, params: &Value, summary: &Value) -> i32 {
         });
         write(
             "INSERT INTO persona.profile_active (model, version, owner) \
-             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regrole) \
+             VALUES ($1, $2, $3::pg_catalog.regrole) \
              ON CONFLICT (model) DO UPDATE SET version = EXCLUDED.version",
-            &[name.into(), version.into(), me.oid.into()],
+            &[name.into(), version.into(), me.regrole_input().into()],
             "persona.profile_active",
         );
         version
@@ -439,8 +440,8 @@ fn usable_model(
     }
     let row = select(
         client,
-        "SELECT v.version, v.orders, v.params FROM persona.profile_active a \
-           JOIN persona.profile_model_versions v USING (model, version) WHERE a.model = $1",
+        "SELECT a.version, v.orders, v.params FROM persona.profile_active a \
+           LEFT JOIN persona.profile_model_versions v USING (model, version) WHERE a.model = $1",
         Some(1),
         &[model.into()],
         "persona.profile_active",
@@ -452,7 +453,13 @@ fn usable_model(
     }
     let row = row.first();
     let version: i32 = row.column(1, "version").unwrap_or(0);
-    let orders: String = row.column(2, "orders").unwrap_or_default();
+    // No foreign key keeps the active version (so that Citus can replicate the tables).
+    let Some(orders) = row.column::<String>(2, "orders") else {
+        return Err(format!(
+            "the active version {version} of portrait model \"{model}\" is missing from \
+             persona.profile_model_versions (deploy another with profile_deploy)"
+        ));
+    };
     let params: Option<JsonB> = row.column(3, "params");
     let Some(portrait) = params.and_then(|p| serde_json::from_value::<PortraitModel>(p.0).ok())
     else {
@@ -460,6 +467,8 @@ fn usable_model(
             "portrait model \"{model}\" version {version} cannot be read"
         ));
     };
+    // Pushed down to a Citus worker, a local orders table there is not the data.
+    crate::citus::check_read("user_profile", &orders);
     let readable = first(
         client,
         "SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c \

@@ -142,7 +142,7 @@ pub(super) fn register(r: Registration) -> Value {
         )
     });
     let task = task_name(spec.task);
-    let version = store(Row {
+    let stamp = store(Row {
         name: &r.name,
         task: spec.task,
         encoder: None,
@@ -162,9 +162,10 @@ pub(super) fn register(r: Registration) -> Value {
             warning!("pg_persona: {e}");
         }
     }
+    let version = stamp.version;
     text_store::remember_registered(
         &r.name,
-        version,
+        stamp,
         spec.task,
         tokenizer.into_bytes(),
         Some(hash),
@@ -196,7 +197,7 @@ pub(crate) fn register_head(
     source: Value,
     builtin: bool,
 ) -> i64 {
-    store(Row {
+    let stamp = store(Row {
         name,
         task: Task::Classification,
         encoder: Some(graph),
@@ -205,7 +206,8 @@ pub(crate) fn register_head(
         graph: None,
         source,
         builtin,
-    })
+    });
+    stamp.version
 }
 
 /// A row of `persona.bert_model_store` to insert or replace.
@@ -231,8 +233,8 @@ fn task_name(task: Task) -> &'static str {
 }
 
 /// Inserts `row`, or replaces the model of that name with it under a new version. Returns the
-/// version.
-fn store(row: Row<'_>) -> i64 {
+/// version and the row's xmin.
+fn store(row: Row<'_>) -> text_store::RowStamp {
     let (labels, positive) = label_info(row.model);
     // Checked by the caller; checked again here, right before the write, as the same statement
     // could otherwise replace a model another role registered meanwhile.
@@ -242,20 +244,35 @@ fn store(row: Row<'_>) -> i64 {
     // Written as the store's owner: the caller becomes the owner of a new model and is recorded
     // as created_by; a replacement keeps the owner and grants (built-in models stay usable by
     // every role).
-    let version = model_acl::as_store_owner(|| {
+    // The version is taken first and written as a value, and the upsert's SET clause names no
+    // function: what Citus can replicate.
+    let stamp = model_acl::as_store_owner(|| {
+        let version = select_one::<i64>(
+            "SELECT pg_catalog.nextval('persona.bert_model_version_seq')",
+            &[],
+            "persona.bert_model_version_seq",
+        )
+        .unwrap_or_else(|| {
+            raise(
+                ERRCODE_INTERNAL_ERROR,
+                "the version sequence gave no number",
+                None,
+            )
+        });
         write_one::<i64>(
             "INSERT INTO persona.bert_model_store AS s (name, task, encoder, spec, dim, labels, \
-           positive_label, onnx, tokenizer, source, builtin, created_by, owner, usable_by_all) \
+           positive_label, onnx, tokenizer, source, builtin, created_by, owner, usable_by_all, \
+           version) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-           $13::pg_catalog.oid::pg_catalog.regrole, $11) \
+           $13::pg_catalog.regrole, $11, $14) \
          ON CONFLICT (name) DO UPDATE SET task = EXCLUDED.task, encoder = EXCLUDED.encoder, \
            spec = EXCLUDED.spec, dim = EXCLUDED.dim, labels = EXCLUDED.labels, \
            positive_label = EXCLUDED.positive_label, onnx = EXCLUDED.onnx, \
            tokenizer = EXCLUDED.tokenizer, source = EXCLUDED.source, builtin = EXCLUDED.builtin, \
-           version = pg_catalog.nextval('persona.bert_model_version_seq'), \
-           created_at = pg_catalog.now(), created_by = EXCLUDED.created_by, \
+           version = EXCLUDED.version, \
+           created_at = EXCLUDED.created_at, created_by = EXCLUDED.created_by, \
            usable_by_all = s.usable_by_all OR EXCLUDED.usable_by_all \
-         RETURNING version",
+         RETURNING xmin::text::int8",
             &[
                 row.name.into(),
                 task_name(row.task).into(),
@@ -269,10 +286,12 @@ fn store(row: Row<'_>) -> i64 {
                 JsonB(row.source).into(),
                 row.builtin.into(),
                 me.name.as_str().into(),
-                me.oid.into(),
+                me.regrole_input().into(),
+                version.into(),
             ],
             STORE,
         )
+        .map(|xmin| text_store::RowStamp { version, xmin })
     })
     .unwrap_or_else(|| {
         raise(
@@ -285,7 +304,7 @@ fn store(row: Row<'_>) -> i64 {
         text_store::forget_unused_graphs(&[old]);
     }
     text_store::invalidate();
-    version
+    stamp
 }
 
 /// Builds the spec of a model with its own graph from the SQL arguments.
@@ -424,7 +443,7 @@ fn bert_drop_model(name: &str, cascade: default!(bool, false)) -> Vec<String> {
     let graphs: Vec<_> = model_acl::as_store_owner(|| text_store::graph_hash(name))
         .into_iter()
         .collect();
-    // One statement: the foreign key of the dependents is checked at its end. The owner of an
+    // One statement, so the model and its dependents go together. The owner of an
     // encoder drops the models trained on it with cascade, whoever owns them (as DROP ... CASCADE).
     let dropped = model_acl::as_store_owner(|| {
         write_one::<Vec<String>>(

@@ -21,12 +21,12 @@ use super::runtime::{
     create_session, release_free_memory, resident_bytes, with_signals_blocked, RunConfig,
     SessionKey, Shared,
 };
-use super::{read_graph_meta, read_model_spec, read_onnx, resolve, Stamp};
+use super::{read_graph_meta, read_model_spec, read_onnx, resolve, RowStamp, Stamp};
 use crate::txn_cache::Resolutions;
 
 /// A row holding an ONNX graph: its tokenizer and its sessions.
 struct Graph {
-    version: i64,
+    version: RowStamp,
     task: Task,
     tokenizer: Rc<Vec<u8>>,
     /// The SHA-256 of its ONNX bytes (how the inference worker knows it).
@@ -78,6 +78,12 @@ pub fn model(name: &str) -> Rc<Loaded> {
     if let Some(m) = fast {
         return m;
     }
+    crate::citus::model_reads(|| lookup(name, config))
+}
+
+/// [`model`] past this transaction's last-used entry: resolves `name`, then takes the loaded
+/// model from the cache or loads it.
+fn lookup(name: &str, config: RunConfig) -> Rc<Loaded> {
     let stamp = match CACHE.with(|c| c.borrow_mut().resolved.version(name)) {
         Some(s) => s,
         None => {
@@ -117,7 +123,7 @@ pub fn invalidate() {
 
 fn load(name: &str, stamp: Stamp, config: &RunConfig) -> Loaded {
     let (spec, graph) = read_model_spec(name);
-    let graph_version = stamp.encoder_version.unwrap_or(stamp.version);
+    let graph_version = stamp.graph();
     let model = assemble(&graph, graph_version, spec, config, Phase::Load(name));
     Loaded {
         model,
@@ -132,7 +138,7 @@ fn load(name: &str, stamp: Stamp, config: &RunConfig) -> Loaded {
 /// backend's session for it or creating one.
 pub(super) fn assemble(
     graph: &str,
-    graph_version: i64,
+    graph_version: RowStamp,
     spec: ModelSpec,
     config: &RunConfig,
     phase: Phase<'_>,
@@ -164,7 +170,7 @@ pub(super) fn build(
 /// worker's (`persona.inference`), or this backend's own.
 fn graph_session(
     graph: &str,
-    graph_version: i64,
+    graph_version: RowStamp,
     config: &RunConfig,
     phase: Phase<'_>,
 ) -> (Rc<Vec<u8>>, Arc<dyn Backend>) {
@@ -221,7 +227,7 @@ fn graph_session(
 
 /// A graph row as a session was built from it.
 struct GraphRow {
-    version: i64,
+    version: RowStamp,
     task: Task,
     tokenizer: Rc<Vec<u8>>,
     hash: Option<GraphHash>,
@@ -260,9 +266,8 @@ fn remember_session(
         g.bytes += bytes;
         g.last_used_us = crate::inference::shmem::now_us();
         // Models built on an older version of this graph are stale.
-        c.models.retain(|_, m| {
-            m.graph != graph || m.stamp.encoder_version.unwrap_or(m.stamp.version) == graph_version
-        });
+        c.models
+            .retain(|_, m| m.graph != graph || m.stamp.graph() == graph_version);
         evict_over_bound(&mut c, graph);
         publish(&c);
     });
@@ -323,7 +328,7 @@ fn publish(c: &Cache) {
 /// first call after registering does not create it again.
 pub fn remember_registered(
     graph: &str,
-    version: i64,
+    version: RowStamp,
     task: Task,
     tokenizer: Vec<u8>,
     hash: Option<GraphHash>,

@@ -28,12 +28,28 @@ use crate::error::raise_hint;
 use crate::model_acl::{self, Store};
 use crate::spi::{first, select_one, Columns};
 
-/// Which versions a loaded model was built from.
+/// Which stored row something was built from: its version (assigned once, the same on every
+/// node the row is replicated to) and the transaction that last wrote it on this node, so that a
+/// direct UPDATE of the row, which keeps the version, is noticed too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowStamp {
+    pub version: i64,
+    pub xmin: i64,
+}
+
+/// Which rows a loaded model was built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
-    version: i64,
-    /// The encoder's version, for a model on an encoder.
-    encoder_version: Option<i64>,
+    model: RowStamp,
+    /// The encoder's row, for a model on an encoder.
+    encoder: Option<RowStamp>,
+}
+
+impl Stamp {
+    /// The row holding the graph: the encoder's, or the model's own.
+    fn graph(&self) -> RowStamp {
+        self.encoder.unwrap_or(self.model)
+    }
 }
 
 /// The table every read here names in its errors.
@@ -52,6 +68,7 @@ pub fn known_models() -> Option<String> {
 /// security hides it).
 pub fn missing_model(name: &str) -> ! {
     model_acl::check_usable(Store::Text, name);
+    crate::citus::raise_if_missing_on_worker("text model", name);
     raise_hint(
         ERRCODE_UNDEFINED_OBJECT,
         format!("text model \"{name}\" does not exist"),
@@ -72,24 +89,33 @@ fn resolve(name: &str) -> Stamp {
     let row = Spi::connect(|client| {
         let r = first(
             client,
-            "SELECT m.version, e.version, m.encoder FROM persona.bert_model_store m \
+            "SELECT m.version, m.xmin::text::int8, e.version, e.xmin::text::int8, m.encoder \
+             FROM persona.bert_model_store m \
              LEFT JOIN persona.bert_model_store e ON e.name = m.encoder WHERE m.name = $1",
             &[name.into()],
             STORE,
         )?;
+        let encoder = match (
+            r.column::<i64>(3, "encoder version"),
+            r.column::<i64>(4, "xmin"),
+        ) {
+            (Some(version), Some(xmin)) => Some(RowStamp { version, xmin }),
+            _ => None,
+        };
         Some((
-            r.column::<i64>(1, "version")?,
-            r.column::<i64>(2, "encoder version"),
-            r.column::<String>(3, "encoder"),
+            RowStamp {
+                version: r.column::<i64>(1, "version")?,
+                xmin: r.column::<i64>(2, "xmin")?,
+            },
+            encoder,
+            r.column::<String>(5, "encoder"),
         ))
     });
     match row {
-        // A model on an encoder this role may not use (row-level security hides it).
+        // A model on an encoder this role may not use (row-level security hides it), or one
+        // whose encoder is gone (no foreign key keeps it, so that Citus can replicate the table).
         Some((_, None, Some(encoder))) => missing_model(&encoder),
-        Some((version, encoder_version, _)) => Stamp {
-            version,
-            encoder_version,
-        },
+        Some((model, encoder, _)) => Stamp { model, encoder },
         None => missing_model(name),
     }
 }
@@ -131,18 +157,23 @@ fn read_model_spec(name: &str) -> (ModelSpec, String) {
 
 /// The task, tokenizer and graph hash (SHA-256 of its ONNX bytes) of the graph row `graph` at
 /// `graph_version`.
-fn read_graph_meta(graph: &str, graph_version: i64) -> (Task, Vec<u8>, Option<GraphHash>) {
+fn read_graph_meta(graph: &str, graph_version: RowStamp) -> (Task, Vec<u8>, Option<GraphHash>) {
     // A catalog older than 0.3.0 (before ALTER EXTENSION UPDATE) has no hashes: its graphs run
     // in the backend.
     let query = if has_graph_hashes() {
         "SELECT task, tokenizer, onnx_sha256 FROM persona.bert_model_store \
-         WHERE name = $1 AND version = $2"
+         WHERE name = $1 AND version = $2 AND xmin::text::int8 = $3"
     } else {
         "SELECT task, tokenizer, NULL::bytea FROM persona.bert_model_store \
-         WHERE name = $1 AND version = $2"
+         WHERE name = $1 AND version = $2 AND xmin::text::int8 = $3"
     };
     let row = Spi::connect(|client| {
-        let r = first(client, query, &[graph.into(), graph_version.into()], STORE)?;
+        let params = [
+            graph.into(),
+            graph_version.version.into(),
+            graph_version.xmin.into(),
+        ];
+        let r = first(client, query, &params, STORE)?;
         Some((
             r.column::<String>(1, "task")?,
             r.column::<String>(2, "tokenizer")?,
@@ -234,12 +265,12 @@ pub fn check_model(onnx: &[u8], tokenizer: &[u8], spec: ModelSpec) -> Checked {
 /// graph: no encoder of its own), for training and for checking a head before storing it.
 pub fn model_on_graph(graph: &str, spec: ModelSpec, phase: Phase<'_>) -> TextModel {
     let stamp = resolve(graph);
-    if stamp.encoder_version.is_some() {
+    if stamp.encoder.is_some() {
         raise_hint(
             ERRCODE_WRONG_OBJECT_TYPE,
             format!("text model \"{graph}\" has no ONNX graph of its own"),
             "Name the encoder it is built on.",
         );
     }
-    cache::assemble(graph, stamp.version, spec, &RunConfig::current(), phase)
+    cache::assemble(graph, stamp.graph(), spec, &RunConfig::current(), phase)
 }

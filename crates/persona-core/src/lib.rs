@@ -7,6 +7,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`cf`] | collaborative filtering: data set, baselines, k-NN, matrix factorisation, implicit ALS, evaluation |
+//! | [`citus`] | where a function runs on a Citus cluster and what it may read there |
 //! | [`stats`] | campaign statistics: proportions tests, Welch's t-test, sample-ratio checks, cost attribution, uplift curves |
 //! | [`text`] | text models: ONNX Runtime and tokenizers, batching, pooling, classification heads and their training |
 //! | [`profile`] | churn risk and segment of a user portrait |
@@ -21,6 +22,7 @@
 #![deny(unsafe_code)]
 
 pub mod cf;
+pub mod citus;
 pub mod cluster;
 pub mod control;
 pub mod demo;

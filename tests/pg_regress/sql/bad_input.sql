@@ -29,6 +29,10 @@ CREATE TABLE regress.baseline (fn regprocedure PRIMARY KEY, args text[] NOT NULL
 INSERT INTO regress.baseline VALUES
   ('persona.text_cache_entries()', '{}'),
   ('persona.inference_worker_stats()', '{}'),
+  ('persona.model_usable(regrole,regrole[],boolean)', ARRAY['current_user::regrole', $$'{}'$$, 'false']),
+  ('persona.cf_model_visible(text)', ARRAY[$$'default'$$]),
+  ('persona.profile_model_visible(text)', ARRAY[$$'default'$$]),
+  ('persona.distribute()', '{}'),
   ('persona.bert_train_classifier_impl(text,oid,text,jsonb)', ARRAY[$$'bad_clf'$$, $$'regress.bad_labelled'::regclass::oid$$, $$'minilm'$$, $$'{"holdout_fraction": 0}'$$]),
   ('persona.cf_evaluate_impl(oid,text,jsonb,oid)', ARRAY[$$'persona.ratings'::regclass::oid$$, $$'baseline'$$, $$'{}'$$, 'NULL']),
   ('persona.cf_train_impl(oid,text,text,jsonb)', ARRAY[$$'persona.ratings'::regclass::oid$$, $$'baseline'$$, $$'bad_input'$$, $$'{}'$$]),

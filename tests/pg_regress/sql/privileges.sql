@@ -138,7 +138,7 @@ SET ROLE regress_bob;
 SELECT bert_drop_model('bob_clf') AS dropped;
 RESET ROLE;
 -- The superuser's sentiment score is what it was (no role replaced it).
-SELECT name, owner = current_user::regrole AS owned_by_installer, usable_by, builtin FROM persona.bert_models ORDER BY name;
+SELECT name, owner = quote_ident(current_user) AS owned_by_installer, usable_by, builtin FROM persona.bert_models ORDER BY name;
 
 DROP TABLE regress.alice_ratings, regress.bob_ratings, regress.bob_labelled;
 DELETE FROM persona.cf_active WHERE model IN ('alice_svd', 'alice_knn', 'bob_svd');

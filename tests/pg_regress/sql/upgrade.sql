@@ -146,9 +146,9 @@ SELECT v > (SELECT text_version FROM before) AS new_version
 -- New in 0.3.0: models have owners (here the role that trained them); the built-in text models
 -- stay usable by every role, the others become private to their owner.
 SELECT * FROM dblink('dbname=persona_upgrade_updated', $$
-  SELECT 'cf', model, owner = current_user::regrole, usable_by FROM persona.cf_models
+  SELECT 'cf', model, owner = quote_ident(current_user), usable_by FROM persona.cf_models
   UNION ALL
-  SELECT 'text', name, owner = current_user::regrole, usable_by FROM persona.bert_models ORDER BY 1, 2$$)
+  SELECT 'text', name, owner = quote_ident(current_user), usable_by FROM persona.bert_models ORDER BY 1, 2$$)
   AS t(kind text, name text, owned_by_trainer boolean, usable_by text[]);
 
 DROP EXTENSION dblink;

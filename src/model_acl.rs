@@ -25,7 +25,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::error::{raise, raise_hint};
-use crate::spi::{select_one, write_one};
+use crate::spi::{select_one, write};
 
 /// The two kinds of stored model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,15 +363,20 @@ pub fn change_use(store: Store, name: &str, role: &str, grant: bool) -> Vec<Stri
             }
         }
     };
+    // The change, then who may use it: Citus refuses the cast to text (not immutable) in the
+    // RETURNING clause of a write to a reference table.
+    let update = format!("UPDATE {table} SET {set} WHERE {column} = $1");
     let query = format!(
-        "UPDATE {table} SET {set} WHERE {column} = $1 \
-         RETURNING CASE WHEN usable_by_all THEN '{{PUBLIC}}'::text[] ELSE '{{}}' END \
-           OPERATOR(pg_catalog.||) usable_by::text[]"
+        "SELECT CASE WHEN usable_by_all THEN '{{PUBLIC}}'::text[] ELSE '{{}}' END \
+           OPERATOR(pg_catalog.||) usable_by::text[] FROM {table} WHERE {column} = $1"
     );
     let role = match grantee {
         Grantee::Public => None,
         Grantee::Role(r) => Some(r),
     };
-    as_store_owner(|| write_one::<Vec<String>>(&query, &[name.into(), role.into()], table))
-        .unwrap_or_default()
+    as_store_owner(|| {
+        write(&update, &[name.into(), role.into()], table);
+        select_one::<Vec<String>>(&query, &[name.into()], table)
+    })
+    .unwrap_or_default()
 }

@@ -138,6 +138,33 @@ else
   echo "skipped text-model checks: no text model registered (persona.model_dir has no models)"
 fi
 
+# Writes after distribution: the upserts and updates pg_persona sends replicate to every node.
+if [[ "$text" -gt 0 ]]; then
+  q "$C" "CREATE TABLE labelled AS SELECT body AS text, CASE WHEN user_id % 2 = 0 THEN 'a' ELSE 'b' END AS label
+            FROM persona.feedback WHERE body IS NOT NULL" >/dev/null
+  q "$C" "SELECT bert_train_classifier('halves', 'labelled', 'minilm', '{\"holdout_fraction\": 0}')" >/dev/null
+  q "$C" "SELECT bert_train_classifier('halves', 'labelled', 'minilm', '{\"holdout_fraction\": 0, \"replace\": true}')" >/dev/null
+  versions=$(q "$C" "SELECT string_agg(name || ':' || version, ' ' ORDER BY name) FROM persona.bert_model_store")
+  check "text models registered and replaced after distribute: same versions on every node" "$versions,$versions" \
+    "$(q "$C" "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SELECT string_agg(name || ':' || version, ' ' ORDER BY name) FROM persona.bert_model_store\$\$)")"
+  check "a classifier trained after distribute scores on the workers as on the coordinator" \
+    "$(q "$C" "SELECT round(sum(bert_score(body, 'halves'))::numeric, 4) FROM persona.feedback")" \
+    "$(q "$C" "SELECT round(sum(bert_score(body, 'halves'))::numeric, 4) FROM feedback_d")"
+  q "$C" "SELECT bert_drop_model('halves')" >/dev/null
+  check "bert_drop_model after distribute: gone on every node" "0,0" \
+    "$(q "$C" "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SELECT count(*) FROM persona.bert_model_store WHERE name = 'halves'\$\$)")"
+fi
+q "$C" "SELECT cf_model_grant('local', 'bob')" >/dev/null
+check "cf_model_grant after distribute: the grantee by name on every node" "{bob},{bob}" \
+  "$(q "$C" "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SELECT usable_by::text FROM persona.cf_active WHERE model = 'local'\$\$)")"
+check "bob predicts with the granted model on the workers" "ok" \
+  "$(q "$C" "SET ROLE bob; SELECT CASE WHEN sum(cf_predict(user_id, item_id, 'local')) > 0 THEN 'ok' END FROM ratings_d")"
+q "$C" "SELECT profile_train(options => '{\"as_of\": \"2026-04-15\", \"clusters\": false}')" >/dev/null
+check "profile_train after distribute: the model on every node" "1,1" \
+  "$(q "$C" "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SELECT count(*) FROM persona.profile_active WHERE model = 'default'\$\$)")"
+role_oids=$(q "$C" "SELECT 'alice' || '=' || 'alice'::regrole::oid") 
+echo "info    role OIDs: coordinator $role_oids, workers $(q "$C" "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT 'alice=' || 'alice'::regrole::oid\$\$)")"
+
 # Campaign statistics over a distributed events table equal those over the local one.
 before=$(q "$C" "SELECT md5((campaign_metrics('spring_outdoor') -> 'comparisons')::text)")
 q "$C" "UPDATE persona.campaigns SET events = 'events_d' WHERE campaign = 'spring_outdoor'"

@@ -248,6 +248,9 @@ fn gram_times(gram: &[f32], v: &[f32], into: &mut [f32]) {
     }
 }
 
+/// How many items ahead [`cg_row`] prefetches factor rows.
+const PREFETCH_AHEAD: usize = 4;
+
 /// One row of [`cg_step`]: `cg_steps` steps on the row's system from its current `x`.
 #[inline(always)]
 fn cg_row(
@@ -269,7 +272,12 @@ fn cg_row(
     // r = b − A x
     gram_times(gram, x, r);
     r.iter_mut().for_each(|v| *v = -*v);
-    for (&c, &v) in cols.iter().zip(vals) {
+    // The first pass over the row's items brings their factor rows in from memory (the later
+    // steps find them in cache): ask for them a few items ahead.
+    for (n, (&c, &v)) in cols.iter().zip(vals).enumerate() {
+        if let Some(&ahead) = cols.get(n + PREFETCH_AHEAD) {
+            crate::simd::prefetch(y(ahead));
+        }
         let conf = p.confidence(v);
         let yc = y(c);
         axpy(conf - (conf - 1.0) * dot(yc, x), yc, r);

@@ -6,14 +6,14 @@
 //! Nothing here costs anything outside a task: the check is a prefix comparison of
 //! `application_name`. A regression test simulates a task by setting that name.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::CStr;
 
 use persona_core::citus::{is_task, read_in, Read, Relation};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::error::raise_hint;
-use crate::spi::select_one;
+use crate::spi::{select_one, ScopedSetting};
 
 /// Whether this backend runs a Citus task: a query on a shard, sent by a coordinator.
 pub fn in_task() -> bool {
@@ -25,42 +25,9 @@ pub fn in_task() -> bool {
     }
 }
 
-/// While it lives, Citus's `citus.allow_nested_distributed_execution` is on, as a function's SET
-/// clause would make it; the previous value comes back when it is dropped (and, when an ERROR
-/// unwinds past it, at the abort that follows).
-struct NestedAllowed {
-    nest_level: c_int,
-}
-
-impl NestedAllowed {
-    fn enter() -> NestedAllowed {
-        // SAFETY: backend thread; the calls PostgreSQL makes for a function's SET clause. Without
-        // Citus loaded the name is a placeholder setting, which nothing reads.
-        let nest_level = unsafe {
-            let level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"citus.allow_nested_distributed_execution".as_ptr(),
-                c"on".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-            level
-        };
-        NestedAllowed { nest_level }
-    }
-}
-
-impl Drop for NestedAllowed {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            // SAFETY: pops the level pushed in `enter`, on the backend thread.
-            unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
-        }
-    }
+/// Citus's `citus.allow_nested_distributed_execution` on while the returned guard lives.
+fn nested_allowed() -> ScopedSetting {
+    ScopedSetting::set(c"citus.allow_nested_distributed_execution", c"on")
 }
 
 /// Runs `f`, a lookup of pg_persona's model tables, so that it also works inside a Citus task:
@@ -70,12 +37,13 @@ pub fn model_reads<R>(f: impl FnOnce() -> R) -> R {
     if !in_task() {
         return f();
     }
-    let _allowed = NestedAllowed::enter();
+    let _allowed = nested_allowed();
     f()
 }
 
-/// How `relation` (a name, resolved on the catalog path) is stored on this node.
-fn relation_kind(relation: &str) -> Relation {
+/// How each of `relations` (names, resolved on the catalog path) is stored on this node, read in
+/// one query.
+fn relation_kinds(relations: &[&str]) -> Vec<Relation> {
     let citus = select_one::<bool>(
         "SELECT pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL",
         &[],
@@ -83,19 +51,25 @@ fn relation_kind(relation: &str) -> Relation {
     )
     .unwrap_or(false);
     if !citus {
-        return Relation::Local;
+        return vec![Relation::Local; relations.len()];
     }
-    let method = select_one::<String>(
-        "SELECT partmethod::text FROM pg_catalog.pg_dist_partition \
-          WHERE logicalrelid = pg_catalog.to_regclass($1)",
-        &[relation.into()],
+    let names: Vec<String> = relations.iter().map(|r| r.to_string()).collect();
+    let methods = select_one::<Vec<Option<String>>>(
+        "SELECT pg_catalog.array_agg((SELECT p.partmethod::text FROM pg_catalog.pg_dist_partition p \
+                 WHERE p.logicalrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(r.name)) \
+               ORDER BY r.n) \
+           FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS r (name, n)",
+        &[names.into()],
         "pg_catalog.pg_dist_partition",
-    );
-    match method.as_deref() {
-        None => Relation::Local,
-        Some("n") => Relation::Reference,
-        Some(_) => Relation::Distributed,
-    }
+    )
+    .unwrap_or_default();
+    (0..relations.len())
+        .map(|i| match methods.get(i).cloned().flatten().as_deref() {
+            None => Relation::Local,
+            Some("n") => Relation::Reference,
+            Some(_) => Relation::Distributed,
+        })
+        .collect()
 }
 
 /// Runs `f`, the body of `function`, which reads `relations` (pg_persona's data tables, a
@@ -106,33 +80,42 @@ pub fn data_reads<R>(function: &str, relations: &[&str], f: impl FnOnce() -> R) 
     if !in_task() {
         return f();
     }
-    let _allowed = NestedAllowed::enter();
-    for relation in relations {
-        check_read(function, relation);
-    }
+    let _allowed = nested_allowed();
+    refuse_local(function, relations);
     f()
 }
 
 /// Inside a Citus task, raises 55000 unless `relation` may be read here (see [`data_reads`]).
 pub fn check_read(function: &str, relation: &str) {
-    if !in_task() {
+    if in_task() {
+        refuse_local(function, &[relation]);
+    }
+}
+
+/// Raises 55000 for the first of `relations` that a function inside a Citus task may not read.
+fn refuse_local(function: &str, relations: &[&str]) {
+    let kinds = relation_kinds(relations);
+    let Some(relation) = relations
+        .iter()
+        .zip(kinds)
+        .find(|(_, kind)| read_in(true, *kind) == Read::Refused)
+        .map(|(r, _)| *r)
+    else {
         return;
-    }
-    if read_in(true, relation_kind(relation)) == Read::Refused {
-        raise_hint(
-            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!(
-                "{function} ran on node {} inside a Citus task, where {relation} is a local \
-                 table that does not hold the cluster's data",
-                node_name()
-            ),
-            format!(
-                "Make {relation} a reference or distributed table on the coordinator (model \
-                 tables: SELECT persona.distribute();), or call {function} on the coordinator, \
-                 e.g. over a MATERIALIZED CTE of the distributed rows."
-            ),
-        );
-    }
+    };
+    raise_hint(
+        ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!(
+            "{function} ran on node {} inside a Citus task, where {relation} is a local \
+             table that does not hold the cluster's data",
+            node_name()
+        ),
+        format!(
+            "Make {relation} a reference or distributed table on the coordinator (model \
+             tables: SELECT persona.distribute();), or call {function} on the coordinator, \
+             e.g. over a MATERIALIZED CTE of the distributed rows."
+        ),
+    );
 }
 
 /// This node as Citus knows it (`host:port` from `pg_dist_node`), else by its port.

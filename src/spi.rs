@@ -7,7 +7,7 @@
 //!
 //! The extension runs inside the caller's session, often a superuser's, whose `search_path` may
 //! hold schemas others can write. Every query here is parsed and planned with the search path
-//! `pg_catalog, pg_temp` ([`CatalogPath`]), so no function, operator, aggregate or type planted
+//! `pg_catalog, pg_temp` ([`catalog_path`]), so no function, operator, aggregate or type planted
 //! on the caller's path can be picked for the extension's SQL. These helpers are for queries of
 //! the extension's own tables and the system catalogs only. Queries of a user's relation (which
 //! may be a view calling the user's own functions, resolved on the caller's path) go through
@@ -15,7 +15,7 @@
 //! function and type they name themselves (`OPERATOR(pg_catalog.=)`, `pg_catalog.sum`,
 //! `::pg_catalog.float8`).
 
-use std::ffi::c_int;
+use std::ffi::{c_int, CStr};
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -35,22 +35,23 @@ pub fn failed(what: &str, e: SpiError) -> ! {
     )
 }
 
-/// While it lives, SQL this backend parses and plans sees the search path `pg_catalog, pg_temp`
-/// (as a function's `SET search_path` clause would make it); the caller's path comes back when
-/// it is dropped. An ERROR on the way unwinds past it: the transaction's (or subtransaction's)
-/// abort restores the setting then, as for any `SET` inside a function.
-pub struct CatalogPath {
+/// While it lives, a setting holds a value, as a function's `SET` clause would give it; the
+/// previous value comes back when it is dropped. An ERROR on the way unwinds past it: the
+/// transaction's (or subtransaction's) abort restores the setting then, as for any `SET` inside
+/// a function.
+pub struct ScopedSetting {
     nest_level: c_int,
 }
 
-impl CatalogPath {
-    pub fn enter() -> CatalogPath {
+impl ScopedSetting {
+    pub fn set(name: &CStr, value: &CStr) -> ScopedSetting {
         // SAFETY: backend thread; the same calls PostgreSQL makes for a function's SET clause.
+        // A name no library defines becomes a placeholder setting, which nothing reads.
         let nest_level = unsafe {
             let level = pg_sys::NewGUCNestLevel();
             pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
+                name.as_ptr(),
+                value.as_ptr(),
                 pg_sys::GucContext::PGC_USERSET,
                 pg_sys::GucSource::PGC_S_SESSION,
                 pg_sys::GucAction::GUC_ACTION_SAVE,
@@ -60,16 +61,22 @@ impl CatalogPath {
             );
             level
         };
-        CatalogPath { nest_level }
+        ScopedSetting { nest_level }
     }
 }
 
-impl Drop for CatalogPath {
+/// While the returned guard lives, SQL this backend parses and plans sees the search path
+/// `pg_catalog, pg_temp` (see [`ScopedSetting`]).
+pub fn catalog_path() -> ScopedSetting {
+    ScopedSetting::set(c"search_path", c"pg_catalog, pg_temp")
+}
+
+impl Drop for ScopedSetting {
     fn drop(&mut self) {
         // While an ERROR unwinds, the abort that follows restores the setting (and must: the
         // GUC state may be half-done).
         if !std::thread::panicking() {
-            // SAFETY: pops the level pushed in `enter`, on the backend thread.
+            // SAFETY: pops the level pushed in `set`, on the backend thread.
             unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
         }
     }
@@ -121,7 +128,7 @@ pub fn select<'c>(
     args: &[DatumWithOid<'_>],
     what: &str,
 ) -> SpiTupleTable<'c> {
-    let _path = CatalogPath::enter();
+    let _path = catalog_path();
     // The same read, under the catalog path.
     select_user(client, query, limit, args, what)
 }
@@ -177,7 +184,7 @@ pub fn write_one<A: FromDatum + IntoDatum>(
     args: &[DatumWithOid<'_>],
     what: &str,
 ) -> Option<A> {
-    let _path = CatalogPath::enter();
+    let _path = catalog_path();
     Spi::get_one_with_args::<A>(query, args).unwrap_or_else(|e| match e {
         SpiError::InvalidPosition => None,
         e => failed(what, e),
@@ -186,6 +193,6 @@ pub fn write_one<A: FromDatum + IntoDatum>(
 
 /// Runs a writing statement of the extension's own.
 pub fn write(query: &str, args: &[DatumWithOid<'_>], what: &str) {
-    let _path = CatalogPath::enter();
+    let _path = catalog_path();
     Spi::run_with_args(query, args).unwrap_or_else(|e| failed(what, e));
 }

@@ -47,6 +47,10 @@ pub trait Monitor {
     fn interrupted(&mut self) -> bool {
         false
     }
+
+    /// A line worth telling the caller now (an epoch's validation figures), on the caller's
+    /// thread. Default: dropped.
+    fn note(&mut self, _line: &str) {}
 }
 
 /// A flag the caller's thread raises to ask work running on other threads to stop; their loops
@@ -162,7 +166,7 @@ impl Threads {
                 }
                 std::thread::park_timeout(WATCH_EVERY);
             }
-            Ok(worker.join())
+            Ok::<_, CoreError>(worker.join())
         })?;
         let result = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         stop.check()?;

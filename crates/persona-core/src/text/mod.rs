@@ -42,6 +42,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod finetune;
 pub mod head;
 pub mod math;
 pub mod memo;

@@ -11,7 +11,7 @@ PG_CONFIG ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
 export PG_MAJOR PG_CONFIG
 export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND := 1
 
-.PHONY: setup build install start demo test lint test-core test-pg test-regress test-report test-stress bench sentiment clean
+.PHONY: setup build install start demo test lint test-core test-pg test-regress test-report test-stress bench sentiment finetune-sst2 clean
 
 setup:
 	bash scripts/setup.sh
@@ -70,6 +70,10 @@ bench:
 # with bert_train_classifier (~10 minutes on 2 cores); reinstall afterwards to ship it.
 sentiment: install
 	bash scripts/train_sentiment.sh
+
+# bert_finetune on SST-2 (README, "Fine-tuning the encoder"): about 40 minutes on 2 cores.
+finetune-sst2: install
+	bash scripts/finetune_sst2.sh
 
 clean:
 	cargo clean

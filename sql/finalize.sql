@@ -46,6 +46,18 @@ AS $$ SELECT persona.bert_train_classifier_impl($1, $2::pg_catalog.oid, $3, $4) 
 
 COMMENT ON FUNCTION bert_train_classifier(text, regclass, text, jsonb) IS
   'Train a softmax classification head on a text encoder''s embeddings of a relation''s (text, label) rows, report held-out accuracy, macro-F1 and ROC AUC, and register it as a text model for bert_score and bert_classify';
+-- bert_finetune takes a regclass the same way.
+CREATE FUNCTION bert_finetune(
+    name    text,
+    source  regclass,
+    encoder text  DEFAULT 'minilm',
+    options jsonb DEFAULT '{}'
+) RETURNS jsonb
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT persona.bert_finetune_impl($1, $2::pg_catalog.oid, $3, $4) $$;
+
+COMMENT ON FUNCTION bert_finetune(text, regclass, text, jsonb) IS
+  'Fine-tune a text encoder and a classification head on a relation''s (text, label) rows (AdamW, warm-up, weight decay), report accuracy per epoch, and register the result as an ONNX classifier for bert_score and bert_classify';
 COMMENT ON FUNCTION bert_score(text, text) IS
   'Probability of the positive label of a text under a classification model (default: sentiment)';
 COMMENT ON FUNCTION bert_score(text[], text) IS

@@ -503,3 +503,24 @@ $$;
 COMMENT ON FUNCTION persona.distribute() IS
   'On a Citus coordinator: make the model tables reference tables, so that every node has every model (idempotent)';
 REVOKE ALL ON FUNCTION persona.distribute() FROM PUBLIC;
+
+-- Fine-tuning: bert_finetune trains the encoder itself (from the fp32 checkpoint in
+-- persona.model_dir/<encoder>/) with a classification head and registers an ONNX classifier.
+CREATE FUNCTION persona."bert_finetune_impl"(
+	"name" TEXT,
+	"source" oid,
+	"encoder" TEXT,
+	"options" jsonb
+) RETURNS jsonb
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'bert_finetune_impl_wrapper';
+CREATE FUNCTION bert_finetune(
+    name    text,
+    source  regclass,
+    encoder text  DEFAULT 'minilm',
+    options jsonb DEFAULT '{}'
+) RETURNS jsonb
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT persona.bert_finetune_impl($1, $2::pg_catalog.oid, $3, $4) $$;
+COMMENT ON FUNCTION bert_finetune(text, regclass, text, jsonb) IS
+  'Fine-tune a text encoder and a classification head on a relation''s (text, label) rows (AdamW, warm-up, weight decay), report accuracy per epoch, and register the result as an ONNX classifier for bert_score and bert_classify';

@@ -140,3 +140,35 @@ pub(super) fn model_files(given: &str) -> (PathBuf, PathBuf, PathBuf) {
         (root, real, tok)
     }
 }
+
+/// The fine-tuning checkpoint of encoder `name`: `persona.model_dir/<name>/` holding
+/// `model.safetensors`, `config.json` and `tokenizer.json` (Hugging Face's layout), read with
+/// the same checks as model files. `name` is a model name (no `/`), so any role that may create
+/// text models reads only what the administrator installed there.
+pub(super) fn checkpoint(name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let dir = settings::model_dir().join(name);
+    let weights = dir.join("model.safetensors");
+    if !weights.is_file() {
+        raise_hint(
+            ERRCODE_UNDEFINED_FILE,
+            format!(
+                "encoder \"{name}\" has no fine-tuning checkpoint (model.safetensors) in \
+                 persona.model_dir"
+            ),
+            format!(
+                "bert_finetune starts from fp32 weights in persona.model_dir/<encoder>/ \
+                 (model.safetensors, config.json, tokenizer.json): {} does not exist. \
+                 scripts/setup.sh installs them for minilm; for another encoder copy a Hugging \
+                 Face BERT checkpoint there.",
+                weights.display()
+            ),
+        );
+    }
+    let (root, real) = model_path(name);
+    let read = |file: &str| read_model_file(&root, &real.join(file));
+    (
+        read("model.safetensors"),
+        read("config.json"),
+        read("tokenizer.json"),
+    )
+}

@@ -13,6 +13,7 @@
 
 pub mod defaults;
 pub mod files;
+pub mod finetune;
 pub mod register;
 pub mod score;
 pub mod train;

@@ -57,10 +57,15 @@ const MAX_LABELS: usize = 1000;
 /// chunk at a time are held).
 const CHUNK: usize = 8192;
 
+/// The text and label columns of a training relation (options `text_column`, `label_column`).
+pub(super) struct LabelColumns {
+    pub(super) text: String,
+    pub(super) label: String,
+}
+
 /// What `options` asks for.
 struct TrainOptions {
-    text_col: String,
-    label_col: String,
+    columns: LabelColumns,
     holdout: f64,
     seed: u64,
     /// `pooling` as given (`None`: the encoder's own).
@@ -89,8 +94,10 @@ fn parse_options(options: &Value) -> TrainOptions {
     }
     let defaults = HeadTrainOptions::default();
     let t = TrainOptions {
-        text_col: o.string("text_column").unwrap_or_else(|| "text".into()),
-        label_col: o.string("label_column").unwrap_or_else(|| "label".into()),
+        columns: LabelColumns {
+            text: o.string("text_column").unwrap_or_else(|| "text".into()),
+            label: o.string("label_column").unwrap_or_else(|| "label".into()),
+        },
         holdout,
         seed: o.integer("seed", 0, u64::MAX).unwrap_or(42),
         poolings: o.poolings(),
@@ -168,26 +175,26 @@ fn resolve_encoder(name: &str) -> Encoder {
 }
 
 /// Labelled texts of one relation, labels as indices into the training labels.
-struct Labelled {
-    relname: String,
-    texts: Vec<String>,
-    y: Vec<usize>,
-    skipped_null: u64,
+pub(super) struct Labelled {
+    pub(super) relname: String,
+    pub(super) texts: Vec<String>,
+    pub(super) y: Vec<usize>,
+    pub(super) skipped_null: u64,
 }
 
 /// The training labels, the training rows and the validation rows, read as the calling role.
-fn read_data(
+pub(super) fn read_data(
     source: pg_sys::Oid,
     validation: Option<pg_sys::Oid>,
-    t: &TrainOptions,
+    t: &LabelColumns,
 ) -> (Vec<String>, Labelled, Option<Labelled>) {
     Spi::connect(|client| {
         let columns = [
-            (t.text_col.as_str(), ColumnKind::Text, "text_column"),
-            (t.label_col.as_str(), ColumnKind::Label, "label_column"),
+            (t.text.as_str(), ColumnKind::Text, "text_column"),
+            (t.label.as_str(), ColumnKind::Label, "label_column"),
         ];
         let relname = checked_relation(client, source, &columns);
-        let labels = distinct_labels(client, &relname, &t.text_col, &t.label_col);
+        let labels = distinct_labels(client, &relname, &t.text, &t.label);
         let index: HashMap<&str, usize> = labels
             .iter()
             .enumerate()
@@ -260,13 +267,13 @@ fn distinct_labels(
 fn read_labelled(
     client: &SpiClient<'_>,
     relname: String,
-    t: &TrainOptions,
+    t: &LabelColumns,
     labels: &HashMap<&str, usize>,
 ) -> Labelled {
     let query = format!(
         "SELECT {}::pg_catalog.text, {}::pg_catalog.text FROM {relname}",
-        ident(&t.text_col),
-        ident(&t.label_col)
+        ident(&t.text),
+        ident(&t.label)
     );
     let (mut texts, mut y, mut skipped_null) = (Vec::new(), Vec::new(), 0u64);
     let mut unknown: Option<String> = None;
@@ -309,7 +316,7 @@ fn read_labelled(
 
 /// The OID of the relation named in the option "validation" (resolved like a regclass, with
 /// the caller's search_path and privileges checked when it is read).
-fn validation_relation(name: &str) -> pg_sys::Oid {
+pub(super) fn validation_relation(name: &str) -> pg_sys::Oid {
     // Resolved on the caller's search path, as a regclass argument would be.
     Spi::connect(|client| {
         let t = select_user(
@@ -538,7 +545,7 @@ fn bert_train_classifier_impl(
     let validation_oid = t.validation.as_deref().map(validation_relation);
 
     let t_read = Instant::now();
-    let (labels, data, valid) = read_data(source, validation_oid, &t);
+    let (labels, data, valid) = read_data(source, validation_oid, &t.columns);
     let read = t_read.elapsed().as_secs_f64();
     check_memory(
         &data,
@@ -687,8 +694,8 @@ fn store(
         "encoder": graph,
         "source": data.relname,
         "validation": valid.map(|v| v.relname.clone()),
-        "text_column": t.text_col,
-        "label_column": t.label_col,
+        "text_column": t.columns.text,
+        "label_column": t.columns.label,
         "labels": labels,
         "positive_label": positive.and_then(|p| labels.get(p)),
         "class_counts": class_counts,

@@ -50,6 +50,8 @@ INSERT INTO regress.baseline VALUES
   ('bert_register_model_file(text,text,text,jsonb)', ARRAY[$$'bad_file'$$, $$'minilm'$$, $$'embedding'$$, $$'{}'$$]),
   ('bert_score(text,text)', ARRAY[$$'good'$$, $$'sentiment'$$]),
   ('bert_score(text[],text)', ARRAY[$$ARRAY['good', 'bad']$$, $$'sentiment'$$]),
+  ('bert_finetune(text,regclass,text,jsonb)', ARRAY[$$'bad_ft'$$, $$'regress.bad_labelled'$$, $$'minilm'$$, $$'{"holdout_fraction": 0, "epochs": 1, "frozen_layers": 5}'$$]),
+  ('persona.bert_finetune_impl(text,oid,text,jsonb)', ARRAY[$$'bad_ft'$$, $$'regress.bad_labelled'::regclass::oid$$, $$'minilm'$$, $$'{"holdout_fraction": 0, "epochs": 1, "frozen_layers": 5}'$$]),
   ('bert_train_classifier(text,regclass,text,jsonb)', ARRAY[$$'bad_clf'$$, $$'regress.bad_labelled'$$, $$'minilm'$$, $$'{"holdout_fraction": 0}'$$]),
   ('campaign_audience(text,integer,text,bigint[])', ARRAY[$$'spring_outdoor'$$, '10', $$'default'$$, 'NULL']),
   ('campaign_metrics(text,jsonb)', ARRAY[$$'spring_outdoor'$$, $$'{"difference": "relative", "sequential": true, "bayesian": true, "correction": "holm", "capping": {"type": "percentile", "value": 0.99}}'$$]),

@@ -113,6 +113,8 @@ CREATE TABLE regress.bob_labelled AS
   SELECT w1 || ' ' || w2 AS text, CASE WHEN w1 IN ('great', 'lovely') THEN 'yes' ELSE 'no' END AS label
     FROM unnest(ARRAY['great', 'lovely', 'awful', 'broken']) w1, unnest(ARRAY['tent', 'boots', 'jacket']) w2;
 ALTER TABLE regress.bob_labelled OWNER TO regress_bob;
+CREATE TABLE regress.alice_labelled AS SELECT * FROM regress.bob_labelled;
+ALTER TABLE regress.alice_labelled OWNER TO regress_alice;
 SET ROLE regress_bob;
 SELECT bert_score('a lovely day') > 0.5 AS builtin_sentiment, array_length(bert_embed('hello'), 1) AS builtin_minilm;
 SELECT bert_train_classifier('bob_clf', 'regress.bob_labelled', 'minilm', '{"holdout_fraction": 0}') ->> 'model' AS trained;
@@ -120,11 +122,18 @@ SELECT name, owner, usable_by, created_by, builtin FROM persona.bert_models ORDE
 SELECT regress.error_of($$SELECT bert_register_defaults(replace => true)$$);
 SELECT regress.error_of($$SELECT bert_drop_model('sentiment')$$);
 SELECT regress.error_of($$SELECT bert_train_classifier('sentiment', 'regress.bob_labelled', 'minilm')$$);
+-- Fine-tuning: as the caller too (bob may not replace sentiment, nor train on alice's table).
+SELECT regress.error_of($$SELECT bert_finetune('sentiment', 'regress.bob_labelled', 'minilm', '{"replace": true}')$$);
+SELECT regress.error_of($$SELECT bert_finetune('bob_ft', 'regress.alice_labelled', 'minilm')$$);
+SET client_min_messages = warning;
+SELECT bert_finetune('bob_ft', 'regress.bob_labelled', 'minilm', '{"holdout_fraction": 0, "epochs": 1, "frozen_layers": 5}') ->> 'model' AS fine_tuned;
+RESET client_min_messages;
 SELECT regress.error_of($$UPDATE persona.bert_model_store SET labels = '{a,b}' WHERE name = 'sentiment'$$);
 SELECT regress.error_of($$TRUNCATE persona.bert_model_store CASCADE$$);
 RESET ROLE;
 SET ROLE regress_alice;
 SELECT regress.error_of($$SELECT bert_score('great boots', 'bob_clf')$$);
+SELECT regress.error_of($$SELECT bert_score('great boots', 'bob_ft')$$);
 SELECT count(*) AS bob_rows_alice_sees FROM persona.bert_model_store WHERE name = 'bob_clf';
 RESET ROLE;
 SET ROLE regress_bob;
@@ -135,12 +144,12 @@ SELECT bert_score('great boots', 'bob_clf') > 0.5 AS alice_scores_with_grant;
 SELECT regress.error_of($$SELECT bert_drop_model('bob_clf')$$);
 RESET ROLE;
 SET ROLE regress_bob;
-SELECT bert_drop_model('bob_clf') AS dropped;
+SELECT bert_drop_model('bob_clf') AS dropped, bert_drop_model('bob_ft') AS dropped_fine_tuned;
 RESET ROLE;
 -- The superuser's sentiment score is what it was (no role replaced it).
 SELECT name, owner = quote_ident(current_user) AS owned_by_installer, usable_by, builtin FROM persona.bert_models ORDER BY name;
 
-DROP TABLE regress.alice_ratings, regress.bob_ratings, regress.bob_labelled;
+DROP TABLE regress.alice_ratings, regress.bob_ratings, regress.bob_labelled, regress.alice_labelled;
 DELETE FROM persona.cf_active WHERE model IN ('alice_svd', 'alice_knn', 'bob_svd');
 DELETE FROM persona.cf_model_versions WHERE model IN ('alice_svd', 'alice_knn', 'bob_svd');
 REVOKE INSERT ON persona.cf_model_versions FROM regress_alice, regress_bob;

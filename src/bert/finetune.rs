@@ -143,10 +143,18 @@ impl Monitor for FinetuneMonitor {
     }
 }
 
-/// Tokenised rows of a relation, sorted by (text, label) first so the physical order of the
-/// table does not matter.
+/// The rows sorted by (text, label), so that neither the held-out split nor the training order
+/// depends on the physical order of the table (or on the order Citus's shards answer in).
+fn sorted(data: Labelled) -> Labelled {
+    let mut rows: Vec<(String, usize)> = data.texts.into_iter().zip(data.y).collect();
+    rows.sort_unstable();
+    let (texts, y) = rows.into_iter().unzip();
+    Labelled { texts, y, ..data }
+}
+
+/// Tokenised rows of a relation (all, or those of `idx`), in the rows' order.
 fn examples(enc: &TextEncoder, data: &Labelled, idx: Option<&[usize]>) -> Vec<Example> {
-    let mut rows: Vec<(&str, usize)> = match idx {
+    let rows: Vec<(&str, usize)> = match idx {
         Some(idx) => idx
             .iter()
             .map(|&i| (data.texts[i].as_str(), data.y[i]))
@@ -158,7 +166,6 @@ fn examples(enc: &TextEncoder, data: &Labelled, idx: Option<&[usize]>) -> Vec<Ex
             .zip(data.y.iter().copied())
             .collect(),
     };
-    rows.sort_unstable();
     rows.iter()
         .map(|&(t, y)| {
             let e = enc.encode(t).or_raise_text(Phase::Train);
@@ -222,6 +229,7 @@ fn bert_finetune_impl(name: &str, source: pg_sys::Oid, encoder: &str, options: J
 
     let t_read = Instant::now();
     let (labels, data, valid) = read_data(source, validation_oid, &p.columns);
+    let (data, valid) = (sorted(data), valid.map(sorted));
     let read_seconds = t_read.elapsed().as_secs_f64();
     let positive = p
         .positive_label

@@ -236,7 +236,9 @@ pub fn grid_bytes(d: &Dataset, factors: usize) -> usize {
 
 /// Rows (users or items) per block of a [`Grid`] for factors of `factors` floats plus a bias.
 fn rows_per_block(factors: usize) -> usize {
-    (BLOCK_BYTES / ((factors + 1) * 4)).max(1)
+    // `factors` comes from the user before any bound is checked (the memory estimate runs
+    // first): saturate, or `usize::MAX` factors wrap to a zero divisor.
+    (BLOCK_BYTES / factors.saturating_add(1).saturating_mul(4)).max(1)
 }
 
 /// Each user's row of `d.by_user` split at the item-block boundaries, as (item block, user,
@@ -682,5 +684,15 @@ mod tests {
             grid_bytes(&d, BLOCK_BYTES / 128 - 1),
             d.n_ratings() * 8 + g.segments.len() * 28
         );
+    }
+
+    #[test]
+    fn absurd_factor_counts_give_one_row_blocks_not_a_panic() {
+        // The memory estimate sizes the grid before the options are bounded.
+        for factors in [usize::MAX, usize::MAX / 4, BLOCK_BYTES] {
+            assert_eq!(rows_per_block(factors), 1);
+        }
+        let d = synthetic();
+        assert!(grid_bytes(&d, usize::MAX) >= d.n_ratings() * 8);
     }
 }

@@ -28,7 +28,7 @@ for f in "$TRAIN_DIR/train.tsv" "$TRAIN_DIR/valid.tsv" "$DEV"; do
   [[ -r "$f" ]] || { echo "[finetune_sst2] cannot read $f (the SST-2 data is not shipped; see ../shared/data)" >&2; exit 1; }
 done
 say() { printf '\033[1m[finetune_sst2]\033[0m %s\n' "$*" >&2; }
-psql_db() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+psql_db() { PGOPTIONS="-c client_min_messages=warning" runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 bash scripts/cluster.sh start >/dev/null
 psql_db -c "CREATE EXTENSION IF NOT EXISTS pg_persona" -c "CREATE SCHEMA IF NOT EXISTS sst2"
 load() { # table, file
@@ -39,6 +39,8 @@ load train "$TRAIN_DIR/train.tsv"
 load valid "$TRAIN_DIR/valid.tsv"
 load dev "$DEV"
 psql_db <<'SQL'
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS sst2.selection CASCADE;
 CREATE TABLE sst2.selection AS
   WITH corpus AS (SELECT string_agg(' ' || btrim(text) || ' ', E'\n') AS s FROM sst2.train)
   SELECT v.text, v.label FROM sst2.valid v, corpus c

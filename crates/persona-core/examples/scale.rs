@@ -13,6 +13,7 @@ use persona_core::cf::{train, Algorithm, Dataset};
 use persona_core::control::{NoMonitor, Threads};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use sha2::Digest;
 
 fn ratings(n: usize) -> Dataset {
     let users = (162_541.0 * n as f64 / 25e6).round().max(100.0);
@@ -65,14 +66,23 @@ fn main() {
         );
         for (a, &algo) in algos.iter().enumerate() {
             let t = Instant::now();
-            train(&d, algo, "{}", &threads, &mut NoMonitor).expect("trains");
+            let model = train(&d, algo, "{}", &threads, &mut NoMonitor).expect("trains");
             let s = t.elapsed().as_secs_f64();
+            // A change that should only move memory (a layout, a prefetch) must keep these.
+            let digest = sha2::Sha256::digest(model.to_bytes());
             let growth = last[a]
                 .map(|(m, prev)| {
                     format!("  {:.1}x for {:.1}x ratings", s / prev, n as f64 / m as f64)
                 })
                 .unwrap_or_default();
-            println!("  {:9} {s:7.2} s{growth}", algo.name());
+            println!(
+                "  {:9} {s:7.2} s{growth}  (model sha256 {:02x}{:02x}{:02x}{:02x}...)",
+                algo.name(),
+                digest[0],
+                digest[1],
+                digest[2],
+                digest[3]
+            );
             last[a] = Some((n, s));
         }
     }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{Csr, Dataset};
 use super::mf::dot;
 use crate::control::{Monitor, Progress, Stop, Threads};
+use crate::simd::LineAligned;
 use crate::{CoreError, Result};
 
 /// Hyper-parameters of [`train_als`].
@@ -147,25 +148,34 @@ pub fn train_als(
     let mut rng = Pcg64Mcg::seed_from_u64(p.seed);
     // Uniform on [0, 0.01), as implicit starts.
     let normal = Uniform::new(0.0f32, 0.01).expect("constant bounds");
-    let mut x: Vec<f32> = (0..d.n_users() * k)
-        .map(|_| normal.sample(&mut rng))
-        .collect();
-    let mut y: Vec<f32> = (0..d.n_items() * k)
-        .map(|_| normal.sample(&mut rng))
-        .collect();
+    let mut draw = |n: usize| {
+        let mut v = LineAligned::zeroed(n * k);
+        v.as_mut_slice()
+            .iter_mut()
+            .for_each(|f| *f = normal.sample(&mut rng));
+        v
+    };
+    // Aligned to cache lines: the solves read the other side's rows in random order, and a row
+    // of 16 factors then costs one line instead of two (see LineAligned).
+    let mut x = draw(d.n_users());
+    let mut y = draw(d.n_items());
     for it in 0..p.iterations {
         // Each half-step is watched: a cancel stops it between rows, not at its end.
         threads.run_watched(monitor, |stop| {
-            half_step(&d.by_user, &y, &mut x, k, p, stop);
+            half_step(&d.by_user, y.as_slice(), x.as_mut_slice(), k, p, stop);
             Ok(())
         })?;
         threads.run_watched(monitor, |stop| {
-            half_step(&d.by_item, &x, &mut y, k, p, stop);
+            half_step(&d.by_item, x.as_slice(), y.as_mut_slice(), k, p, stop);
             Ok(())
         })?;
         monitor.step(&Progress::epoch("als", it + 1, p.iterations, None))?;
     }
-    Ok(AlsFactors { k, x, y })
+    Ok(AlsFactors {
+        k,
+        x: x.as_slice().to_vec(),
+        y: y.as_slice().to_vec(),
+    })
 }
 
 /// Solves every row of `out` given the fixed factors `fixed` of the other side, with the

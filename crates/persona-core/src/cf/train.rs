@@ -183,7 +183,8 @@ pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usi
         }
         Algorithm::Als => {
             let p: AlsParams = parse(algo, options)?;
-            m(&[u + i, p.factors, 4]).saturating_add(m(&[threads, p.factors, p.factors, 8]))
+            // x and y while they train (cache-line aligned), and their copies into the model.
+            m(&[u + i, p.factors, 4, 2]).saturating_add(m(&[threads, p.factors, p.factors, 8]))
         }
     };
     Ok(base.saturating_add(model))

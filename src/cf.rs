@@ -157,23 +157,14 @@ fn read_rows(source: pg_sys::Oid, spec: &SourceSpec) -> (String, Rows) {
     })
 }
 
-/// Refuses (54000) work that would need more than `persona.max_training_memory`, before it
-/// allocates; `what` says what the work is.
+/// Refuses (54000) work over `persona.max_training_memory`; `what` says what the work is.
 fn check_memory(need: usize, what: impl FnOnce() -> String) {
-    let limit = settings::max_training_bytes();
-    if need > limit {
-        raise_hint(
-            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!(
-                "{} needs about {} MB, more than persona.max_training_memory ({} MB)",
-                what(),
-                need / (1 << 20),
-                limit / (1 << 20)
-            ),
-            "Raise persona.max_training_memory, use fewer factors or neighbours, or train on a \
-             sample.",
-        );
-    }
+    settings::check_training_memory(
+        need,
+        what,
+        "Raise persona.max_training_memory, use fewer factors or neighbours, or train on a \
+         sample.",
+    );
 }
 
 fn parse_algorithm(name: &str) -> Algorithm {

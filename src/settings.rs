@@ -410,6 +410,25 @@ pub fn max_training_bytes() -> usize {
     MAX_TRAINING_MEMORY_MB.get().max(1) as usize * 1024 * 1024
 }
 
+/// Refuses (54000) work that would need more than `persona.max_training_memory`, before it
+/// allocates: "{what} needs about N MB, more than persona.max_training_memory (L MB)", with the
+/// caller's hint (what to lower for that kind of work).
+pub fn check_training_memory(need: usize, what: impl FnOnce() -> String, hint: &str) {
+    let limit = max_training_bytes();
+    if need > limit {
+        crate::error::raise_hint(
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "{} needs about {} MB, more than persona.max_training_memory ({} MB)",
+                what(),
+                need >> 20,
+                limit >> 20
+            ),
+            hint,
+        );
+    }
+}
+
 fn path_setting(setting: &GucSetting<Option<CString>>, default: fn() -> PathBuf) -> PathBuf {
     match setting.get() {
         Some(s) if !s.as_bytes().is_empty() => PathBuf::from(s.to_string_lossy().into_owned()),

@@ -24,7 +24,7 @@ use pgrx::PgSqlErrorCode::*;
 use serde_json::{json, Value};
 
 use super::register::{check_may_store, check_replace, register, Registration};
-use super::train::{read_data, validation_relation, LabelColumns, Labelled};
+use super::train::{read_data, round4, validation_relation, LabelColumns, Labelled};
 use super::{check_name, files, positive_index};
 use crate::error::{raise_hint, OrRaise};
 use crate::json::Jsonb;
@@ -247,21 +247,17 @@ fn bert_finetune_impl(name: &str, source: pg_sys::Oid, encoder: &str, options: J
 
     let longest = train.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     let need = finetune::estimate_bytes(&config, &p.train, longest, labels.len());
-    let limit = settings::max_training_bytes() as u64;
-    if need > limit {
-        raise_hint(
-            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+    settings::check_training_memory(
+        usize::try_from(need).unwrap_or(usize::MAX),
+        || {
             format!(
-                "fine-tuning \"{encoder}\" with batches of {} texts of up to {longest} tokens \
-                 needs about {} MB, more than persona.max_training_memory ({} MB)",
-                p.train.batch_size,
-                need >> 20,
-                limit >> 20
-            ),
-            "Lower batch_size or max_length, freeze layers (frozen_layers), or raise \
-             persona.max_training_memory.",
-        );
-    }
+                "fine-tuning \"{encoder}\" with batches of {} texts of up to {longest} tokens",
+                p.train.batch_size
+            )
+        },
+        "Lower batch_size or max_length, freeze layers (frozen_layers), or raise \
+         persona.max_training_memory.",
+    );
     let mut model = BertClassifier::from_safetensors(
         config,
         &weights,
@@ -349,10 +345,6 @@ fn bert_finetune_impl(name: &str, source: pg_sys::Oid, encoder: &str, options: J
         obj.insert("seconds".into(), json!(round4(t0.elapsed().as_secs_f64())));
     }
     JsonB(summary)
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 1e4).round() / 1e4
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -344,20 +344,16 @@ fn check_memory(data: &Labelled, valid: Option<&Labelled>, pooled_dims: usize) {
     let rows = data.texts.len() + valid.map_or(0, |v| v.texts.len());
     let text_bytes: usize = data.texts.iter().map(String::len).sum();
     let need = rows * pooled_dims * 4 + text_bytes;
-    let limit = settings::max_training_bytes();
-    if need > limit {
-        raise_hint(
-            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+    settings::check_training_memory(
+        need,
+        || {
             format!(
-                "training on {rows} texts of {pooled_dims}-dimensional embeddings (all poolings) \
-                 needs about {} MB, more than persona.max_training_memory ({} MB)",
-                need >> 20,
-                limit >> 20
-            ),
-            "Raise persona.max_training_memory, or train on a sample (a view with TABLESAMPLE or \
-             LIMIT).",
-        );
-    }
+                "training on {rows} texts of {pooled_dims}-dimensional embeddings (all poolings)"
+            )
+        },
+        "Raise persona.max_training_memory, or train on a sample (a view with TABLESAMPLE or \
+         LIMIT).",
+    );
 }
 
 /// Progress NOTICEs (at most every 5 s) and cancel checks while embedding.
@@ -431,7 +427,7 @@ fn views<'a>(emb: &'a [Vec<Vec<f32>>], idx: Option<&[usize]>) -> Vec<Vec<&'a [f3
         .collect()
 }
 
-fn round4(x: f64) -> f64 {
+pub(super) fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 

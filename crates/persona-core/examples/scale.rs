@@ -5,8 +5,9 @@
 //! It prints the training time per size and the growth factor between sizes, so a trainer whose
 //! time grows faster than the ratings shows up in seconds, not in a 15-minute SQL benchmark.
 //!
-//!     cargo run --release -p persona-core --example scale [SIZES] [ALGOS]
+//!     cargo run --release -p persona-core --example scale [SIZES] [ALGOS] [OPTIONS]
 //!     cargo run --release -p persona-core --example scale 1000000,5000000 svd,svdpp
+//!     cargo run --release -p persona-core --example scale 25000000 svdpp '{"epochs": 5}'
 use std::time::Instant;
 
 use persona_core::cf::{train, Algorithm, Dataset};
@@ -48,6 +49,8 @@ fn main() {
         .split(',')
         .map(|s| s.parse().expect("algorithm"))
         .collect();
+    // The same options for every algorithm (`cf_train`'s jsonb), each algorithm's defaults when absent.
+    let options = args.next().unwrap_or_else(|| "{}".into());
     let threads = Threads::new(2).expect("threads");
     let mut last: Vec<Option<(usize, f64)>> = vec![None; algos.len()];
     for &n in &sizes {
@@ -66,7 +69,7 @@ fn main() {
         );
         for (a, &algo) in algos.iter().enumerate() {
             let t = Instant::now();
-            let model = train(&d, algo, "{}", &threads, &mut NoMonitor).expect("trains");
+            let model = train(&d, algo, &options, &threads, &mut NoMonitor).expect("trains");
             let s = t.elapsed().as_secs_f64();
             // A change that should only move memory (a layout, a prefetch) must keep these.
             let digest = sha2::Sha256::digest(model.to_bytes());

@@ -121,8 +121,6 @@ mod tests {
     use crate::cf::{train, Algorithm, Dataset};
     use crate::control::{NoMonitor, Threads};
 
-    /// ALS trained with the AVX2 copy of its row solver and with the baseline one gives the same
-    /// bits (on a CPU without AVX2 both runs take the baseline path and the test says nothing).
     #[test]
     fn line_aligned_rows_start_on_a_cache_line_and_keep_their_values() {
         for len in [0, 1, 16, 1000, 100_000] {
@@ -148,26 +146,28 @@ mod tests {
         assert_eq!(lines_spanned(&plain[..0]), 0);
     }
 
+    /// ALS and SVD++ trained with the AVX2 copies of their inner loops and with the baseline
+    /// ones give the same bits (on a CPU without AVX2 both runs take the baseline path and the
+    /// test says nothing). 37 factors: the dot products' 8-lane chunks and their tails.
     #[test]
     fn the_wide_path_gives_the_same_model() {
         let rows: Vec<(i64, i64, f32)> = (0..4000)
             .map(|n: i64| (n % 97, (n * 31 + n / 7) % 211, 1.0 + (n % 5) as f32))
             .collect();
         let d = Dataset::from_triples(&rows).unwrap();
-        let options = r#"{"factors": 37, "iterations": 4, "binary": false}"#;
-        let fit = || {
-            train(
-                &d,
+        for (algo, options) in [
+            (
                 Algorithm::Als,
-                options,
-                &Threads::current(),
-                &mut NoMonitor,
-            )
-        };
-        let wide = fit().unwrap().to_bytes();
-        set_wide(false);
-        let narrow = fit().unwrap().to_bytes();
-        set_wide(true);
-        assert!(wide == narrow, "the AVX2 and baseline paths differ");
+                r#"{"factors": 37, "iterations": 4, "binary": false}"#,
+            ),
+            (Algorithm::Svdpp, r#"{"factors": 37, "epochs": 4}"#),
+        ] {
+            let fit = || train(&d, algo, options, &Threads::current(), &mut NoMonitor);
+            let wide = fit().unwrap().to_bytes();
+            set_wide(false);
+            let narrow = fit().unwrap().to_bytes();
+            set_wide(true);
+            assert!(wide == narrow, "{algo}: the AVX2 and baseline paths differ");
+        }
     }
 }

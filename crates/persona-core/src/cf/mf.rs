@@ -400,7 +400,7 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
     let mu = d.global_mean;
     let mut users: Vec<u32> = (0..d.n_users() as u32).collect();
     let mut row: Vec<(u32, f32)> = Vec::new();
-    let (mut z, mut acc) = (vec![0f32; k], vec![0f32; k]);
+    let (mut z, mut acc, mut w) = (vec![0f32; k], vec![0f32; k], vec![0f32; k]);
     let (mut lr, mut lr_b, mut lr_y) = (p.lr, p.lr_bias, p.lr_implicit);
     for epoch in 0..p.epochs {
         users.shuffle(&mut rng);
@@ -419,43 +419,59 @@ pub fn train_svdpp(d: &Dataset, p: &MfParams, monitor: &mut dyn Monitor) -> Resu
                 }
             }
             let s = 1.0 / (items.len() as f32).sqrt();
-            implicit_sum(&y, k, items, s, &mut z);
             acc.iter_mut().for_each(|a| *a = 0.0);
             row.clear();
             row.extend(items.iter().copied().zip(ratings.iter().copied()));
             row.shuffle(&mut rng);
             let u = u as usize;
-            for (n, &(i, r)) in row.iter().enumerate() {
-                if let Some(&(ahead, _)) = row.get(n + AHEAD) {
-                    crate::simd::prefetch(&f.q[ahead as usize * k..(ahead as usize + 1) * k]);
-                }
-                let i = i as usize;
-                let pu = &mut f.p[u * k..(u + 1) * k];
-                let qi = &mut f.q[i * k..(i + 1) * k];
-                let mut dotv = 0f32;
-                for f in 0..k {
-                    dotv += qi[f] * (pu[f] + z[f]);
-                }
-                let e = r - (mu + f.bu[u] + f.bi[i] + dotv);
-                sse += (e * e) as f64;
-                f.bu[u] += lr_b * (e - p.reg_bias * f.bu[u]);
-                f.bi[i] += lr_b * (e - p.reg_bias * f.bi[i]);
-                for ff in 0..k {
-                    let (a, b) = (pu[ff], qi[ff]);
-                    pu[ff] += lr * (e * b - p.reg * a);
-                    qi[ff] += lr * (e * (a + z[ff]) - p.reg * b);
-                    acc[ff] += e * s * b;
-                }
-            }
-            for (n, &j) in items.iter().enumerate() {
-                if let Some(&ahead) = items.get(n + AHEAD) {
-                    crate::simd::prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]);
-                }
-                let yj = &mut y[j as usize * k..(j as usize + 1) * k];
-                for ff in 0..k {
-                    yj[ff] += lr_y * (acc[ff] - p.reg_implicit * yj[ff]);
-                }
-            }
+            let (pu, bu) = (&mut f.p[u * k..(u + 1) * k], &mut f.bu[u]);
+            let (q, bi) = (&mut f.q, &mut f.bi);
+            crate::simd::wide(
+                #[inline(always)]
+                || {
+                    implicit_sum(&y, k, items, s, &mut z);
+                    // w = p_u + z, kept current as p_u moves, so the prediction is one dot
+                    // product with independent accumulators ([`dot`]) instead of a chain of k
+                    // dependent additions.
+                    for ((wf, &pf), &zf) in w.iter_mut().zip(pu.iter()).zip(z.iter()) {
+                        *wf = pf + zf;
+                    }
+                    for (n, &(i, r)) in row.iter().enumerate() {
+                        if let Some(&(ahead, _)) = row.get(n + AHEAD) {
+                            crate::simd::prefetch(&q[ahead as usize * k..(ahead as usize + 1) * k]);
+                        }
+                        let i = i as usize;
+                        let qi = &mut q[i * k..(i + 1) * k];
+                        let e = r - (mu + *bu + bi[i] + dot(qi, &w));
+                        sse += (e * e) as f64;
+                        *bu += lr_b * (e - p.reg_bias * *bu);
+                        bi[i] += lr_b * (e - p.reg_bias * bi[i]);
+                        let es = e * s;
+                        for ((((pf, qf), wf), &zf), af) in pu
+                            .iter_mut()
+                            .zip(qi.iter_mut())
+                            .zip(w.iter_mut())
+                            .zip(z.iter())
+                            .zip(acc.iter_mut())
+                        {
+                            let (a, b) = (*pf, *qf);
+                            *pf += lr * (e * b - p.reg * a);
+                            *qf += lr * (e * (a + zf) - p.reg * b);
+                            *af += es * b;
+                            *wf = *pf + zf;
+                        }
+                    }
+                    for (n, &j) in items.iter().enumerate() {
+                        if let Some(&ahead) = items.get(n + AHEAD) {
+                            crate::simd::prefetch(&y[ahead as usize * k..(ahead as usize + 1) * k]);
+                        }
+                        let yj = &mut y[j as usize * k..(j as usize + 1) * k];
+                        for (yf, &af) in yj.iter_mut().zip(acc.iter()) {
+                            *yf += lr_y * (af - p.reg_implicit * *yf);
+                        }
+                    }
+                },
+            );
         }
         lr *= p.lr_decay;
         lr_b *= p.lr_decay;

@@ -5,9 +5,14 @@
 //! It prints the training time per size and the growth factor between sizes, so a trainer whose
 //! time grows faster than the ratings shows up in seconds, not in a 15-minute SQL benchmark.
 //!
-//!     cargo run --release -p persona-core --example scale [SIZES] [ALGOS] [OPTIONS]
+//!     cargo run --release -p persona-core --example scale [SIZES] [ALGOS] [OPTIONS] [REPEATS]
 //!     cargo run --release -p persona-core --example scale 1000000,5000000 svd,svdpp
 //!     cargo run --release -p persona-core --example scale 25000000 svdpp '{"epochs": 5}'
+//!     cargo run --release -p persona-core --example scale 1000000,5000000,25000000 svdpp,als {} 3
+//!
+//! With REPEATS > 1 each size trains every algorithm that many times, the algorithms taking turns
+//! (so a slow minute on a shared machine falls on all of them), and the growth factor compares
+//! medians: on a VM whose timings move by up to 2x between runs one run says little.
 use std::time::Instant;
 
 use persona_core::cf::{train, Algorithm, Dataset};
@@ -51,6 +56,7 @@ fn main() {
         .collect();
     // The same options for every algorithm (`cf_train`'s jsonb), each algorithm's defaults when absent.
     let options = args.next().unwrap_or_else(|| "{}".into());
+    let repeats: usize = args.next().map_or(1, |r| r.parse().expect("repeats"));
     let threads = Threads::new(2).expect("threads");
     let mut last: Vec<Option<(usize, f64)>> = vec![None; algos.len()];
     for &n in &sizes {
@@ -67,26 +73,53 @@ fn main() {
             d.n_items(),
             t.elapsed().as_secs_f64()
         );
+        let mut times = vec![Vec::new(); algos.len()];
+        let mut digests = vec![String::new(); algos.len()];
+        for round in 0..repeats {
+            for (a, &algo) in algos.iter().enumerate() {
+                let t = Instant::now();
+                let model = train(&d, algo, &options, &threads, &mut NoMonitor).expect("trains");
+                let s = t.elapsed().as_secs_f64();
+                // A change that should only move memory (a layout, a prefetch) must keep these.
+                let digest = sha2::Sha256::digest(model.to_bytes());
+                let digest = format!(
+                    "{:02x}{:02x}{:02x}{:02x}",
+                    digest[0], digest[1], digest[2], digest[3]
+                );
+                assert!(
+                    round == 0 || digest == digests[a],
+                    "{algo}: another model from the same ratings"
+                );
+                digests[a] = digest;
+                times[a].push(s);
+            }
+        }
         for (a, &algo) in algos.iter().enumerate() {
-            let t = Instant::now();
-            let model = train(&d, algo, &options, &threads, &mut NoMonitor).expect("trains");
-            let s = t.elapsed().as_secs_f64();
-            // A change that should only move memory (a layout, a prefetch) must keep these.
-            let digest = sha2::Sha256::digest(model.to_bytes());
+            let mut sorted = times[a].clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[sorted.len() / 2];
             let growth = last[a]
                 .map(|(m, prev)| {
-                    format!("  {:.1}x for {:.1}x ratings", s / prev, n as f64 / m as f64)
+                    format!(
+                        "  {:.1}x for {:.1}x ratings",
+                        median / prev,
+                        n as f64 / m as f64
+                    )
                 })
                 .unwrap_or_default();
+            let runs = if repeats > 1 {
+                let each: Vec<String> = times[a].iter().map(|t| format!("{t:.2}")).collect();
+                format!(" (median of {}: {} s;", repeats, each.join(", "))
+            } else {
+                " (".to_string()
+            };
             println!(
-                "  {:9} {s:7.2} s{growth}  (model sha256 {:02x}{:02x}{:02x}{:02x}...)",
+                "  {:9} {median:7.2} s{growth}  {:.0} ns per rating (whole training){runs} model sha256 {}...)",
                 algo.name(),
-                digest[0],
-                digest[1],
-                digest[2],
-                digest[3]
+                median * 1e9 / n as f64,
+                digests[a]
             );
-            last[a] = Some((n, s));
+            last[a] = Some((n, median));
         }
     }
 }

@@ -97,7 +97,12 @@ fn main() {
         for (a, &algo) in algos.iter().enumerate() {
             let mut sorted = times[a].clone();
             sorted.sort_by(f64::total_cmp);
-            let median = sorted[sorted.len() / 2];
+            let mid = sorted.len() / 2;
+            let median = if sorted.len() % 2 == 0 {
+                (sorted[mid - 1] + sorted[mid]) / 2.0
+            } else {
+                sorted[mid]
+            };
             let growth = last[a]
                 .map(|(m, prev)| {
                     format!(

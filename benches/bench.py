@@ -15,7 +15,8 @@ conn.execute("CREATE EXTENSION IF NOT EXISTS pg_persona")
 conn.execute("SET max_parallel_workers_per_gather = 0")
 results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
 # BENCH_ONLY=cf,recommend,campaign,text,foldin,beyond,implicit runs some sections; run.sh merges them into results.json.
-# "scale" (synthetic 1M/5M/25M ratings, ~1 hour) and "portraits" (~15 minutes) run only when asked.
+# "scale" (synthetic 1M/5M/25M ratings, ~1 hour), "scale_catalogue" (the same with 25M's users and items at
+# every size, ~20 minutes) and "portraits" (~15 minutes) run only when asked.
 ONLY = set(os.environ.get("BENCH_ONLY", "cf,recommend,campaign,campaign_v2,text,foldin,beyond,implicit,coldstart").split(","))
 
 
@@ -629,14 +630,20 @@ elif "implicit" in ONLY:
     print(f"SKIPPED: ALS vs implicit needs ml-100k at '{ML}' (set ML100K)")
 
 # 8. Training at scale: synthetic long-tail ratings, 1M / 5M / 25M ----------------------------------
-if "scale" in ONLY:
+# "scale_catalogue" is the same with the users and items fixed at 25M's at every size: the factor
+# tables then keep their size and only the ratings grow, which separates a trainer's own growth from
+# its tables outgrowing a cache level (examples/scale's CATALOGUE argument, in SQL).
+def scale_section(key, catalogue):
     section("cf_train on synthetic ratings with a long tail (MovieLens 25M's shape: 162k users x 59k "
-            "items at 25M; users and items in proportion at smaller sizes), 2 training threads")
+            "items at 25M; " + ("users and items in proportion at smaller sizes" if catalogue is None
+                               else f"users and items fixed at {catalogue:,} ratings' at every size") +
+            "), 2 training threads")
     sizes = [int(x) for x in os.environ.get("SCALE_SIZES", "1000000,5000000,25000000").split(",")]
     algos = os.environ.get("SCALE_ALGOS", "svd,svdpp,als,knn_item").split(",")
-    scale = {"sizes": {}, "algorithms": algos}
+    scale = {"sizes": {}, "algorithms": algos, "catalogue_of": catalogue}
     for n in sizes:
-        users, items = max(100, round(162_541 * n / 25_000_000)), max(50, round(59_047 * n / 25_000_000))
+        shape = n if catalogue is None else catalogue
+        users, items = max(100, round(162_541 * shape / 25_000_000)), max(50, round(59_047 * shape / 25_000_000))
         q("DROP TABLE IF EXISTS scale_ratings")
         # Power laws fitted to MovieLens 25M's extremes: its most active user has ~0.13% of the
         # ratings (u = U * r^1.8), its most rated item ~0.3% (i = I * r^1.9). Ratings 1-5 with a
@@ -713,8 +720,15 @@ if "scale" in ONLY:
             q("DELETE FROM persona.cf_active WHERE model = %s", f"scale_{algo}")
             q("DELETE FROM persona.cf_model_versions WHERE model = %s", f"scale_{algo}")
         scale["sizes"][str(n)] = per
-    results["scale"] = scale
+    results[key] = scale
     q("DROP TABLE IF EXISTS scale_ratings")
+
+
+if "scale" in ONLY:
+    scale_section("scale", None)
+if "scale_catalogue" in ONLY:
+    scale_section("scale_catalogue", 25_000_000)
+
 
 # 9. Cold-start items on ml-100k: 10% of items held out entirely, factors from title + genres ---------
 if "coldstart" in ONLY and os.path.exists(f"{ML}/u.item"):

@@ -14,7 +14,8 @@
 # MovieLens is read from ../shared/data/ml-100k (ML100K=...); without it those parts are skipped
 # with a message. Needs the extension installed (make install). Results: benches/results.json
 # (BENCH_ONLY=cf,recommend,campaign,campaign_v2,text,foldin,beyond,implicit,coldstart runs
-# ; scale, the 1M/5M/25M training table, runs only when named some sections and replaces only theirs).
+# ; scale, the 1M/5M/25M training table, and scale_catalogue, the same with the catalogue fixed,
+# run only when named; naming some sections replaces only theirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh

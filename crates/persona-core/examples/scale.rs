@@ -5,10 +5,15 @@
 //! It prints the training time per size and the growth factor between sizes, so a trainer whose
 //! time grows faster than the ratings shows up in seconds, not in a 15-minute SQL benchmark.
 //!
-//!     cargo run --release -p persona-core --example scale [SIZES] [ALGOS] [OPTIONS] [REPEATS]
+//!     cargo run --release -p persona-core --example scale [SIZES] [ALGOS] [OPTIONS] [REPEATS] [CATALOGUE]
 //!     cargo run --release -p persona-core --example scale 1000000,5000000 svd,svdpp
 //!     cargo run --release -p persona-core --example scale 25000000 svdpp '{"epochs": 5}'
 //!     cargo run --release -p persona-core --example scale 1000000,5000000,25000000 svdpp,als {} 3
+//!     cargo run --release -p persona-core --example scale 1000000,5000000,25000000 svdpp {} 3 25000000
+//!
+//! CATALOGUE, a fifth argument, fixes the users and items at those of that many ratings (above:
+//! 162,541 x 59,047 at every size), so the factor tables stay the same size and only the ratings
+//! grow.
 //!
 //! With REPEATS > 1 each size trains every algorithm that many times, the algorithms taking turns
 //! (so a slow minute on a shared machine falls on all of them), and the growth factor compares
@@ -21,9 +26,11 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use sha2::Digest;
 
-fn ratings(n: usize) -> Dataset {
-    let users = (162_541.0 * n as f64 / 25e6).round().max(100.0);
-    let items = (59_047.0 * n as f64 / 25e6).round().max(50.0);
+/// `n` ratings over the users and items MovieLens 25M's shape gives `catalogue` ratings (`n`
+/// itself in the benchmark).
+fn ratings(n: usize, catalogue: usize) -> Dataset {
+    let users = (162_541.0 * catalogue as f64 / 25e6).round().max(100.0);
+    let items = (59_047.0 * catalogue as f64 / 25e6).round().max(50.0);
     let mut rng = Pcg64Mcg::seed_from_u64(42);
     let mut seen = rustc_hash::FxHashSet::default();
     let mut rows = Vec::with_capacity(n);
@@ -57,11 +64,15 @@ fn main() {
     // The same options for every algorithm (`cf_train`'s jsonb), each algorithm's defaults when absent.
     let options = args.next().unwrap_or_else(|| "{}".into());
     let repeats: usize = args.next().map_or(1, |r| r.parse().expect("repeats"));
+    // Users and items as at this many ratings, whatever the size: with the catalogue fixed the
+    // factor tables are the same size at every size, so a time that still grows faster than the
+    // ratings is the trainer's own work, not its tables outgrowing a cache.
+    let catalogue: Option<usize> = args.next().map(|c| c.parse().expect("catalogue"));
     let threads = Threads::new(2).expect("threads");
     let mut last: Vec<Option<(usize, f64)>> = vec![None; algos.len()];
     for &n in &sizes {
         let t = Instant::now();
-        let d = ratings(n);
+        let d = ratings(n, catalogue.unwrap_or(n));
         // Item-based k-NN's similarity walk visits every pair of items a user rated: its work is
         // the sum of the squared user activities, which a long tail makes grow faster than n.
         let pairs: f64 = (0..d.n_users() as u32)

@@ -5,8 +5,7 @@ use std::time::Instant;
 
 use persona_core::cf::evaluate::{evaluate_until, split_rows, Rows, SplitKind};
 use persona_core::cf::{
-    estimate_bytes, estimate_held_rows_bytes, estimate_read_bytes, seeded_options, train,
-    Algorithm, DatasetBuilder,
+    estimate_peak_bytes, estimate_read_bytes, seeded_options, train, Algorithm, DatasetBuilder,
 };
 use persona_core::control::Threads;
 use persona_core::CoreError;
@@ -207,9 +206,9 @@ fn fit(
         (d.min_rating, d.max_rating) = (lo, hi);
     }
     let algo_options = seeded_options(algo, &spec.algo_options, spec.seed);
-    let need = estimate_bytes(&d, algo, &algo_options)
-        .or_raise_hint("See the README's table of algorithm options.")
-        .saturating_add(estimate_held_rows_bytes(rows.len()));
+    // The larger of training's and storing's peaks (cf_train frees the rows before it stores).
+    let need = estimate_peak_bytes(&d, algo, &algo_options, rows.len())
+        .or_raise_hint("See the README's table of algorithm options.");
     check_memory(need, || {
         format!(
             "training \"{algo}\" on {} users, {} items and {} ratings",
@@ -355,6 +354,8 @@ fn cf_train_impl(source: pg_sys::Oid, algorithm: &str, model: &str, options: Jso
     let obj = summary.as_object_mut().expect("summary is an object");
     obj.insert("source".into(), json!(relname));
     obj.insert("source_columns".into(), source_columns);
+    // The rows are not needed any more: storing needs the memory (see estimate_peak_bytes).
+    drop(rows);
     let version = model_store::save(model, &trained, &summary);
     let obj = summary.as_object_mut().expect("summary is an object");
     obj.insert("model".into(), json!(model));

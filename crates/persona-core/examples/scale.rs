@@ -129,11 +129,15 @@ fn main() {
             } else {
                 " (".to_string()
             };
+            // What cf_train would check persona.max_training_memory against after reading.
+            let estimate = persona_core::cf::estimate_peak_bytes(&d, algo, &options, n)
+                .expect("options parse");
             println!(
-                "  {:9} {median:7.2} s{growth}  {:.0} ns per rating (whole training){runs} model sha256 {}...)",
+                "  {:9} {median:7.2} s{growth}  {:.0} ns per rating (whole training){runs} model sha256 {}..., memory estimate {} MB)",
                 algo.name(),
                 median * 1e9 / n as f64,
-                digests[a]
+                digests[a],
+                estimate >> 20
             );
             last[a] = Some((n, median));
         }

@@ -21,6 +21,6 @@ pub use explain::{Explainer, Explanation, Reason, ReasonKind};
 pub use foldin::FoldedUser;
 pub use model::CfModel;
 pub use train::{
-    estimate_bytes, estimate_held_rows_bytes, estimate_read_bytes, seeded_options, train,
-    Algorithm, ALGORITHMS,
+    estimate_bytes, estimate_held_rows_bytes, estimate_model_bytes, estimate_peak_bytes,
+    estimate_read_bytes, seeded_options, train, Algorithm, ALGORITHMS,
 };

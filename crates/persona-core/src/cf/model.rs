@@ -652,6 +652,44 @@ mod tests {
         assert!(sane > 0 && sane < 1 << 30, "{sane}");
     }
 
+    /// The bound `persona.max_training_memory` checks the store against must hold for every
+    /// algorithm, on a dense matrix and on few ratings over a large catalogue (where the store is
+    /// the larger peak), and must not be so loose that it refuses what fits.
+    #[test]
+    fn the_model_bytes_estimate_bounds_the_stored_model() {
+        let mut sparse = Vec::new();
+        for n in 0..6000i64 {
+            // 6,000 ratings over up to 3,000 users x 2,000 items, ids far apart (long varints).
+            sparse.push((
+                (n * 7919) % 3000 * 1_000_003,
+                (n * 104_729) % 2000 - 1000,
+                (1 + n % 5) as f32,
+            ));
+        }
+        sparse.sort_by_key(|&(u, i, _)| (u, i));
+        sparse.dedup_by_key(|&mut (u, i, _)| (u, i));
+        let sparse = Dataset::from_triples(&sparse).unwrap();
+        let threads = Threads::new(2).unwrap();
+        for d in [small(), sparse] {
+            for (name, _) in crate::cf::ALGORITHMS {
+                let algo: Algorithm = name.parse().unwrap();
+                let model = train(&d, algo, "{}", &threads, &mut NoMonitor).unwrap();
+                let actual = model.to_bytes().len();
+                let bound = crate::cf::estimate_model_bytes(&d, algo, "{}").unwrap();
+                assert!(bound >= actual, "{algo}: bound {bound} < {actual} bytes");
+                assert!(
+                    bound <= 4 * actual + (64 << 10),
+                    "{algo}: bound {bound} for {actual} bytes"
+                );
+                let peak = crate::cf::estimate_peak_bytes(&d, algo, "{}", d.n_ratings()).unwrap();
+                assert!(
+                    peak >= (16 << 20) + 3 * actual,
+                    "{algo}: peak {peak} for {actual} bytes"
+                );
+            }
+        }
+    }
+
     /// Says "interrupted" from its first poll on, and counts the polls.
     struct CancelAtOnce(usize);
 

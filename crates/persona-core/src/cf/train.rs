@@ -190,6 +190,109 @@ pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usi
     Ok(base.saturating_add(model))
 }
 
+/// The most memory a `cf_train` needs at any point after reading `rows` source rows: the larger
+/// of its two peaks, each checked against `persona.max_training_memory` before either starts.
+/// - Training: the rows as read ([`estimate_held_rows_bytes`]) and [`estimate_bytes`].
+/// - Storing: the model in memory, its bytes, and two copies PostgreSQL makes of a bytea while
+///   it inserts it (the parameter's datum and the tuple that TOAST then splits);
+///   [`estimate_model_bytes`] bounds the bytes. `cf_train` frees the rows as read before it
+///   stores, but the allocator may keep their pages (measured: after a training that held 83 MB
+///   the store of a 19 MB model took the backend to 117 MB), so they are counted here too.
+///
+/// With few ratings over a large catalogue (1M ratings over 162,541 users x 59,047 items) the
+/// store is the larger peak: measured through SQL, `svdpp` held 207 MB at its peak against a
+/// training estimate of 136 MB.
+pub fn estimate_peak_bytes(
+    d: &Dataset,
+    algo: Algorithm,
+    options: &str,
+    rows: usize,
+) -> Result<usize> {
+    let held = estimate_held_rows_bytes(rows);
+    let training = estimate_bytes(d, algo, options)?.saturating_add(held);
+    let (in_memory, stored) = model_bytes(d, algo, options)?;
+    let storing = (16usize << 20)
+        .saturating_add(held)
+        .saturating_add(in_memory)
+        .saturating_add(stored.saturating_mul(3));
+    Ok(training.max(storing))
+}
+
+/// An upper bound of the bytes of the model `cf_train` stores ([`crate::cf::CfModel::to_bytes`])
+/// when trained on `d`, before training. Not counted: the map from item texts to factors that
+/// `item_text` adds (its embedding width times the factors, a few hundred KB).
+pub fn estimate_model_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usize> {
+    Ok(model_bytes(d, algo, options)?.1)
+}
+
+/// Upper bounds of a model's bytes in memory and stored (postcard: an integer below n as a varint
+/// of [`varint_bytes`]`(n)` bytes, an id of up to 10, floats as 4 bytes).
+fn model_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<(usize, usize)> {
+    let m = |factors: &[usize]| factors.iter().fold(1usize, |a, &b| a.saturating_mul(b));
+    let (u, i, r) = (d.n_users(), d.n_items(), d.n_ratings());
+    let (index, offset) = (varint_bytes(u.max(i)), varint_bytes(r));
+    // Id maps (a vector of ids and a hash index in memory; the ids stored), the ratings seen
+    // (a CSR by user), the parameters' JSON and the header.
+    let mut in_memory = m(&[u + i, 48])
+        .saturating_add(m(&[r, 8]))
+        .saturating_add(m(&[u + 1, 4]));
+    let mut stored = (64usize << 10)
+        .saturating_add(m(&[u + i, 10]))
+        .saturating_add(m(&[r, index + 4]))
+        .saturating_add(m(&[u + 1, offset]));
+    // The algorithm's own part: what it stores is what it holds, floats for floats.
+    let (mem, ser) = match algo {
+        Algorithm::Baseline => (m(&[u + i, 4]), m(&[u + i, 4])),
+        Algorithm::Svd | Algorithm::Svdpp => {
+            let k = parse_mf(algo, options)?.factors;
+            let b = m(&[u + i, k.saturating_add(1), 4]);
+            (b, b)
+        }
+        Algorithm::Als => {
+            let k = parse::<AlsParams>(algo, options)?.factors;
+            let b = m(&[u + i, k, 4]);
+            (b, b)
+        }
+        Algorithm::KnnUser | Algorithm::KnnItem => {
+            let p: KnnParams = parse(algo, options)?;
+            let (rows, other) = if algo == Algorithm::KnnUser {
+                (u, &d.by_item)
+            } else {
+                (i, &d.by_user)
+            };
+            // A row's neighbours share a column with it: at most max_neighbors, and in all at
+            // most the co-rated pairs (the sum of each column's length squared).
+            let pairs = (0..other.n_rows() as u32)
+                .map(|c| m(&[other.row_len(c), other.row_len(c)]))
+                .fold(0usize, usize::saturating_add);
+            let lists = m(&[rows, p.max_neighbors.min(rows)]).min(pairs);
+            // Neighbour lists (index, similarity), their offsets, the row means and biases,
+            // and the ratings it predicts from when they differ from those seen (centred).
+            let mem = m(&[lists, 8])
+                .saturating_add(m(&[rows + 1, 8]))
+                .saturating_add(m(&[rows + u + i, 4]))
+                .saturating_add(m(&[r, 8]))
+                .saturating_add(m(&[u + 1, 4]));
+            let ser = m(&[lists, index + 4])
+                .saturating_add(m(&[rows + 1, varint_bytes(lists)]))
+                .saturating_add(m(&[rows + u + i, 4]))
+                .saturating_add(m(&[r, index + 4]))
+                .saturating_add(m(&[u.max(i) + 1, offset]));
+            (mem, ser)
+        }
+    };
+    in_memory = in_memory.saturating_add(mem);
+    stored = stored.saturating_add(ser);
+    Ok((in_memory, stored))
+}
+
+/// Bytes of the longest varint (7 bits a byte) of a number below `n`.
+fn varint_bytes(n: usize) -> usize {
+    ((usize::BITS - n.leading_zeros()) as usize)
+        .div_ceil(7)
+        .max(1)
+}
+
 fn parse_mf(algo: Algorithm, options: &str) -> Result<MfParams> {
     let defaults = if algo == Algorithm::Svdpp {
         MfParams::svdpp()

@@ -673,18 +673,36 @@ mod tests {
         for d in [small(), sparse] {
             for (name, _) in crate::cf::ALGORITHMS {
                 let algo: Algorithm = name.parse().unwrap();
-                let model = train(&d, algo, "{}", &threads, &mut NoMonitor).unwrap();
+                let mut model = train(&d, algo, "{}", &threads, &mut NoMonitor).unwrap();
+                let r = d.n_ratings();
                 let actual = model.to_bytes().len();
-                let bound = crate::cf::estimate_model_bytes(&d, algo, "{}").unwrap();
+                let bound = crate::cf::estimate_model_bytes(&d, algo, "{}", r).unwrap();
                 assert!(bound >= actual, "{algo}: bound {bound} < {actual} bytes");
                 assert!(
                     bound <= 4 * actual + (64 << 10),
                     "{algo}: bound {bound} for {actual} bytes"
                 );
-                let peak = crate::cf::estimate_peak_bytes(&d, algo, "{}", d.n_ratings()).unwrap();
+                let peak = crate::cf::estimate_peak_bytes(&d, algo, "{}", r).unwrap();
                 assert!(
                     peak >= (16 << 20) + 3 * actual,
                     "{algo}: peak {peak} for {actual} bytes"
+                );
+                // Rows held out for the report join the ratings seen (a k-NN model then stores
+                // the ratings it predicts from apart from them): a third more rows.
+                let (users, items) = (model.users.clone(), model.items.clone());
+                let held: Vec<(i64, i64, f32)> = (0..r / 3)
+                    .map(|n| {
+                        let (u, i) = (n % users.len(), (n / 7) % items.len());
+                        (users.id(u as u32), items.id(i as u32), 3.0)
+                    })
+                    .collect();
+                model.extend_seen(&held);
+                let actual = model.to_bytes().len();
+                let bound =
+                    crate::cf::estimate_model_bytes(&d, algo, "{}", r + held.len()).unwrap();
+                assert!(
+                    bound >= actual,
+                    "{algo}, held-out rows seen: {bound} < {actual} bytes"
                 );
             }
         }

@@ -210,7 +210,7 @@ pub fn estimate_peak_bytes(
 ) -> Result<usize> {
     let held = estimate_held_rows_bytes(rows);
     let training = estimate_bytes(d, algo, options)?.saturating_add(held);
-    let (in_memory, stored) = model_bytes(d, algo, options)?;
+    let (in_memory, stored) = model_bytes(d, algo, options, rows)?;
     let storing = (16usize << 20)
         .saturating_add(held)
         .saturating_add(in_memory)
@@ -219,26 +219,36 @@ pub fn estimate_peak_bytes(
 }
 
 /// An upper bound of the bytes of the model `cf_train` stores ([`crate::cf::CfModel::to_bytes`])
-/// when trained on `d`, before training. Not counted: the map from item texts to factors that
-/// `item_text` adds (its embedding width times the factors, a few hundred KB).
-pub fn estimate_model_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usize> {
-    Ok(model_bytes(d, algo, options)?.1)
+/// when trained on `d` after reading `rows` rows (see [`model_bytes`]), before training. Not
+/// counted: the map from item texts to factors that `item_text` adds (its embedding width times
+/// the factors, a few hundred KB).
+pub fn estimate_model_bytes(
+    d: &Dataset,
+    algo: Algorithm,
+    options: &str,
+    rows: usize,
+) -> Result<usize> {
+    Ok(model_bytes(d, algo, options, rows)?.1)
 }
 
 /// Upper bounds of a model's bytes in memory and stored (postcard: an integer below n as a varint
 /// of [`varint_bytes`]`(n)` bytes, an id of up to 10, floats as 4 bytes).
-fn model_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<(usize, usize)> {
+///
+/// `rows` is the number of rows read: those held out for the report join the ratings the model
+/// records as seen, and a k-NN model then keeps the ratings it predicts from apart from those.
+fn model_bytes(d: &Dataset, algo: Algorithm, options: &str, rows: usize) -> Result<(usize, usize)> {
     let m = |factors: &[usize]| factors.iter().fold(1usize, |a, &b| a.saturating_mul(b));
     let (u, i, r) = (d.n_users(), d.n_items(), d.n_ratings());
-    let (index, offset) = (varint_bytes(u.max(i)), varint_bytes(r));
+    let (seen, apart) = (r.max(rows), if rows > r { r } else { 0 });
+    let (index, offset) = (varint_bytes(u.max(i)), varint_bytes(seen));
     // Id maps (a vector of ids and a hash index in memory; the ids stored), the ratings seen
     // (a CSR by user), the parameters' JSON and the header.
     let mut in_memory = m(&[u + i, 48])
-        .saturating_add(m(&[r, 8]))
+        .saturating_add(m(&[seen, 8]))
         .saturating_add(m(&[u + 1, 4]));
     let mut stored = (64usize << 10)
         .saturating_add(m(&[u + i, 10]))
-        .saturating_add(m(&[r, index + 4]))
+        .saturating_add(m(&[seen, index + 4]))
         .saturating_add(m(&[u + 1, offset]));
     // The algorithm's own part: what it stores is what it holds, floats for floats.
     let (mem, ser) = match algo {
@@ -255,7 +265,7 @@ fn model_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<(usize, us
         }
         Algorithm::KnnUser | Algorithm::KnnItem => {
             let p: KnnParams = parse(algo, options)?;
-            let (rows, other) = if algo == Algorithm::KnnUser {
+            let (n, other) = if algo == Algorithm::KnnUser {
                 (u, &d.by_item)
             } else {
                 (i, &d.by_user)
@@ -265,18 +275,18 @@ fn model_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<(usize, us
             let pairs = (0..other.n_rows() as u32)
                 .map(|c| m(&[other.row_len(c), other.row_len(c)]))
                 .fold(0usize, usize::saturating_add);
-            let lists = m(&[rows, p.max_neighbors.min(rows)]).min(pairs);
+            let lists = m(&[n, p.max_neighbors.min(n)]).min(pairs);
             // Neighbour lists (index, similarity), their offsets, the row means and biases,
-            // and the ratings it predicts from when they differ from those seen (centred).
+            // and the ratings it predicts from when they are not those seen (see `apart`).
             let mem = m(&[lists, 8])
-                .saturating_add(m(&[rows + 1, 8]))
-                .saturating_add(m(&[rows + u + i, 4]))
-                .saturating_add(m(&[r, 8]))
-                .saturating_add(m(&[u + 1, 4]));
+                .saturating_add(m(&[n + 1, 8]))
+                .saturating_add(m(&[n + u + i, 4]))
+                .saturating_add(m(&[apart, 8]))
+                .saturating_add(m(&[u.max(i) + 1, 4]));
             let ser = m(&[lists, index + 4])
-                .saturating_add(m(&[rows + 1, varint_bytes(lists)]))
-                .saturating_add(m(&[rows + u + i, 4]))
-                .saturating_add(m(&[r, index + 4]))
+                .saturating_add(m(&[n + 1, varint_bytes(lists)]))
+                .saturating_add(m(&[n + u + i, 4]))
+                .saturating_add(m(&[apart, index + 4]))
                 .saturating_add(m(&[u.max(i) + 1, offset]));
             (mem, ser)
         }

@@ -150,19 +150,26 @@ pub fn estimate_held_rows_bytes(rows: usize) -> usize {
     rows.saturating_mul(HELD_ROW_BYTES)
 }
 
+/// What a backend holds whatever it trains (the decoded code and its caches, measured at about
+/// 15 MB), counted in both of a training's peaks ([`estimate_peak_bytes`]).
+const BACKEND_BYTES: usize = 16 << 20;
+
+/// The product of `factors`, saturating at usize::MAX: options such as max_neighbors can be
+/// absurd, and an estimate must then exceed every memory limit instead of overflowing into a
+/// small number.
+fn m(factors: &[usize]) -> usize {
+    factors.iter().fold(1usize, |a, &b| a.saturating_mul(b))
+}
+
 /// Bytes the trained model and its training need, estimated before training starts so a too-large
 /// job is refused up front instead of being killed by the operating system.
 pub fn estimate_bytes(d: &Dataset, algo: Algorithm, options: &str) -> Result<usize> {
-    // Options such as max_neighbors can be absurd: the products saturate at usize::MAX (which
-    // no memory limit admits) instead of overflowing into a small number.
-    let m = |factors: &[usize]| factors.iter().fold(1usize, |a, &b| a.saturating_mul(b));
     let (u, i, r) = (d.n_users(), d.n_items(), d.n_ratings());
     let threads = rayon::current_num_threads();
-    // id maps, two CSRs, the seen list, and what a backend holds whatever it trains (the
-    // decoded code and its caches, measured at about 15 MB).
+    // id maps, two CSRs, the seen list, and what a backend holds whatever it trains.
     let base = m(&[u + i, 24])
         .saturating_add(m(&[r, 12, 3]))
-        .saturating_add(16 << 20);
+        .saturating_add(BACKEND_BYTES);
     let model = match algo {
         Algorithm::Baseline => m(&[u + i, 4]),
         Algorithm::Svd => {
@@ -211,7 +218,7 @@ pub fn estimate_peak_bytes(
     let held = estimate_held_rows_bytes(rows);
     let training = estimate_bytes(d, algo, options)?.saturating_add(held);
     let (in_memory, stored) = model_bytes(d, algo, options, rows)?;
-    let storing = (16usize << 20)
+    let storing = BACKEND_BYTES
         .saturating_add(held)
         .saturating_add(in_memory)
         .saturating_add(stored.saturating_mul(3));
@@ -237,7 +244,6 @@ pub fn estimate_model_bytes(
 /// `rows` is the number of rows read: those held out for the report join the ratings the model
 /// records as seen, and a k-NN model then keeps the ratings it predicts from apart from those.
 fn model_bytes(d: &Dataset, algo: Algorithm, options: &str, rows: usize) -> Result<(usize, usize)> {
-    let m = |factors: &[usize]| factors.iter().fold(1usize, |a, &b| a.saturating_mul(b));
     let (u, i, r) = (d.n_users(), d.n_items(), d.n_ratings());
     let (seen, apart) = (r.max(rows), if rows > r { r } else { 0 });
     let (index, offset) = (varint_bytes(u.max(i)), varint_bytes(seen));
